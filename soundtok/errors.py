@@ -1,0 +1,47 @@
+"""Exception types and the exit codes they map to.
+
+Every error a user can cause is a :class:`SoundtokError`; the CLI turns it into a
+single ``error: ...`` line on stderr and exits with :attr:`SoundtokError.exit_code`.
+
+Exit codes (documented in README.md):
+
+* 0 -- success
+* 1 -- failure (bad input, I/O error, a batch in which some items failed)
+* 2 -- usage error (bad flags or arguments)
+* 130 -- interrupted (Ctrl-C)
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class SoundtokError(Exception):
+    """A failure caused by input, environment or data; printed as one line."""
+
+    exit_code = EXIT_FAILURE
+
+
+class UsageError(SoundtokError):
+    """The command line itself is wrong (bad flag value, missing argument)."""
+
+    exit_code = EXIT_USAGE
+
+
+class AudioError(SoundtokError):
+    """An audio input could not be read or is not usable (empty, NaN, too low a rate)."""
+
+
+class FormatError(SoundtokError):
+    """A token stream is malformed, truncated, of an unknown version or from another codec."""
+
+
+class ModelError(SoundtokError):
+    """A model directory or weights file is missing, corrupt or incompatible."""
+
+
+class PartialFailure(SoundtokError):
+    """A batch finished its good items but some items failed (listed on stderr)."""
