@@ -1,0 +1,2 @@
+"""Training code (codec and LLM adapters). Imported only by ``train-codec`` and
+``finetune-llm``; ``import soundtok`` never loads it."""

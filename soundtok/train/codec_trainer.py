@@ -1,0 +1,351 @@
+"""``soundtok train-codec``: stage-wise training of the sound-token codec.
+
+Stages, in the order ``all`` runs them:
+
+* ``vae`` -- mel L1 reconstruction + KL on the continuous latent.
+* ``tokenizer`` -- VAE frozen; latent statistics measured; tokenizer, VQ,
+  flow-matching decoder and MSE baseline decoder trained together
+  (flow-matching loss + MSE loss + VQ codebook/commitment losses).
+* ``vocoder`` -- mel -> waveform; multi-resolution STFT loss + mel L1.
+
+Runs single-process or under ``torchrun`` (DDP; gloo on CPU, nccl on CUDA).
+Checkpoints are atomic (see :mod:`.checkpoint`); ``resume`` continues from the
+latest one, including the optimizer and the stage reached.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..codec.config import CodecConfig
+from ..codec.model import SoundCodec
+from ..codec.vocoder import stft_loss
+from .checkpoint import (latest_checkpoint, load_training_state, optimizer_from_flat,
+                         save_checkpoint)
+from .data import CropSampler, load_clips, validation_batches
+
+STAGES = ("vae", "tokenizer", "vocoder")
+
+
+@dataclass
+class TrainCodecOptions:
+    """Options of one ``train-codec`` run (the CLI flags)."""
+
+    train: list[str]
+    out: str
+    val: list[str] = field(default_factory=list)
+    stage: str = "all"
+    steps: dict = field(default_factory=lambda: {"vae": 3000, "tokenizer": 6000, "vocoder": 6000})
+    batch: int = 16
+    crop_seconds: dict = field(default_factory=lambda: {"vae": 1.28, "tokenizer": 2.56, "vocoder": 0.64})
+    lr: float = 1e-3
+    warmup: int = 100
+    save_every: int = 500
+    val_every: int | None = None  # default: one epoch of training audio
+    seed: int = 0
+    device: str = "cpu"
+    resume: bool = False
+    init_from: str | None = None
+    codec_config: dict = field(default_factory=dict)
+    tensorboard: bool = False
+
+
+class VAEStage(nn.Module):
+    def __init__(self, codec: SoundCodec):
+        super().__init__()
+        self.codec = codec
+
+    def trainable(self):
+        return self.codec.vae.parameters()
+
+    def forward(self, wav: torch.Tensor) -> dict:
+        c = self.codec
+        mel = c.mel(F.pad(wav, (c.edge, c.edge)))
+        mean, logvar = c.vae.encode(mel)
+        z = mean + torch.randn_like(mean) * torch.exp(0.5 * logvar)
+        rec = c.vae.decode(z)
+        l1 = F.l1_loss(rec, mel)
+        kl = 0.5 * torch.mean(mean.square() + logvar.exp() - 1.0 - logvar)
+        return {"loss": l1 + c.cfg.kl_weight * kl, "mel_l1": l1, "kl": kl}
+
+
+class TokenizerStage(nn.Module):
+    def __init__(self, codec: SoundCodec):
+        super().__init__()
+        self.codec = codec
+
+    def trainable(self):
+        c = self.codec
+        for m in (c.tokenizer, c.vq, c.flow, c.mse):
+            yield from m.parameters()
+
+    def forward(self, wav: torch.Tensor) -> dict:
+        c = self.codec
+        with torch.no_grad():
+            zn = c.normalized_latent(F.pad(wav, (c.edge, c.edge))).float()
+        q, codes, vq = c.vq(c.tokenizer(zn))
+        fm = c.flow.loss(zn, q)
+        mse = c.mse.loss(zn, q)
+        loss = fm + mse + vq["vq_codebook"] + vq["vq_commit"]
+        usage = torch.bincount(codes.flatten(), minlength=c.cfg.codebook_size).float()
+        p = usage / usage.sum()
+        ppl = torch.exp(-(p[p > 0] * p[p > 0].log()).sum())
+        return {"loss": loss, "fm": fm, "mse": mse, **vq, "perplexity": ppl}
+
+
+class VocoderStage(nn.Module):
+    def __init__(self, codec: SoundCodec):
+        super().__init__()
+        self.codec = codec
+
+    def trainable(self):
+        return self.codec.vocoder.parameters()
+
+    def forward(self, wav: torch.Tensor) -> dict:
+        c = self.codec
+        with torch.no_grad():
+            mel = c.mel(F.pad(wav, (c.edge, c.edge)))
+        y = c.vocoder(mel)
+        mr = stft_loss(y, wav)
+        mel_l1 = F.l1_loss(c.mel(F.pad(y, (c.edge, c.edge))), mel)
+        return {"loss": mr + 0.5 * mel_l1, "stft": mr, "mel_l1": mel_l1}
+
+
+STAGE_MODULES = {"vae": VAEStage, "tokenizer": TokenizerStage, "vocoder": VocoderStage}
+
+
+class Logger:
+    """CSV metrics (``metrics.csv``, long format), ``train.log``, optional TensorBoard."""
+
+    def __init__(self, run_dir: Path, echo, tensorboard: bool):
+        self.csv_path = run_dir / "metrics.csv"
+        new = not self.csv_path.exists()
+        self.f = open(self.csv_path, "a", newline="")
+        self.w = csv.writer(self.f)
+        if new:
+            self.w.writerow(["time", "stage", "step", "split", "metric", "value"])
+        self.log_f = open(run_dir / "train.log", "a")
+        self.echo = echo
+        self.tb = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+            self.tb = SummaryWriter(str(run_dir / "tensorboard"))
+
+    def metrics(self, stage: str, step: int, split: str, values: dict) -> None:
+        now = f"{time.time():.1f}"
+        for k, v in values.items():
+            self.w.writerow([now, stage, step, split, k, f"{float(v):.6g}"])
+            if self.tb:
+                self.tb.add_scalar(f"{stage}/{split}/{k}", float(v), step)
+        self.f.flush()
+
+    def info(self, msg: str) -> None:
+        self.log_f.write(time.strftime("%H:%M:%S ") + msg + "\n")
+        self.log_f.flush()
+        if self.echo:
+            self.echo(msg)
+
+
+def _dist_info(device: str) -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if device.startswith("cuda") else "gloo"
+        torch.distributed.init_process_group(backend)
+    rank = torch.distributed.get_rank() if world > 1 else 0
+    return rank, world
+
+
+@torch.no_grad()
+def measure_latent_stats(codec: SoundCodec, sampler: CropSampler, batches: int = 20) -> None:
+    """Per-channel mean/std of the VAE latent mean over training crops."""
+    codec.latent_mean.zero_()
+    codec.latent_std.fill_(1.0)
+    zs = []
+    for _ in range(batches):
+        wav = next(sampler).to(codec.latent_mean.device)
+        zs.append(codec.normalized_latent(F.pad(wav, (codec.edge, codec.edge))).float())
+    z = torch.cat(zs, dim=-1).transpose(0, 1).reshape(codec.cfg.latent_dim, -1)
+    codec.latent_mean.copy_(z.mean(dim=1))
+    codec.latent_std.copy_(z.std(dim=1).clamp_min(1e-3))
+
+
+def train_codec(opts: TrainCodecOptions, echo=None) -> Path:
+    """Train (or fine-tune, or resume) a codec; returns the final model directory."""
+    from ..errors import UsageError
+
+    if opts.stage not in (*STAGES, "all"):
+        raise UsageError(f"unknown stage {opts.stage!r}: choose vae, tokenizer, vocoder or all")
+    run_dir = Path(opts.out)
+    rank, world = _dist_info(opts.device)
+    device = torch.device(opts.device if not opts.device.startswith("cuda") or world == 1
+                          else f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
+    if rank == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    log = Logger(run_dir, echo if rank == 0 else None, opts.tensorboard and rank == 0) \
+        if rank == 0 else None
+    info = log.info if log else (lambda m: None)
+
+    ckpt = latest_checkpoint(run_dir) if opts.resume else None
+    if opts.resume and ckpt is None:
+        info(f"no checkpoint in {run_dir}; starting from scratch")
+    state = {"completed": [], "stage": None, "stage_step": 0}
+    opt_tensors = None
+    if ckpt is not None:
+        codec = SoundCodec.from_pretrained(ckpt, device=str(device))
+        state, opt_tensors = load_training_state(ckpt)
+        info(f"resuming from {ckpt.name} (stage {state['stage']}, step {state['stage_step']})")
+    elif opts.init_from:
+        from ..codec import load_codec
+        codec = load_codec(opts.init_from, device=str(device))
+        info(f"fine-tuning from {opts.init_from}")
+    else:
+        codec = SoundCodec(CodecConfig.from_dict({**asdict(CodecConfig()), **opts.codec_config}))
+        codec.to(device)
+    if rank == 0:
+        (run_dir / "options.json").write_text(json.dumps(asdict(opts), indent=1))
+
+    sr = codec.cfg.sample_rate
+    clips, errors = load_clips(opts.train, sr, log=info)
+    for e in errors:
+        info(f"skipped: {e}")
+    val_clips, _ = load_clips(opts.val, sr) if opts.val else ([], [])
+    if val_clips and len(val_clips) > 64:
+        val_clips = val_clips[:: len(val_clips) // 64][:64]
+    train_seconds = sum(c.wav.shape[0] for c in clips) / sr
+    info(f"{len(clips)} training clips ({train_seconds / 60:.1f} min), {len(val_clips)} validation")
+
+    stages = list(STAGES) if opts.stage == "all" else [opts.stage]
+    t_start = time.time()
+    for stage in stages:
+        if stage in state["completed"]:
+            continue
+        resume_step = state["stage_step"] if state.get("stage") == stage else 0
+        _run_stage(codec, stage, opts, clips, val_clips, run_dir, log, info, rank, world,
+                   device, state, resume_step, opt_tensors if resume_step else None,
+                   train_seconds)
+        state["completed"].append(stage)
+        state["stage"], state["stage_step"] = None, 0
+    final = run_dir / "final"
+    if rank == 0:
+        codec.save_pretrained(final)
+        info(f"done in {(time.time() - t_start) / 60:.1f} min; codec saved to {final}")
+    if world > 1:
+        torch.distributed.barrier()
+    return final
+
+
+def _run_stage(codec, stage, opts, clips, val_clips, run_dir, log, info, rank, world, device,
+               state, start_step, opt_tensors, train_seconds):
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    steps = int(opts.steps.get(stage, 1000))
+    crop = int(opts.crop_seconds.get(stage, 1.28) * codec.cfg.sample_rate)
+    crop -= crop % codec.cfg.token_hop
+    sampler = CropSampler(clips, crop, opts.batch, seed=opts.seed + 1000 * start_step, rank=rank)
+    if stage == "tokenizer" and start_step == 0 and not opts.init_from:
+        measure_latent_stats(codec, CropSampler(clips, crop, opts.batch, seed=opts.seed + 99))
+        if world > 1:  # every rank must normalise identically
+            for b in (codec.latent_mean, codec.latent_std):
+                torch.distributed.broadcast(b, 0)
+    if stage == "tokenizer" and start_step == 0:
+        _seed_codebook(codec, sampler)
+    module = STAGE_MODULES[stage](codec)
+    for p in codec.parameters():
+        p.requires_grad_(False)
+    params = list(module.trainable())
+    for p in params:
+        p.requires_grad_(True)
+    codec.train()
+    opt = torch.optim.AdamW(params, lr=opts.lr, betas=(0.8, 0.99), weight_decay=1e-2)
+    if opt_tensors is not None:
+        optimizer_from_flat(opt, opt_tensors, state["optimizer"])
+    model = DDP(module, find_unused_parameters=True) if world > 1 else module
+    per_epoch = opts.val_every or max(1, int(train_seconds / (opts.batch * crop / codec.cfg.sample_rate * world)))
+    info(f"stage {stage}: steps {start_step}->{steps}, batch {opts.batch}x{world}, "
+         f"crop {crop / codec.cfg.sample_rate:.2f}s, validation every {per_epoch} steps")
+    autocast = codec.autocast()
+    t0, agg = time.time(), {}
+    for step in range(start_step + 1, steps + 1):
+        lr = opts.lr * min(1.0, step / max(1, opts.warmup)) * \
+            (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, step / steps))))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        wav = next(sampler).to(device)
+        if world > 1 and step == start_step + 1:
+            _record_rank_data(run_dir, rank, sampler.last_ids)
+        with autocast:
+            out = model(wav)
+        opt.zero_grad(set_to_none=True)
+        out["loss"].backward()
+        gn = torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        if stage == "tokenizer" and step % 100 == 0:
+            with torch.no_grad():
+                zn = codec.normalized_latent(F.pad(wav, (codec.edge, codec.edge)))
+                codec.vq.restart_dead_codes(codec.tokenizer(zn))
+        for k, v in out.items():
+            agg[k] = agg.get(k, 0.0) + float(v.detach())
+        agg["grad_norm"] = agg.get("grad_norm", 0.0) + float(gn)
+        if step % 50 == 0 or step == steps:
+            n = 50 if step % 50 == 0 else (step - start_step) % 50 or 1
+            vals = {k: v / n for k, v in agg.items()}
+            vals["lr"], vals["s_per_step"] = lr, (time.time() - t0) / n
+            if log:
+                log.metrics(stage, step, "train", vals)
+            info(f"{stage} {step}/{steps} " + " ".join(f"{k}={v:.4g}" for k, v in vals.items()))
+            agg, t0 = {}, time.time()
+        if (step % per_epoch == 0 or step == steps) and val_clips and rank == 0:
+            vals = _validate(codec, module, val_clips, crop, opts.batch)
+            log.metrics(stage, step, "val", vals)
+            info(f"{stage} {step} val " + " ".join(f"{k}={v:.4g}" for k, v in vals.items()))
+            codec.train()
+        if (step % opts.save_every == 0 or step == steps) and rank == 0:
+            st = {**state, "stage": stage, "stage_step": step, "seed": opts.seed}
+            st.pop("optimizer", None)
+            save_checkpoint(run_dir, codec, opt, st)
+        if world > 1 and step % opts.save_every == 0:
+            torch.distributed.barrier()
+    for p in codec.parameters():
+        p.requires_grad_(False)
+    codec.eval()
+
+
+@torch.no_grad()
+def _seed_codebook(codec: SoundCodec, sampler: CropSampler, batches: int = 4) -> None:
+    """Initialise every code from encoder outputs of real crops (better than random)."""
+    feats = []
+    for _ in range(batches):
+        wav = next(sampler).to(codec.latent_mean.device)
+        feats.append(codec.tokenizer(codec.normalized_latent(F.pad(wav, (codec.edge, codec.edge)))))
+    codec.vq.usage.zero_()
+    codec.vq.restart_dead_codes(torch.cat(feats, dim=-1).float())
+
+
+@torch.no_grad()
+def _validate(codec, module, val_clips, crop, batch) -> dict:
+    codec.eval()
+    total, n = {}, 0
+    torch.manual_seed(0)
+    with codec.autocast():
+        for wav in validation_batches(val_clips, crop, batch):
+            out = module(wav.to(codec.latent_mean.device))
+            for k, v in out.items():
+                total[k] = total.get(k, 0.0) + float(v) * wav.shape[0]
+            n += wav.shape[0]
+    return {k: v / n for k, v in total.items()}
+
+
+def _record_rank_data(run_dir: Path, rank: int, ids: list[str]) -> None:
+    d = run_dir / "ranks"
+    d.mkdir(parents=True, exist_ok=True)
+    (d / f"rank{rank}.json").write_text(json.dumps({"rank": rank, "first_batch_ids": ids}))
