@@ -58,12 +58,9 @@ AUDIO_BEGIN, AUDIO_END = "<audio>", "</audio>"
 
 
 def _created_by() -> str:
-    try:
-        from importlib.metadata import version
+    import soundtok
 
-        return f"soundtok {version('soundtok')}"
-    except Exception:  # not installed (running from a checkout)
-        return f"soundtok {getattr(sys.modules.get('soundtok'), '__version__', '0.0.0')}"
+    return f"soundtok {getattr(soundtok, '__version__', '0.0.0')}"
 
 
 def _short(x: Any, limit: int = 40) -> str:

@@ -1,0 +1,372 @@
+"""Audio input and output: decoding, input expansion, and writing results.
+
+* :func:`load_audio` turns a file (or bytes) into a mono float32 waveform of
+  shape (T,) in [-1, 1] at the requested sample rate.  Decoding uses soundfile
+  (libsndfile: WAV, FLAC, OGG/Vorbis/Opus, MP3, AIFF, ...); when that fails and
+  ``ffmpeg`` is on PATH the file is converted through ffmpeg instead.  Channels
+  are averaged; resampling uses soxr at "HQ" quality.
+* :func:`iter_sources` expands command-line inputs (files, folders, globs,
+  ``.jsonl``/``.csv`` manifests, ``-`` for stdin) into :class:`AudioSource`
+  records with unique ids.
+* :func:`write_audio` writes a waveform to stdout or, atomically, to a file;
+  :func:`output_path_for` chooses the file for one item of a batch.
+
+Every problem with an input is a one-line :class:`~soundtok.errors.AudioError`
+(or :class:`~soundtok.errors.UsageError` for bad manifests and ids).
+torch is imported only when a tensor is created.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from glob import glob
+from typing import IO, TYPE_CHECKING, Any, Iterator, Union
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from soundtok.errors import AudioError, SoundtokError, UsageError
+from soundtok.fileio import atomic_write
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["AUDIO_EXTENSIONS", "AudioSource", "iter_sources", "load_audio", "output_path_for",
+           "write_audio"]
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".opus", ".aiff", ".aif")
+MANIFEST_EXTENSIONS = (".jsonl", ".csv")
+
+AudioInput = Union[str, "os.PathLike[str]", bytes, IO[bytes]]
+
+
+# --------------------------------------------------------------------------- decoding
+
+def _reason(text: str, limit: int = 120) -> str:
+    """The last line of an error text, shortened: the most specific part."""
+    line = (text.strip().splitlines() or ["unknown error"])[-1].strip()
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def _ffmpeg_decode(path: str | None, data: bytes | None) -> tuple[np.ndarray, int] | None:
+    """Decode through ``ffmpeg`` into a float WAV; None if ffmpeg is missing or fails.
+
+    The input is passed as an argument list (never through a shell), as
+    ``file:<path>`` so that names starting with ``-`` are not read as options.
+    """
+    exe = shutil.which("ffmpeg")
+    if exe is None:
+        return None
+    with tempfile.TemporaryDirectory(prefix="soundtok-ffmpeg-") as tmp:
+        out = os.path.join(tmp, "decoded.wav")
+        src = "pipe:0" if path is None else "file:" + os.path.abspath(path)
+        cmd = [exe, "-hide_banner", "-nostats", "-loglevel", "error", "-i", src,
+               "-map", "0:a:0", "-vn", "-c:a", "pcm_f32le", "-f", "wav", "-y", out]
+        try:
+            proc = subprocess.run(cmd, input=data if path is None else None,
+                                  stdin=None if path is None else subprocess.DEVNULL,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        except OSError:
+            return None
+        if proc.returncode != 0 or not os.path.isfile(out):
+            return None
+        try:
+            wav, sr = sf.read(out, dtype="float32", always_2d=True)
+        except (sf.SoundFileError, RuntimeError):
+            return None
+        return wav, int(sr)
+
+
+def _decode(path: str | None, data: bytes | None, label: str) -> tuple[np.ndarray, int]:
+    """Decode to (frames, channels) float32 and the file's sample rate (Hz)."""
+    if path is None and not data:
+        raise AudioError(f"cannot decode {label} as audio: the input is empty")
+    try:
+        wav, sr = sf.read(path if path is not None else io.BytesIO(data or b""),
+                          dtype="float32", always_2d=True)
+        return wav, int(sr)
+    except (sf.SoundFileError, RuntimeError, TypeError) as e:
+        reason = getattr(e, "error_string", None) or _reason(str(e))
+    decoded = _ffmpeg_decode(path, data)
+    if decoded is None:
+        raise AudioError(f"cannot decode {label} as audio: {reason.rstrip('.')}")
+    return decoded
+
+
+def load_audio(src: AudioInput, target_sr: int, min_sr: int = 4000,
+               name: str | None = None) -> torch.Tensor:
+    """Load ``src`` as a mono waveform resampled to ``target_sr`` Hz.
+
+    ``src`` is a path, ``bytes`` or a binary file object (read to its end).
+    Returns a float32 tensor of shape (T,) with values in [-1, 1], where
+    T = round(frames * target_sr / file_sr).  Multi-channel audio is averaged.
+    ``name`` labels the input in messages (default: the path, or ``<stdin>``).
+
+    Raises AudioError for a missing path, a folder, undecodable data, a file
+    with no samples, NaN/infinite samples, or a sample rate below ``min_sr`` Hz.
+    """
+    if not isinstance(target_sr, int) or target_sr <= 0:
+        raise ValueError(f"target_sr must be a positive int, not {target_sr!r}")
+    path: str | None = None
+    data: bytes | None = None
+    if isinstance(src, (str, os.PathLike)):
+        path = os.fspath(src)
+        label = name or path
+        if not os.path.exists(path):
+            raise AudioError(f"no such file: {path}")
+        if os.path.isdir(path):
+            raise AudioError(f"{path} is a directory, not an audio file")
+        try:
+            if not os.path.isfile(path):  # a pipe such as /dev/stdin or <(...)
+                with open(path, "rb") as f:
+                    data, path = f.read(), None
+            elif not os.access(path, os.R_OK):
+                raise PermissionError(13, "permission denied")
+            elif os.path.getsize(path) == 0:
+                raise AudioError(f"cannot decode {path} as audio: the input is empty")
+        except OSError as e:
+            raise AudioError(f"cannot read {label}: {e.strerror or e}") from None
+    else:
+        data = bytes(src) if isinstance(src, (bytes, bytearray, memoryview)) else src.read()
+        label = name or "<stdin>"
+
+    wav, sr = _decode(path, data, label)
+    if wav.shape[0] == 0:
+        raise AudioError(f"{label} contains no audio samples")
+    if not np.isfinite(wav).all():
+        raise AudioError(f"{label} contains NaN or infinite samples")
+    if sr < min_sr:
+        raise AudioError(f"{label} has sample rate {sr} Hz; at least {min_sr} Hz is needed")
+    mono = wav.mean(axis=1, dtype=np.float32) if wav.shape[1] > 1 else wav[:, 0]
+    if sr != target_sr:
+        mono = soxr.resample(mono, sr, target_sr, quality="HQ")
+    if mono.shape[0] == 0:
+        raise AudioError(f"{label} is too short: {wav.shape[0]} samples at {sr} Hz")
+    mono = np.clip(mono, -1.0, 1.0).astype(np.float32, copy=False)
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(mono))
+
+
+# --------------------------------------------------------------------------- input expansion
+
+@dataclass
+class AudioSource:
+    """One audio input: a file (``path``) or bytes read from stdin (``data``).
+
+    ``id`` names the item in the token stream; ``text``, ``label`` and ``meta``
+    come from manifests and are copied into the stream.
+    """
+
+    id: str
+    path: str | None = None
+    data: bytes | None = None
+    text: str | None = None
+    label: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def _stem(path: str) -> str:
+    return os.path.splitext(os.path.basename(path))[0]
+
+
+def _is_audio_name(name: str) -> bool:
+    return not name.startswith(".") and os.path.splitext(name)[1].lower() in AUDIO_EXTENSIONS
+
+
+def _scan_dir(root: str) -> list[AudioSource]:
+    """Audio files under ``root``, recursively, sorted by relative path; hidden
+    files and folders (names starting with ``.``) are skipped."""
+    rels = []
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        rel_folder = os.path.relpath(folder, root)
+        rels += [os.path.normpath(os.path.join(rel_folder, f)) for f in files if _is_audio_name(f)]
+    if not rels:
+        raise AudioError(f"folder {root} contains no audio files ({', '.join(AUDIO_EXTENSIONS)})")
+    rels.sort(key=lambda r: r.split(os.sep))
+    return [AudioSource(id=os.path.splitext(r)[0].replace(os.sep, "/"), path=os.path.join(root, r))
+            for r in rels]
+
+
+def _manifest_source(manifest: str, where: str, row: dict[str, Any]) -> AudioSource:
+    path = row.pop("path", None)
+    if not isinstance(path, str) or not path:
+        raise UsageError(f"manifest {manifest} {where}: \"path\" must be a non-empty string")
+    if not os.path.isabs(path):
+        path = os.path.join(os.path.dirname(manifest), path)
+    fields: dict[str, str | None] = {}
+    for key in ("id", "text", "label"):
+        value = row.pop(key, None)
+        if isinstance(value, (dict, list)):
+            raise UsageError(f"manifest {manifest} {where}: \"{key}\" must be a plain value")
+        fields[key] = None if value is None or value == "" else str(value)
+    return AudioSource(id=fields["id"] or _stem(path), path=path, text=fields["text"],
+                       label=fields["label"], meta=row)
+
+
+def _read_manifest(manifest: str) -> list[AudioSource]:
+    """Sources listed in a ``.jsonl`` or ``.csv`` manifest (one per line/row)."""
+    out = []
+    try:
+        with open(manifest, encoding="utf-8-sig", newline="") as f:
+            if manifest.lower().endswith(".csv"):
+                reader = csv.DictReader(f)
+                if "path" not in (reader.fieldnames or []):
+                    raise UsageError(f"manifest {manifest} has no \"path\" column "
+                                     f"(columns: {', '.join(reader.fieldnames or []) or 'none'})")
+                for row in reader:
+                    clean = {k: v for k, v in row.items() if k is not None and v is not None}
+                    out.append(_manifest_source(manifest, f"line {reader.line_num}", clean))
+            else:
+                for n, line in enumerate(f, 1):
+                    if not line.strip():
+                        continue
+                    try:
+                        obj = json.loads(line)
+                    except ValueError:
+                        raise UsageError(f"manifest {manifest} line {n}: invalid JSON") from None
+                    if not isinstance(obj, dict) or "path" not in obj:
+                        raise UsageError(f"manifest {manifest} line {n}: expected a JSON object "
+                                         f"with a \"path\" key")
+                    out.append(_manifest_source(manifest, f"line {n}", obj))
+    except UnicodeDecodeError:
+        raise UsageError(f"manifest {manifest} is not valid UTF-8") from None
+    except (OSError, csv.Error) as e:
+        raise UsageError(f"cannot read manifest {manifest}: {getattr(e, 'strerror', None) or e}")
+    if not out:
+        raise AudioError(f"manifest {manifest} lists no audio files")
+    return out
+
+
+def _expand(spec: str) -> list[AudioSource]:
+    if os.path.isdir(spec):
+        return _scan_dir(spec)
+    if os.path.exists(spec):  # a file, or a pipe such as <(...)
+        if spec.lower().endswith(MANIFEST_EXTENSIONS):
+            return _read_manifest(spec)
+        return [AudioSource(id=_stem(spec), path=spec)]
+    if any(c in spec for c in "*?["):
+        matches = sorted(glob(spec, recursive=True))
+        if not matches:
+            raise AudioError(f"glob {spec} matched no files")
+        return [s for m in matches for s in _expand(m)]
+    raise AudioError(f"no such file: {spec}")
+
+
+def iter_sources(specs: list[str], stdin: IO[bytes] | None = None) -> Iterator[AudioSource]:
+    """Expand input specs into :class:`AudioSource` records, in order.
+
+    Each spec is ``-`` (audio bytes on ``stdin``, default ``sys.stdin.buffer``;
+    id ``stdin``), a folder (audio files found recursively, sorted; ids are
+    relative paths without extension, e.g. ``spk1/utt3``), a ``.jsonl``/``.csv``
+    manifest (``path`` plus optional ``id``, ``text``, ``label``; other keys go
+    to ``meta``; relative paths are relative to the manifest), a glob pattern
+    (sorted matches, each expanded like a spec), or an audio file (id = stem).
+
+    All specs are expanded before the first record is returned, so problems
+    surface at once: AudioError for a spec matching nothing, UsageError for a
+    bad manifest or an id that occurs twice.  Files are not opened here.
+    """
+    sources: list[AudioSource] = []
+    seen: dict[str, str] = {}
+    for spec in specs:
+        if spec == "-":
+            stream = stdin if stdin is not None else sys.stdin.buffer
+            found = [AudioSource(id="stdin", data=stream.read())]
+        else:
+            found = _expand(spec)
+        for s in found:
+            where = s.path or "<stdin>"
+            if s.id in seen:
+                raise UsageError(f"duplicate item id {s.id!r} ({seen[s.id]} and {where}); "
+                                 f"ids must be unique (rename a file or set \"id\" in a manifest)")
+            seen[s.id] = where
+        sources += found
+    return iter(sources)
+
+
+# --------------------------------------------------------------------------- output
+
+_WRITE_FORMATS = {"wav": ("WAV", "PCM_16"), "flac": ("FLAC", "PCM_16"), "ogg": ("OGG", "VORBIS"),
+                  "oga": ("OGG", "VORBIS"), "mp3": ("MP3", "MPEG_LAYER_III")}
+
+
+def _write_format(fmt: str) -> tuple[str, str]:
+    key = fmt.lower().lstrip(".")
+    if key not in _WRITE_FORMATS or _WRITE_FORMATS[key][0] not in sf.available_formats():
+        usable = [k for k, (f, _) in _WRITE_FORMATS.items() if f in sf.available_formats()]
+        raise UsageError(f"cannot write audio format {fmt!r} (supported: {', '.join(usable)})")
+    return _WRITE_FORMATS[key]
+
+
+def write_audio(dest: str, wav: Any, sr: int, fmt: str | None = None,
+                subtype: str | None = None) -> None:
+    """Write a mono waveform (shape (T,), float, nominally [-1, 1]) at ``sr`` Hz.
+
+    ``dest`` ``-`` writes to ``sys.stdout.buffer`` (WAV unless ``fmt`` says
+    otherwise); a path is written atomically, its format taken from ``fmt`` or
+    the extension (wav, flac, ogg, mp3; no extension = wav).  Samples are
+    clamped to [-1, 1] (NaN becomes 0).  ``subtype`` is a soundfile subtype
+    (default PCM_16 for WAV/FLAC, VORBIS for OGG).
+    """
+    x = wav.detach().cpu().numpy() if hasattr(wav, "detach") else np.asarray(wav)
+    x = np.squeeze(x) if x.ndim == 2 and 1 in x.shape else x
+    if x.ndim != 1:
+        raise ValueError(f"write_audio expects a mono signal of shape (T,), got {x.shape}")
+    x = np.clip(np.nan_to_num(x.astype(np.float32), nan=0.0), -1.0, 1.0)
+    ext = "" if dest == "-" else os.path.splitext(dest)[1]
+    sf_format, default_subtype = _write_format(fmt or ext or "wav")
+    subtype = subtype or default_subtype
+    if not sf.check_format(sf_format, subtype):
+        raise UsageError(f"audio subtype {subtype!r} cannot be used with {sf_format}")
+    try:
+        if dest == "-":
+            buf = io.BytesIO()
+            sf.write(buf, x, sr, format=sf_format, subtype=subtype)
+            sys.stdout.buffer.write(buf.getvalue())
+            sys.stdout.buffer.flush()
+        else:
+            with atomic_write(dest, "wb") as f:
+                sf.write(f, x, sr, format=sf_format, subtype=subtype)
+    except (sf.SoundFileError, RuntimeError) as e:
+        reason = getattr(e, "error_string", None) or _reason(str(e))
+        raise SoundtokError(f"cannot write {dest}: {reason}") from None
+
+
+def output_path_for(dest: str, item_id: str, n_items: int, ext: str = ".wav") -> str:
+    """Where to write item ``item_id`` of a batch of ``n_items``.
+
+    If ``dest`` is a folder (it exists as one or ends with ``/``) the result is
+    ``dest/<item_id><ext>`` and missing parent folders are created (ids such as
+    ``spk1/utt3`` make subfolders; ids with ``..`` or empty parts are refused).
+    Otherwise ``dest`` itself is returned, which is a UsageError when there is
+    more than one item.
+    """
+    ext = ext if ext.startswith(".") else "." + ext
+    is_dir = dest != "-" and (dest.endswith(("/", os.sep)) or os.path.isdir(dest))
+    if not is_dir:
+        if n_items > 1:
+            where = "stdout" if dest == "-" else dest
+            raise UsageError(f"cannot write {n_items} items to {where}; "
+                             f"give a folder (ending in /) to write one file per item")
+        return dest
+    parts = item_id.split("/")
+    if not item_id or "\0" in item_id or any(p in ("", ".", "..") for p in parts):
+        raise UsageError(f"item id {item_id!r} cannot be used as a file name")
+    path = os.path.join(dest, *parts) + ext
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+    except OSError as e:
+        raise SoundtokError(f"cannot create folder {os.path.dirname(path)}: "
+                            f"{e.strerror or e}") from None
+    return path
