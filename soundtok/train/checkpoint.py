@@ -1,6 +1,6 @@
 """Atomic, pickle-free training checkpoints.
 
-A checkpoint is a directory ``ckpt-<step>/`` holding ``model.safetensors`` +
+A checkpoint is a directory ``ckpt-<name>/`` (e.g. ``ckpt-vae-0000500``) holding ``model.safetensors`` +
 ``config.json`` (a loadable codec), ``optimizer.safetensors`` (the optimizer's
 tensors, flattened) and ``state.json`` (step, stage, RNG seeds, optimizer
 scalars). It is written under a temporary name and renamed into place, then
@@ -43,14 +43,14 @@ def optimizer_from_flat(opt: torch.optim.Optimizer, tensors: dict[str, torch.Ten
 
 
 def save_checkpoint(run_dir: Path, model, opt: torch.optim.Optimizer, state: dict,
-                    keep: int = 2) -> Path:
-    """Write ``run_dir/ckpt-<step>`` atomically and point ``latest.json`` at it."""
+                    name: str, keep: int = 2) -> Path:
+    """Write ``run_dir/ckpt-<name>`` atomically and point ``latest.json`` at it;
+    keep the ``keep`` newest checkpoints."""
     from safetensors.torch import save_file
 
     run_dir = Path(run_dir)
-    step = int(state["step"])
-    final = run_dir / f"ckpt-{step:07d}"
-    tmp = run_dir / f".tmp-ckpt-{step:07d}-{os.getpid()}"
+    final = run_dir / f"ckpt-{name}"
+    tmp = run_dir / f".tmp-ckpt-{name}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
     tensors, meta = optimizer_to_flat(opt)
@@ -61,10 +61,10 @@ def save_checkpoint(run_dir: Path, model, opt: torch.optim.Optimizer, state: dic
         shutil.rmtree(final)
     tmp.rename(final)
     pointer = run_dir / ".latest.json.tmp"
-    pointer.write_text(json.dumps({"checkpoint": final.name, "step": step}))
+    pointer.write_text(json.dumps({"checkpoint": final.name}))
     pointer.replace(run_dir / "latest.json")
     _fsync_dir(run_dir)
-    ckpts = sorted(run_dir.glob("ckpt-*"))
+    ckpts = sorted(run_dir.glob("ckpt-*"), key=lambda p: p.stat().st_mtime)
     for old in ckpts[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final

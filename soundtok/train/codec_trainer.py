@@ -183,8 +183,11 @@ def train_codec(opts: TrainCodecOptions, echo=None) -> Path:
     """Train (or fine-tune, or resume) a codec; returns the final model directory."""
     from ..errors import UsageError
 
-    if opts.stage not in (*STAGES, "all"):
-        raise UsageError(f"unknown stage {opts.stage!r}: choose vae, tokenizer, vocoder or all")
+    stages = list(STAGES) if opts.stage == "all" else opts.stage.split(",")
+    bad = [s for s in stages if s not in STAGES]
+    if bad:
+        raise UsageError(f"unknown stage {bad[0]!r}: choose vae, tokenizer, vocoder "
+                         f"(comma-separated) or all")
     run_dir = Path(opts.out)
     rank, world = _dist_info(opts.device)
     device = torch.device(opts.device if not opts.device.startswith("cuda") or world == 1
@@ -224,7 +227,6 @@ def train_codec(opts: TrainCodecOptions, echo=None) -> Path:
     train_seconds = sum(c.wav.shape[0] for c in clips) / sr
     info(f"{len(clips)} training clips ({train_seconds / 60:.1f} min), {len(val_clips)} validation")
 
-    stages = list(STAGES) if opts.stage == "all" else [opts.stage]
     t_start = time.time()
     for stage in stages:
         if stage in state["completed"]:
@@ -312,7 +314,7 @@ def _run_stage(codec, stage, opts, clips, val_clips, run_dir, log, info, rank, w
         if (step % opts.save_every == 0 or step == steps) and rank == 0:
             st = {**state, "stage": stage, "stage_step": step, "seed": opts.seed}
             st.pop("optimizer", None)
-            save_checkpoint(run_dir, codec, opt, st)
+            save_checkpoint(run_dir, codec, opt, st, name=f"{stage}-{step:07d}")
         if world > 1 and step % opts.save_every == 0:
             torch.distributed.barrier()
     for p in codec.parameters():

@@ -1,0 +1,111 @@
+"""Options and console helpers shared by every subcommand.
+
+* ``--device auto|cpu|cuda|cuda:N`` and ``--threads N``;
+* ``--quiet`` silences progress and info; progress bars and info messages are
+  shown only when stderr is a terminal (``--verbose`` forces info messages);
+* error lines for items of a batch always go to stderr.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import re
+import sys
+from dataclasses import dataclass
+
+import click
+
+from ..errors import UsageError
+
+
+@dataclass
+class Console:
+    """Where human-facing output goes: stderr, and only when it should."""
+
+    quiet: bool = False
+    verbose: bool = False
+
+    @property
+    def interactive(self) -> bool:
+        return not self.quiet and sys.stderr.isatty()
+
+    def info(self, msg: str) -> None:
+        if self.verbose or self.interactive:
+            click.echo(f"soundtok: {msg}", err=True)
+
+    def error(self, msg: str) -> None:
+        click.echo(f"error: {msg}", err=True)
+
+    def progress(self, total: int | None, description: str):
+        """A rich progress bar on stderr, or a no-op when not interactive."""
+        if not self.interactive:
+            return _NullProgress()
+        from rich.console import Console as RichConsole
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                   TimeRemainingColumn)
+
+        prog = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeRemainingColumn(), console=RichConsole(stderr=True), transient=True)
+        return _RichProgress(prog, total, description)
+
+
+class _NullProgress(contextlib.AbstractContextManager):
+    def __exit__(self, *exc):
+        return False
+
+    def advance(self, n: int = 1) -> None:
+        pass
+
+
+class _RichProgress(contextlib.AbstractContextManager):
+    def __init__(self, prog, total, description):
+        self.prog, self.total, self.description = prog, total, description
+
+    def __enter__(self):
+        self.prog.__enter__()
+        self.task = self.prog.add_task(self.description, total=self.total)
+        return self
+
+    def __exit__(self, *exc):
+        return self.prog.__exit__(*exc)
+
+    def advance(self, n: int = 1) -> None:
+        self.prog.advance(self.task, n)
+
+
+_DEVICE_RE = re.compile(r"^(auto|cpu|cuda|cuda:\d+|mps)$")
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when available else ``cpu``; validate the rest."""
+    if not _DEVICE_RE.match(device):
+        raise UsageError(f"invalid --device {device!r}: use auto, cpu, cuda or cuda:N")
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"--device {device}: CUDA is not available in this torch build/machine")
+    return device
+
+
+def runtime_options(f):
+    """Add ``--device``, ``--threads``, ``--quiet`` and ``--verbose``; the wrapped
+    command receives ``console`` and ``device`` instead of the raw flags."""
+
+    @click.option("--device", default="auto", show_default=True, metavar="DEV",
+                  help="auto, cpu, cuda or cuda:N.")
+    @click.option("--threads", type=click.IntRange(min=1), default=None, metavar="N",
+                  help="CPU threads for torch (default: torch's choice).")
+    @click.option("-q", "--quiet", is_flag=True, help="No progress or info on stderr.")
+    @click.option("-v", "--verbose", is_flag=True, help="Info messages even when stderr is not a terminal.")
+    @functools.wraps(f)
+    def wrapper(*args, device, threads, quiet, verbose, **kw):
+        if threads:
+            import torch
+            torch.set_num_threads(threads)
+        console = Console(quiet=quiet, verbose=verbose and not quiet)
+        return f(*args, console=console, device=device, **kw)
+
+    return wrapper
