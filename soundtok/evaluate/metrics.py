@@ -1,0 +1,255 @@
+"""Signal metrics between a reference and a decoded signal, and delay alignment.
+
+Every function takes mono float numpy arrays at :data:`SCORE_SR` (16 kHz) with
+values nominally in [-1, 1].  Definitions (also in ``docs/evaluate.md``):
+
+* log-mel: STFT with a periodic Hann window of :data:`MEL_N_FFT` = 1024 samples
+  (64 ms), hop :data:`MEL_HOP` = 256 (16 ms), zero padding of n_fft/2 at both
+  ends (frames centred), magnitude (not power), :data:`MEL_BANDS` = 80
+  triangular filters of peak 1 on the HTK mel scale from 0 to 8000 Hz, then
+  ``log10(max(mel, 1e-5))``.
+* mel-L1: mean absolute difference of the two log-mels over frames and bands.
+* LSD (dB): per frame sqrt(mean over the 513 STFT bins of
+  (10 log10((P_ref + 1e-10) / (P_deg + 1e-10)))^2), P = |STFT|^2, averaged
+  over frames.
+* STOI / ESTOI: ``pystoi.stoi`` (it resamples to 10 kHz and drops silent frames).
+* PESQ: ``pesq`` package, ITU-T P.862.2 wideband and P.862 narrowband, both run
+  on the 16 kHz signals.
+* SI-SDR (dB): after removing the means, 10 log10(|a s|^2 / |a s - d|^2) with
+  a = <d, s> / |s|^2.  Meaningless for codecs that do not keep phase.
+* mel Fréchet distance: Fréchet distance between Gaussians fitted to two sets
+  of log-mel frames.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+SCORE_SR = 16000
+MEL_N_FFT = 1024
+MEL_HOP = 256
+MEL_BANDS = 80
+MEL_FMIN, MEL_FMAX = 0.0, 8000.0
+MEL_FLOOR = 1e-5
+LSD_FLOOR = 1e-10
+DEFAULT_MAX_DELAY_MS = 100.0
+
+MEL_CONFIG = {"sample_rate": SCORE_SR, "n_fft": MEL_N_FFT, "win_length": MEL_N_FFT,
+              "hop_length": MEL_HOP, "window": "hann (periodic)", "center": "zero-padded",
+              "n_mels": MEL_BANDS, "f_min": MEL_FMIN, "f_max": MEL_FMAX, "mel_scale": "htk",
+              "filter_norm": "peak 1", "spectrum": "magnitude", "log": "log10(max(mel, 1e-5))"}
+
+SIGNAL_METRICS = ("mel_l1", "lsd_db", "stoi", "estoi", "pesq_wb", "pesq_nb", "si_sdr_db",
+                  "dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak", "dnsmos_p808")
+
+
+# --------------------------------------------------------------------------- spectra
+
+def _stft_mag(x: np.ndarray) -> np.ndarray:
+    """|STFT| of shape (frames, n_fft/2 + 1)."""
+    x = np.asarray(x, dtype=np.float64)
+    pad = MEL_N_FFT // 2
+    x = np.pad(x, (pad, pad))
+    n = 1 + max(0, (x.shape[0] - MEL_N_FFT) // MEL_HOP)
+    if x.shape[0] < MEL_N_FFT:
+        x = np.pad(x, (0, MEL_N_FFT - x.shape[0]))
+    idx = np.arange(MEL_N_FFT)[None, :] + MEL_HOP * np.arange(n)[:, None]
+    window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(MEL_N_FFT) / MEL_N_FFT)
+    return np.abs(np.fft.rfft(x[idx] * window, axis=1))
+
+
+def _hz_to_mel(f):
+    return 2595.0 * np.log10(1.0 + np.asarray(f, dtype=np.float64) / 700.0)
+
+
+def _mel_to_hz(m):
+    return 700.0 * (10.0 ** (np.asarray(m, dtype=np.float64) / 2595.0) - 1.0)
+
+
+@functools.lru_cache(maxsize=1)
+def mel_filterbank() -> np.ndarray:
+    """(n_mels, n_fft/2 + 1) triangular filters, HTK mel scale, peak 1."""
+    freqs = np.arange(MEL_N_FFT // 2 + 1) * SCORE_SR / MEL_N_FFT
+    edges = _mel_to_hz(np.linspace(_hz_to_mel(MEL_FMIN), _hz_to_mel(MEL_FMAX), MEL_BANDS + 2))
+    lo, mid, hi = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    up = (freqs[None, :] - lo) / (mid - lo)
+    down = (hi - freqs[None, :]) / (hi - mid)
+    return np.maximum(0.0, np.minimum(up, down))
+
+
+def log_mel(x: np.ndarray) -> np.ndarray:
+    """log10 mel magnitude spectrogram, shape (frames, MEL_BANDS)."""
+    return np.log10(np.maximum(_stft_mag(x) @ mel_filterbank().T, MEL_FLOOR))
+
+
+def mel_l1(ref: np.ndarray, deg: np.ndarray) -> float:
+    a, b = log_mel(ref), log_mel(deg)
+    n = min(len(a), len(b))
+    return float(np.mean(np.abs(a[:n] - b[:n])))
+
+
+def lsd(ref: np.ndarray, deg: np.ndarray) -> float:
+    """Log-spectral distance in dB (see the module docstring)."""
+    a, b = _stft_mag(ref) ** 2, _stft_mag(deg) ** 2
+    n = min(len(a), len(b))
+    d = 10.0 * np.log10((a[:n] + LSD_FLOOR) / (b[:n] + LSD_FLOOR))
+    return float(np.mean(np.sqrt(np.mean(d ** 2, axis=1))))
+
+
+def si_sdr(ref: np.ndarray, deg: np.ndarray, eps: float = 1e-12) -> float:
+    """Scale-invariant signal-to-distortion ratio (dB)."""
+    s = np.asarray(ref, dtype=np.float64)
+    d = np.asarray(deg, dtype=np.float64)
+    n = min(len(s), len(d))
+    s, d = s[:n] - s[:n].mean(), d[:n] - d[:n].mean()
+    a = float(np.dot(d, s)) / (float(np.dot(s, s)) + eps)
+    target = a * s
+    noise = d - target
+    return float(10.0 * np.log10((np.dot(target, target) + eps) / (np.dot(noise, noise) + eps)))
+
+
+def stoi(ref: np.ndarray, deg: np.ndarray, extended: bool = False) -> tuple[float, str | None]:
+    """(STOI or ESTOI, note).  pystoi needs at least 30 frames (~384 ms of speech
+    after silence removal); shorter input gives NaN with a note."""
+    from pystoi import stoi as _stoi
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        value = float(_stoi(np.asarray(ref, np.float64), np.asarray(deg, np.float64), SCORE_SR,
+                            extended=extended))
+    name = "ESTOI" if extended else "STOI"
+    for w in caught:
+        if "30 frames" in str(w.message) or "Not enough" in str(w.message):
+            return math.nan, f"{name}: not enough speech frames (pystoi needs 30)"
+    return value, None
+
+
+def pesq_score(ref: np.ndarray, deg: np.ndarray, mode: str) -> tuple[float, str | None]:
+    """(PESQ MOS-LQO, note) with ``mode`` ``wb`` or ``nb`` at 16 kHz; errors of the
+    pesq package (e.g. no utterances detected) give NaN and a note."""
+    from pesq import pesq
+
+    r, d = np.asarray(ref, np.float32), np.asarray(deg, np.float32)
+    if not np.abs(r).max(initial=0) and not np.abs(d).max(initial=0):
+        return math.nan, f"PESQ-{mode.upper()}: both signals are silent"
+    try:
+        return float(pesq(SCORE_SR, r, d, mode)), None
+    except Exception as e:  # the pesq package raises its own error types
+        arg = e.args[0] if e.args else ""
+        msg = arg.decode(errors="replace") if isinstance(arg, bytes) else str(arg)
+        msg = (msg.strip().splitlines() or [type(e).__name__])[0]
+        return math.nan, f"PESQ-{mode.upper()}: {msg}"
+
+
+# --------------------------------------------------------------------------- DNSMOS
+
+@functools.lru_cache(maxsize=1)
+def dnsmos_status() -> tuple[bool, str]:
+    """(available, reason).  DNSMOS runs the ONNX models bundled in the
+    ``speechmos`` package (offline); it needs librosa and onnxruntime."""
+    try:
+        from speechmos import dnsmos  # noqa: F401
+    except Exception as e:  # ImportError, or whatever its imports raise
+        return False, f"DNSMOS unavailable: speechmos cannot be imported ({type(e).__name__}: {e})"
+    return True, "DNSMOS: speechmos (bundled ONNX models, offline)"
+
+
+def dnsmos_scores(x: np.ndarray) -> dict[str, float]:
+    """DNSMOS P.835 (sig, bak, ovrl) and P.808 MOS of one 16 kHz signal."""
+    from speechmos import dnsmos
+
+    r = dnsmos.run(np.clip(np.asarray(x, np.float32), -1.0, 1.0), SCORE_SR)
+    return {"dnsmos_ovrl": float(r["ovrl_mos"]), "dnsmos_sig": float(r["sig_mos"]),
+            "dnsmos_bak": float(r["bak_mos"]), "dnsmos_p808": float(r["p808_mos"])}
+
+
+# --------------------------------------------------------------------------- delay
+
+def find_delay(ref: np.ndarray, deg: np.ndarray, max_lag: int) -> int:
+    """Lag ``L`` in samples (|L| <= ``max_lag``) maximising the cross-correlation
+    sum_n deg[n + L] * ref[n]: positive when ``deg`` lags ``ref``."""
+    from scipy.signal import correlate
+
+    r = np.asarray(ref, dtype=np.float64)
+    d = np.asarray(deg, dtype=np.float64)
+    if not r.any() or not d.any():
+        return 0
+    c = correlate(d, r, mode="full", method="fft")
+    lags = np.arange(-(len(r) - 1), len(d))
+    keep = np.abs(lags) <= max_lag
+    return int(lags[keep][np.argmax(c[keep])])
+
+
+def align(ref: np.ndarray, deg: np.ndarray, lag: int) -> tuple[np.ndarray, np.ndarray]:
+    """Remove ``lag`` (from :func:`find_delay`) and crop both to their overlap."""
+    if lag > 0:
+        deg = deg[lag:]
+    elif lag < 0:
+        ref = ref[-lag:]
+    n = min(len(ref), len(deg))
+    return ref[:n], deg[:n]
+
+
+# --------------------------------------------------------------------------- Fréchet
+
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Fréchet distance between Gaussians fitted to the rows of ``a`` and ``b``
+    ((N, D) arrays): |mu_a - mu_b|^2 + tr(C_a + C_b - 2 (C_a C_b)^(1/2))."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if len(a) < 2 or len(b) < 2:
+        return math.nan
+    mu = a.mean(0) - b.mean(0)
+    ca, cb = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    w, v = np.linalg.eigh(ca)
+    sqrt_a = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+    m = sqrt_a @ cb @ sqrt_a  # symmetric PSD; tr sqrt(ca cb) = tr sqrt(m)
+    tr_sqrt = float(np.sum(np.sqrt(np.clip(np.linalg.eigvalsh((m + m.T) / 2), 0, None))))
+    return float(max(0.0, mu @ mu + np.trace(ca) + np.trace(cb) - 2.0 * tr_sqrt))
+
+
+# --------------------------------------------------------------------------- one pair
+
+@dataclass
+class PairScore:
+    """Metrics of one (reference, decoded) pair after delay removal.
+    ``delay`` is in samples at 16 kHz (positive: decoded lags)."""
+
+    metrics: dict[str, float]
+    delay: int
+    notes: list[str] = field(default_factory=list)
+    ref_mel: np.ndarray | None = None
+    deg_mel: np.ndarray | None = None
+
+
+def score_pair(ref: np.ndarray, deg: np.ndarray, max_delay_ms: float = DEFAULT_MAX_DELAY_MS,
+               extended_stoi: bool = False, dnsmos: bool = False) -> PairScore:
+    """Find and remove the delay, then compute every signal metric."""
+    ref = np.asarray(ref, np.float32)
+    deg = np.asarray(deg, np.float32)
+    lag = find_delay(ref, deg, int(round(max_delay_ms * SCORE_SR / 1000)))
+    r, d = align(ref, deg, lag)
+    notes: list[str] = []
+    m: dict[str, float] = {}
+    rm, dm = log_mel(r), log_mel(d)
+    m["mel_l1"] = float(np.mean(np.abs(rm - dm)))
+    m["lsd_db"] = lsd(r, d)
+    m["stoi"], note = stoi(r, d)
+    notes += [note] if note else []
+    if extended_stoi:
+        m["estoi"], note = stoi(r, d, extended=True)
+        notes += [note] if note else []
+    for mode in ("wb", "nb"):
+        m[f"pesq_{mode}"], note = pesq_score(r, d, mode)
+        notes += [note] if note else []
+    m["si_sdr_db"] = si_sdr(r, d)
+    if dnsmos:
+        try:
+            m.update(dnsmos_scores(deg))
+        except Exception as e:  # a broken onnxruntime install, etc.
+            notes.append(f"DNSMOS failed: {type(e).__name__}: {e}")
+    return PairScore(m, lag, notes, rm, dm)

@@ -1,0 +1,448 @@
+"""``evaluate_recon``: reconstruction metrics for soundtok and classical codecs.
+
+Three ways to get (reference, decoded) pairs:
+
+* codec in the loop: ``codec`` given; every reference is tokenized and
+  detokenized with each of ``decoders`` (``flow``, ``mse``);
+* pairs: ``deg`` is a folder of decoded files matched to the references by
+  relative path without extension (then by file stem when that is unique), or
+  the single input is a ``.jsonl``/``.csv`` manifest with ``ref`` and ``deg``
+  columns (optional ``id``; relative paths are relative to the manifest);
+* baselines only: the references are round-tripped through ``baselines``.
+
+Baselines can be added to any of them.  All audio is scored at 16 kHz
+(references and outputs are resampled with soxr HQ); the delay of each output
+is found by cross-correlation within +-``max_delay_ms`` and removed before
+scoring.  See ``docs/evaluate.md`` for the metric definitions.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from ..errors import AudioError, SoundtokError, UsageError
+from . import metrics as M
+from .baselines import Baseline, parse_baselines
+from .tokenstats import CodebookStats, stream_stats, token_stats
+
+SCORE_SR = M.SCORE_SR
+
+SI_SDR_NOTE = ("SI-SDR compares waveforms sample by sample: it is meaningless for codecs that do "
+               "not keep phase (soundtok's decoders generate phase; codec2 is parametric), "
+               "so do not rank such systems by it")
+RESAMPLE_NOTE = "all audio is resampled to 16 kHz (soxr HQ) before scoring"
+FRECHET_NOTE = ("mel Fréchet distance: Gaussians fitted to the pooled log-mel frames of the "
+                "references and of the outputs (not FAD: no pretrained embedding is used)")
+
+
+@dataclass
+class ClipScore:
+    """Scores of one system on one clip; ``delay_ms`` > 0: the output lags."""
+
+    id: str
+    duration_s: float
+    delay_ms: float
+    metrics: dict[str, float]
+    bits: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def bitrate_bps(self) -> float | None:
+        return self.bits / self.duration_s if self.bits is not None and self.duration_s else None
+
+
+@dataclass
+class SystemResult:
+    """One evaluated system (a soundtok decoder, a pairs folder or a baseline)."""
+
+    name: str
+    kind: str  # "soundtok", "pairs", "baseline" or "reference"
+    description: str = ""
+    clips: list[ClipScore] = field(default_factory=list)
+    bitrate_bps: float | None = None
+    bitrate_method: str | None = None
+    token_stats: list[CodebookStats] | None = None
+    mel_frechet: float | None = None
+    _ref_frames: list[np.ndarray] = field(default_factory=list, repr=False)
+    _deg_frames: list[np.ndarray] = field(default_factory=list, repr=False)
+
+    def aggregate(self) -> tuple[dict[str, float], dict[str, int]]:
+        """(mean of each metric over the clips where it is finite, count of
+        clips where it is NaN)."""
+        keys = [k for k in M.SIGNAL_METRICS if any(k in c.metrics for c in self.clips)]
+        means, nans = {}, {}
+        for k in keys:
+            v = np.array([c.metrics.get(k, math.nan) for c in self.clips], dtype=np.float64)
+            ok = np.isfinite(v)
+            means[k] = float(v[ok].mean()) if ok.any() else math.nan
+            if (~ok).sum():
+                nans[k] = int((~ok).sum())
+        return means, nans
+
+    @property
+    def delay_ms_mean(self) -> float:
+        return float(np.mean([c.delay_ms for c in self.clips])) if self.clips else math.nan
+
+    def notes(self) -> list[str]:
+        """Distinct clip notes with the number of clips each applies to."""
+        counts: dict[str, int] = {}
+        for c in self.clips:
+            for n in c.notes:
+                counts[n] = counts.get(n, 0) + 1
+        return [f"{n} ({k} clip{'s' if k > 1 else ''})" for n, k in counts.items()]
+
+
+@dataclass
+class Example:
+    """Waveforms (16 kHz) of one clip for the report: ``"reference"`` and each system."""
+
+    id: str
+    wavs: dict[str, np.ndarray]
+
+
+@dataclass
+class ReconResult:
+    """Everything ``evaluate_recon`` measured; ``rows()`` is the JSON form."""
+
+    systems: list[SystemResult]
+    notes: list[str]
+    clips: int
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    examples: list[Example] = field(default_factory=list)
+    max_delay_ms: float = M.DEFAULT_MAX_DELAY_MS
+    sample_rate: int = SCORE_SR
+
+    def system(self, name: str) -> SystemResult:
+        return next(s for s in self.systems if s.name == name)
+
+    def rows(self, per_clip: bool = False) -> list[dict[str, Any]]:
+        """JSON-ready rows: one ``run`` row, one ``system`` row per system and,
+        with ``per_clip``, one ``clip`` row per system and clip.  NaN -> null."""
+        out: list[dict[str, Any]] = [{
+            "type": "run", "sample_rate": self.sample_rate, "clips": self.clips,
+            "failed": len(self.failed), "max_delay_ms": self.max_delay_ms,
+            "mel_config": M.MEL_CONFIG, "systems": [s.name for s in self.systems],
+            "notes": self.notes}]
+        for s in self.systems:
+            means, nans = s.aggregate()
+            out.append({
+                "type": "system", "system": s.name, "kind": s.kind, "description": s.description,
+                "clips": len(s.clips), "bitrate_bps": s.bitrate_bps,
+                "bitrate_method": s.bitrate_method, "metrics": means, "metrics_nan": nans,
+                "mel_frechet": s.mel_frechet, "delay_ms_mean": s.delay_ms_mean,
+                "token_stats": None if s.token_stats is None else [t.to_dict()
+                                                                   for t in s.token_stats],
+                "notes": s.notes()})
+        if per_clip:
+            for s in self.systems:
+                for c in s.clips:
+                    out.append({"type": "clip", "system": s.name, "id": c.id,
+                                "duration_s": c.duration_s, "delay_ms": c.delay_ms,
+                                "bitrate_bps": c.bitrate_bps, "metrics": c.metrics,
+                                "notes": c.notes})
+        return [_clean(r) for r in out]
+
+
+def _clean(x: Any) -> Any:
+    """NaN/inf -> None, numpy scalars -> Python numbers (for strict JSON)."""
+    if isinstance(x, dict):
+        return {k: _clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    if isinstance(x, (float, np.floating)):
+        return float(x) if math.isfinite(x) else None
+    if isinstance(x, np.integer):
+        return int(x)
+    return x
+
+
+# --------------------------------------------------------------------------- inputs
+
+@dataclass
+class _Clip:
+    id: str
+    ref: str | bytes
+    deg: str | None = None
+
+
+def _read_pair_manifest(path: str) -> list[_Clip] | None:
+    """Pairs from a manifest with ``ref`` and ``deg`` columns; None when the
+    manifest has no ``ref`` column (then it is an ordinary audio manifest)."""
+    base = os.path.dirname(path)
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            if path.lower().endswith(".csv"):
+                rows = list(csv.DictReader(f))
+            else:
+                rows = []
+                for n, line in enumerate(f, 1):
+                    if line.strip():
+                        try:
+                            rows.append(json.loads(line))
+                        except ValueError:
+                            raise UsageError(f"manifest {path} line {n}: invalid JSON") from None
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise UsageError(f"cannot read manifest {path}: {getattr(e, 'strerror', None) or e}")
+    if not rows or not isinstance(rows[0], dict) or "ref" not in rows[0]:
+        return None
+    out, seen = [], set()
+    for n, row in enumerate(rows, 1):
+        ref, deg = (row.get(k) if isinstance(row, dict) else None for k in ("ref", "deg"))
+        if not isinstance(ref, str) or not ref or not isinstance(deg, str) or not deg:
+            raise UsageError(f"manifest {path} row {n}: \"ref\" and \"deg\" must be non-empty "
+                             f"paths")
+        ref, deg = (p if os.path.isabs(p) else os.path.join(base, p) for p in (ref, deg))
+        cid = str(row.get("id") or os.path.splitext(os.path.basename(ref))[0])
+        if cid in seen:
+            raise UsageError(f"manifest {path}: duplicate id {cid!r}")
+        seen.add(cid)
+        out.append(_Clip(cid, ref, deg))
+    return out
+
+
+def _match_folders(refs: list, degs: list, on_error) -> tuple[list[_Clip], list[tuple[str, str]]]:
+    """Match decoded files to references by id (relative path without
+    extension), then by unique file stem."""
+    by_id = {d.id: d for d in degs}
+    stems: dict[str, list] = {}
+    for d in degs:
+        stems.setdefault(d.id.rsplit("/", 1)[-1], []).append(d)
+    ref_stems: dict[str, int] = {}
+    for r in refs:
+        s = r.id.rsplit("/", 1)[-1]
+        ref_stems[s] = ref_stems.get(s, 0) + 1
+    clips, failed = [], []
+    for r in refs:
+        d = by_id.get(r.id)
+        stem = r.id.rsplit("/", 1)[-1]
+        if d is None and len(stems.get(stem, [])) == 1 and ref_stems[stem] == 1:
+            d = stems[stem][0]
+        if d is None:
+            msg = f"no decoded file matches reference {r.path or r.id}"
+            failed.append((r.path or r.id, msg))
+            if on_error:
+                on_error(msg)
+            continue
+        clips.append(_Clip(r.id, r.path if r.path is not None else r.data, d.path))
+    return clips, failed
+
+
+def _collect(inputs: list[str], deg: str | None, on_error) -> tuple[list[_Clip], bool, list]:
+    """(clips, pairs mode?, failures)."""
+    from ..audio import iter_sources
+
+    if deg is not None:
+        refs = list(iter_sources(inputs))
+        degs = list(iter_sources([deg]))
+        clips, failed = _match_folders(refs, degs, on_error)
+        if not clips:
+            raise AudioError(f"no decoded file in {deg} matches a reference")
+        return clips, True, failed
+    if len(inputs) == 1 and inputs[0].lower().endswith((".jsonl", ".csv")) \
+            and os.path.isfile(inputs[0]):
+        pairs = _read_pair_manifest(inputs[0])
+        if pairs is not None:
+            if not pairs:
+                raise AudioError(f"manifest {inputs[0]} lists no pairs")
+            return pairs, True, []
+    clips = [_Clip(s.id, s.path if s.path is not None else s.data) for s in iter_sources(inputs)]
+    return clips, False, []
+
+
+def _load(src: str | bytes, sr: int, name: str) -> np.ndarray:
+    from ..audio import load_audio
+
+    wav = load_audio(src if isinstance(src, str) else io.BytesIO(src), sr, name=name)
+    return wav.numpy()
+
+
+# --------------------------------------------------------------------------- main entry
+
+def evaluate_recon(inputs: list[str], deg: str | None = None, codec: Any = None,
+                   decoders: tuple[str, ...] | list[str] = ("flow",), steps: int | None = None,
+                   seed: int = 0, baselines: str | list[str] | None = None,
+                   tokens: str | None = None, name: str = "decoded", device: str = "cpu",
+                   max_delay_ms: float = M.DEFAULT_MAX_DELAY_MS, extended_stoi: bool = False,
+                   dnsmos: bool = True, examples: int = 3, limit: int | None = None,
+                   on_clip: Callable[[str], None] | None = None,
+                   on_error: Callable[[str], None] | None = None) -> ReconResult:
+    """Score reconstructions of the references in ``inputs`` (files, folders,
+    globs, manifests; see the module docstring for the three modes).
+
+    ``codec``: a codec directory, ``"default"`` or a loaded SoundCodec;
+    ``decoders``/``steps``/``seed`` select how it decodes.  ``baselines``:
+    e.g. ``"codec2-450,opus-6k"``.  ``tokens``: in pairs mode, the token stream
+    the decoded files came from (for the exact bitrate and token statistics).
+    ``dnsmos``: compute DNSMOS when speechmos works here.  ``examples``: keep
+    the waveforms of this many clips for report figures.  ``limit``: score only
+    the first N clips.  Unreadable clips are skipped, reported through
+    ``on_error`` and listed in ``result.failed``.
+    """
+    decoders = list(dict.fromkeys(decoders or ["flow"]))
+    for d in decoders:
+        if d not in ("flow", "mse"):
+            raise UsageError(f"unknown decoder {d!r}: use flow or mse")
+    if steps is not None and steps < 1:
+        raise UsageError("--steps must be at least 1")
+    if max_delay_ms < 0:
+        raise UsageError("--max-delay-ms must be >= 0")
+    base_list: list[Baseline] = parse_baselines(baselines)
+    if codec is not None and deg is not None:
+        raise UsageError("give either --codec (codec in the loop) or --deg (decoded files), "
+                         "not both")
+    if tokens is not None and codec is not None:
+        raise UsageError("--tokens is for pairs mode (--deg or a ref/deg manifest); with "
+                         "--codec the tokens are made here")
+    if not inputs:
+        raise UsageError("no reference audio given")
+    from .baselines import check_available
+
+    for b in base_list:
+        check_available(b)  # fail before any work
+    clips, pairs, failed = _collect(list(inputs), deg, on_error)
+    if codec is None and not pairs and not base_list:
+        raise UsageError("nothing to compare: give --codec DIR|default, decoded files (--deg "
+                         "DIR or a manifest with ref and deg columns) or --baselines")
+    if tokens is not None and not pairs:
+        raise UsageError("--tokens needs decoded files (--deg or a ref/deg manifest)")
+    if limit is not None:
+        clips = clips[:limit]
+
+    notes = [RESAMPLE_NOTE, f"delay removed before scoring: cross-correlation peak within "
+             f"+-{max_delay_ms:g} ms", SI_SDR_NOTE, FRECHET_NOTE]
+    use_dnsmos = False
+    if dnsmos:
+        use_dnsmos, why = M.dnsmos_status()
+        notes.append(why)
+    systems: list[SystemResult] = []
+    model = None
+    if codec is not None:
+        model = _load_codec(codec, device)
+        cfg = model.cfg
+        for d in decoders:
+            desc = (f"soundtok codec {cfg.name} (weights {model.sha256[:12]}), {d} decoder"
+                    + (f", {steps or cfg.fm_steps} steps, seed {seed}" if d == "flow" else ""))
+            systems.append(SystemResult(
+                f"soundtok-{d}", "soundtok", desc,
+                bitrate_method="token stream: sum over codebooks of len(codes) x "
+                               "log2(codebook size) / duration"))
+    elif pairs:
+        systems.append(SystemResult(name, "pairs", f"decoded files ({deg or inputs[0]})"))
+    for b in base_list:
+        systems.append(SystemResult(b.name, "baseline", b.description,
+                                    bitrate_method=b.bitrate_method))
+    reference = SystemResult("reference", "reference", "the references themselves (DNSMOS only)")
+    codes_all: list[list[list[int]]] = []
+    kept: list[Example] = []
+    by_name = {s.name: s for s in systems}
+
+    scored = 0
+    for clip in clips:
+        try:
+            ref = _load(clip.ref, SCORE_SR, clip.id if not isinstance(clip.ref, str) else clip.ref)
+            outputs: dict[str, tuple[np.ndarray, float | None]] = {}
+            if pairs:
+                outputs[name] = (_load(clip.deg, SCORE_SR, clip.deg), None)
+        except AudioError as e:
+            failed.append((clip.id, str(e)))
+            if on_error:
+                on_error(str(e))
+            continue
+        dur = len(ref) / SCORE_SR
+        if model is not None:
+            codes, decoded = _codec_roundtrip(model, ref, decoders, steps, seed)
+            codes_all.append(codes)
+            bits = sum(len(row) for row in codes) * math.log2(model.cfg.codebook_size)
+            for d, y in decoded.items():
+                outputs[f"soundtok-{d}"] = (y, bits)
+        from .baselines import roundtrip
+
+        for b in base_list:
+            y, bits = roundtrip(b, ref, SCORE_SR)
+            outputs[b.name] = (y, float(bits))
+        for sys_name, (y, bits) in outputs.items():
+            s = by_name[sys_name]
+            ps = M.score_pair(ref, y, max_delay_ms=max_delay_ms, extended_stoi=extended_stoi,
+                              dnsmos=use_dnsmos)
+            s.clips.append(ClipScore(clip.id, dur, 1000.0 * ps.delay / SCORE_SR, ps.metrics,
+                                     bits, ps.notes))
+            s._ref_frames.append(ps.ref_mel)
+            s._deg_frames.append(ps.deg_mel)
+        if use_dnsmos:
+            try:
+                reference.clips.append(ClipScore(clip.id, dur, 0.0, M.dnsmos_scores(ref)))
+            except Exception as e:  # onnxruntime problems
+                reference.clips.append(ClipScore(clip.id, dur, 0.0, {},
+                                                 notes=[f"DNSMOS failed: {e}"]))
+        if len(kept) < examples:
+            kept.append(Example(clip.id, {"reference": ref,
+                                          **{k: v for k, (v, _) in outputs.items()}}))
+        scored += 1
+        if on_clip:
+            on_clip(clip.id)
+
+    if not any(s.clips for s in systems):
+        raise AudioError(f"no clip could be scored ({len(failed)} failed)")
+    for s in systems:
+        if s._ref_frames:
+            s.mel_frechet = M.frechet_distance(np.concatenate(s._ref_frames),
+                                               np.concatenate(s._deg_frames))
+        s._ref_frames, s._deg_frames = [], []
+        if s.kind in ("soundtok", "baseline"):
+            total_bits = sum(c.bits or 0.0 for c in s.clips)
+            total_s = sum(c.duration_s for c in s.clips)
+            s.bitrate_bps = total_bits / total_s if total_s else None
+    if model is not None:
+        stats = token_stats([model.cfg.codebook_size], codes_all)
+        for s in systems:
+            if s.kind == "soundtok":
+                s.token_stats = stats
+    if tokens is not None:
+        rate, stats, n = stream_stats(tokens)
+        s = by_name[name]
+        s.bitrate_bps, s.token_stats = rate, stats
+        s.bitrate_method = (f"token stream {tokens} ({n} items): sum over codebooks of "
+                            f"len(codes) x log2(codebook size) / duration")
+    if use_dnsmos and reference.clips:
+        systems.insert(0, reference)
+    return ReconResult(systems=systems, notes=notes, clips=scored, failed=failed,
+                       examples=kept, max_delay_ms=max_delay_ms)
+
+
+def _load_codec(codec: Any, device: str):
+    from ..codec import load_codec
+    from ..codec.model import SoundCodec
+
+    if isinstance(codec, SoundCodec):
+        return codec.to(device).eval()
+    return load_codec(None if codec in ("default", "") else codec, device=device)
+
+
+def _codec_roundtrip(model, ref16: np.ndarray, decoders: list[str], steps: int | None,
+                     seed: int) -> tuple[list[list[int]], dict[str, np.ndarray]]:
+    """Tokenize and detokenize one clip -> (codes as lists, {decoder: 16 kHz wav})."""
+    import soxr
+    import torch
+
+    sr = model.cfg.sample_rate
+    x = ref16 if sr == SCORE_SR else soxr.resample(ref16, SCORE_SR, sr, quality="HQ")
+    n = len(x)
+    codes = model.encode_long(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
+    out = {}
+    for d in decoders:
+        y = model.decode_long(codes, num_samples=n, decoder=d, steps=steps, seed=seed)
+        y = y.detach().cpu().numpy().astype(np.float32)
+        out[d] = y if sr == SCORE_SR else soxr.resample(y, sr, SCORE_SR, quality="HQ")
+    return codes.tolist(), out
+
+
+__all__ = ["evaluate_recon", "ReconResult", "SystemResult", "ClipScore", "Example",
+           "SoundtokError"]

@@ -1,0 +1,223 @@
+"""Summary tables and the ``--report DIR`` output: PNG figures and ``report.md``.
+
+Figures (matplotlib, Agg backend, no display needed):
+
+* ``metrics.png`` -- one bar chart per metric (bitrate, mel-L1, LSD, STOI,
+  PESQ, SI-SDR, mel Fréchet distance, DNSMOS when present), one bar per system;
+* ``spectrogram_NN_<clip>.png`` -- log-mel spectrograms (the scoring mel
+  configuration) of the reference and every system's output for the first few
+  clips.
+
+Every file is written atomically (complete or absent).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import re
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..fileio import atomic_write
+from . import metrics as M
+
+if TYPE_CHECKING:
+    from .recon import ReconResult
+
+# key, column header, format, better ("up", "down" or "")
+COLUMNS = [
+    ("bitrate_bps", "bit/s", "{:.0f}", ""),
+    ("mel_l1", "mel-L1", "{:.3f}", "down"),
+    ("lsd_db", "LSD dB", "{:.2f}", "down"),
+    ("stoi", "STOI", "{:.3f}", "up"),
+    ("estoi", "ESTOI", "{:.3f}", "up"),
+    ("pesq_wb", "PESQ-WB", "{:.2f}", "up"),
+    ("pesq_nb", "PESQ-NB", "{:.2f}", "up"),
+    ("si_sdr_db", "SI-SDR dB*", "{:.1f}", "up"),
+    ("mel_frechet", "mel FD", "{:.2f}", "down"),
+    ("dnsmos_ovrl", "DNSMOS", "{:.2f}", "up"),
+    ("delay_ms_mean", "delay ms", "{:.1f}", ""),
+    ("clips", "clips", "{:d}", ""),
+]
+ARROW = {"up": " ↑", "down": " ↓", "": ""}
+TITLES = {"bitrate_bps": "Payload bitrate", "mel_l1": "mel-L1 (log10 mel magnitude)",
+          "lsd_db": "Log-spectral distance", "stoi": "STOI", "estoi": "ESTOI",
+          "pesq_wb": "PESQ wideband (P.862.2)", "pesq_nb": "PESQ narrowband (P.862)",
+          "si_sdr_db": "SI-SDR (meaningless without phase)",
+          "mel_frechet": "mel Fréchet distance", "dnsmos_ovrl": "DNSMOS overall"}
+UNITS = {"bitrate_bps": "bit/s", "mel_l1": "mean |Δ log10 mel|", "lsd_db": "dB", "stoi": "score",
+         "estoi": "score", "pesq_wb": "MOS-LQO", "pesq_nb": "MOS-LQO", "si_sdr_db": "dB",
+         "mel_frechet": "distance", "dnsmos_ovrl": "MOS"}
+
+
+def system_values(result: ReconResult) -> list[tuple[str, dict[str, Any]]]:
+    """(system name, {column key: value}) for every system, NaN for missing."""
+    out = []
+    for s in result.systems:
+        means, _ = s.aggregate()
+        v: dict[str, Any] = dict(means)
+        v["bitrate_bps"] = s.bitrate_bps if s.bitrate_bps is not None else math.nan
+        v["mel_frechet"] = s.mel_frechet if s.mel_frechet is not None else math.nan
+        v["delay_ms_mean"] = s.delay_ms_mean if s.kind != "reference" else math.nan
+        v["clips"] = len(s.clips)
+        out.append((s.name, v))
+    return out
+
+
+def summary_table(result: ReconResult) -> tuple[list[str], list[list[str]]]:
+    """Column headers and formatted rows of the summary; columns no system has
+    are left out."""
+    vals = system_values(result)
+    cols = [c for c in COLUMNS if any(
+        isinstance(v.get(c[0]), (int, float)) and not (isinstance(v.get(c[0]), float)
+                                                       and math.isnan(v[c[0]]))
+        for _, v in vals) or c[0] in ("bitrate_bps", "clips")]
+    headers = ["system"] + [h + ARROW[b] for _, h, _, b in cols]
+    rows = []
+    for name, v in vals:
+        row = [name]
+        for key, _, fmt, _ in cols:
+            x = v.get(key, math.nan)
+            row.append("–" if x is None or (isinstance(x, float) and math.isnan(x))
+                       else fmt.format(x))
+        rows.append(row)
+    return headers, rows
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_")[:60] or "clip"
+
+
+def _save(fig, path: str) -> None:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    with atomic_write(path, "wb") as f:
+        f.write(buf.getvalue())
+
+
+def _spectrogram_figure(example, path: str, max_seconds: float = 10.0) -> None:
+    import matplotlib.pyplot as plt
+
+    names = list(example.wavs)
+    fig, axes = plt.subplots(len(names), 1, figsize=(9, 1.9 * len(names) + 0.6), squeeze=False,
+                             sharex=True)
+    n = int(max_seconds * M.SCORE_SR)
+    mels = {k: M.log_mel(np.asarray(w)[:n]) for k, w in example.wavs.items()}
+    lo = min(float(m.min()) for m in mels.values())
+    hi = max(float(m.max()) for m in mels.values())
+    im = None
+    for ax, key in zip(axes[:, 0], names):
+        m = mels[key]
+        seconds = m.shape[0] * M.MEL_HOP / M.SCORE_SR
+        im = ax.imshow(m.T, origin="lower", aspect="auto", vmin=max(lo, hi - 5), vmax=hi,
+                       extent=(0, seconds, 0, M.MEL_BANDS), cmap="magma")
+        ax.set_title(key, fontsize=10)
+        ax.set_ylabel("mel band")
+    axes[-1, 0].set_xlabel("time (s)")
+    fig.suptitle(f"Log-mel spectrograms: {example.id}")
+    fig.tight_layout()
+    if im is not None:
+        fig.colorbar(im, ax=axes[:, 0].tolist(), label="log10 mel magnitude", shrink=0.8)
+    _save(fig, path)
+    plt.close(fig)
+
+
+def _metrics_figure(result: ReconResult, path: str) -> None:
+    import matplotlib.pyplot as plt
+
+    vals = [(n, v) for n, v in system_values(result)
+            if any(n == s.name and s.kind != "reference" for s in result.systems)]
+    keys = [k for k, *_ in COLUMNS if k in TITLES and any(
+        np.isfinite(v.get(k, math.nan)) for _, v in vals)]
+    cols = 3
+    rows = max(1, math.ceil(len(keys) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    names = [n for n, _ in vals]
+    colors = plt.get_cmap("tab10")(np.arange(len(names)) % 10)
+    for ax, key in zip(axes.ravel(), keys):
+        ys = [v.get(key, math.nan) for _, v in vals]
+        ax.bar(range(len(names)), [0 if not np.isfinite(y) else y for y in ys], color=colors)
+        ax.set_xticks(range(len(names)))
+        ax.set_xticklabels(names, rotation=30, ha="right", fontsize=8)
+        better = next(b for k, _, _, b in COLUMNS if k == key)
+        ax.set_title(TITLES[key] + {"up": " (higher is better)", "down": " (lower is better)",
+                                    "": ""}[better], fontsize=9)
+        ax.set_ylabel(UNITS[key])
+        ax.set_xlabel("system")
+        if key == "bitrate_bps" and all(np.isfinite(y) and y > 0 for y in ys):
+            ax.set_yscale("log")
+    for ax in axes.ravel()[len(keys):]:
+        ax.axis("off")
+    fig.suptitle(f"Reconstruction metrics ({result.clips} clips, 16 kHz)")
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)
+
+
+def _md_table(headers: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def write_report(result: ReconResult, directory: str, title: str = "soundtok evaluation",
+                 command: str | None = None) -> list[str]:
+    """Write the figures and ``report.md`` into ``directory`` (created);
+    returns the written paths."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    os.makedirs(directory, exist_ok=True)
+    written = []
+    metrics_png = os.path.join(directory, "metrics.png")
+    _metrics_figure(result, metrics_png)
+    written.append(metrics_png)
+    specs = []
+    for i, ex in enumerate(result.examples, 1):
+        p = os.path.join(directory, f"spectrogram_{i:02d}_{_safe(ex.id)}.png")
+        _spectrogram_figure(ex, p)
+        specs.append((ex.id, os.path.basename(p)))
+        written.append(p)
+
+    headers, rows = summary_table(result)
+    md = [f"# {title}", ""]
+    if command:
+        md += ["Command:", "", "```", command, "```", ""]
+    md += [f"{result.clips} clips scored at {result.sample_rate} Hz"
+           + (f"; {len(result.failed)} failed" if result.failed else "") + ".", "",
+           "## Summary", "", _md_table(headers, rows), "",
+           "↑ higher is better, ↓ lower is better. *SI-SDR is meaningless for codecs that do "
+           "not keep phase (soundtok, codec2). Metric definitions: `docs/evaluate.md` in the "
+           "soundtok repository.", "",
+           "![Bar charts of the metrics per system](metrics.png)", ""]
+    md += ["## Systems", ""]
+    for s in result.systems:
+        md.append(f"- **{s.name}** ({s.kind}): {s.description}"
+                  + (f". Bitrate: {s.bitrate_method}" if s.bitrate_method else ""))
+    md.append("")
+    stats = [(s.name, t) for s in result.systems for t in (s.token_stats or [])]
+    if stats:
+        md += ["## Token statistics", "",
+               _md_table(["system", "codebook", "size", "tokens", "used", "usage", "entropy (bits)",
+                          "perplexity"],
+                         [[n, str(t.codebook), str(t.size), str(t.tokens), str(t.used),
+                           f"{t.usage:.3f}", f"{t.entropy_bits:.2f}", f"{t.perplexity:.1f}"]
+                          for n, t in stats]), ""]
+    if specs:
+        md += ["## Spectrograms", ""]
+        for cid, fname in specs:
+            md += [f"### {cid}", "", f"![Log-mel spectrograms of {cid}]({fname})", ""]
+    notes = list(result.notes) + [f"{s.name}: {n}" for s in result.systems for n in s.notes()]
+    notes += [f"failed: {name}: {msg}" for name, msg in result.failed]
+    if notes:
+        md += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
+    cfg = ", ".join(f"{k}={v}" for k, v in M.MEL_CONFIG.items())
+    md += ["## Mel configuration (mel-L1, mel Fréchet distance, spectrograms)", "", cfg, ""]
+    report = os.path.join(directory, "report.md")
+    with atomic_write(report, "w") as f:
+        f.write("\n".join(md))
+    written.append(report)
+    return written
