@@ -22,12 +22,12 @@ default-codec: default-codec-vt default-codec-voc
 
 default-codec-vt: manifests
 	$(SOUNDTOK) train-codec $(RUNS)/data/codec_train.jsonl --val $(RUNS)/data/codec_val.jsonl \
-	  -o $(RUNS)/default-codec/vt --stage vae,tokenizer --vae-steps 3000 --tokenizer-steps 6000 \
+	  -o $(RUNS)/default-codec/vt --stage vae,tokenizer --vae-steps 3000 --tokenizer-steps 5000 \
 	  --threads $(THREADS) --device cpu --resume -v
 
 default-codec-voc: manifests
 	$(SOUNDTOK) train-codec $(RUNS)/data/codec_train.jsonl --val $(RUNS)/data/codec_val.jsonl \
-	  -o $(RUNS)/default-codec/voc --stage vocoder --vocoder-steps 8000 \
+	  -o $(RUNS)/default-codec/voc --stage vocoder --vocoder-steps 5000 \
 	  --threads $(THREADS) --device cpu --resume -v
 
 completions:

@@ -18,8 +18,8 @@ from .common import resolve_device, runtime_options
 @click.option("--steps", type=click.IntRange(min=1), default=None,
               help="Steps for every selected stage (overrides the per-stage defaults).")
 @click.option("--vae-steps", type=click.IntRange(min=1), default=3000, show_default=True)
-@click.option("--tokenizer-steps", type=click.IntRange(min=1), default=6000, show_default=True)
-@click.option("--vocoder-steps", type=click.IntRange(min=1), default=6000, show_default=True)
+@click.option("--tokenizer-steps", type=click.IntRange(min=1), default=5000, show_default=True)
+@click.option("--vocoder-steps", type=click.IntRange(min=1), default=5000, show_default=True)
 @click.option("--batch", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option("--lr", type=float, default=1e-3, show_default=True)
 @click.option("--save-every", type=click.IntRange(min=1), default=500, show_default=True,

@@ -219,7 +219,10 @@ class SoundCodec(nn.Module):
         except (ValueError, TypeError, SafetensorError, OSError) as e:
             raise ModelError(f"cannot load codec from {path}: {e}") from None
         state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
-        missing, unexpected = model.load_state_dict(state, strict=False)
+        try:
+            missing, unexpected = model.load_state_dict(state, strict=False)
+        except RuntimeError:  # tensor shapes disagree with config.json
+            missing, unexpected = ["(shape mismatch)"], []
         if missing or unexpected:
             raise ModelError(f"codec weights in {path} do not match its config "
                              f"(missing {len(missing)}, unexpected {len(unexpected)} tensors)")

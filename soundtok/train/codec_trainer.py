@@ -45,9 +45,9 @@ class TrainCodecOptions:
     out: str
     val: list[str] = field(default_factory=list)
     stage: str = "all"
-    steps: dict = field(default_factory=lambda: {"vae": 3000, "tokenizer": 6000, "vocoder": 6000})
+    steps: dict = field(default_factory=lambda: {"vae": 3000, "tokenizer": 5000, "vocoder": 5000})
     batch: int = 16
-    crop_seconds: dict = field(default_factory=lambda: {"vae": 1.28, "tokenizer": 2.56, "vocoder": 0.64})
+    crop_seconds: dict = field(default_factory=lambda: {"vae": 1.28, "tokenizer": 1.28, "vocoder": 0.64})
     lr: float = 1e-3
     warmup: int = 100
     save_every: int = 500
