@@ -130,7 +130,8 @@ def recon(inputs, deg, codec, decoder, decoders, steps, seed, baselines, tokens,
         cmd = ("soundtok " + shlex.join(sys.argv[1:])
                if sys.argv[1:3] == ["evaluate", "recon"] else None)
         paths = write_report(result, report_dir, command=cmd)
-        console.info(f"report: {paths[-1]} ({len(paths) - 1} figures)")
+        figures = sum(p.endswith(".png") for p in paths)
+        console.info(f"report: {paths[-1]} ({figures} figures)")
     if result.failed:
         raise PartialFailure(f"{len(result.failed)} clip(s) could not be scored (listed above)")
 

@@ -6,7 +6,10 @@ Figures (matplotlib, Agg backend, no display needed):
   PESQ, SI-SDR, mel Fréchet distance, DNSMOS when present), one bar per system;
 * ``spectrogram_NN_<clip>.png`` -- log-mel spectrograms (the scoring mel
   configuration) of the reference and every system's output for the first few
-  clips.
+  clips;
+* ``metrics.jsonl`` -- the ``--json --per-clip`` rows;
+* ``report.md`` -- the summary table, systems, token statistics, notes, and
+  links to all of the above.
 
 Every file is written atomically (complete or absent).
 """
@@ -14,6 +17,7 @@ Every file is written atomically (complete or absent).
 from __future__ import annotations
 
 import io
+import json
 import math
 import os
 import re
@@ -216,6 +220,13 @@ def write_report(result: ReconResult, directory: str, title: str = "soundtok eva
         md += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
     cfg = ", ".join(f"{k}={v}" for k, v in M.MEL_CONFIG.items())
     md += ["## Mel configuration (mel-L1, mel Fréchet distance, spectrograms)", "", cfg, ""]
+    rows_path = os.path.join(directory, "metrics.jsonl")
+    with atomic_write(rows_path, "w") as f:
+        for row in result.rows(per_clip=True):
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    written.append(rows_path)
+    md += ["The same numbers, per system and per clip, as JSON Lines: "
+           "[metrics.jsonl](metrics.jsonl).", ""]
     report = os.path.join(directory, "report.md")
     with atomic_write(report, "w") as f:
         f.write("\n".join(md))
