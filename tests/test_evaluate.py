@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import struct
 import subprocess
 
 import numpy as np

@@ -63,7 +63,8 @@ def _table(title, headers, rows):
               help="Several decoders in one run, e.g. flow,mse (overrides --decoder).")
 @click.option("--steps", type=click.IntRange(min=1), default=None,
               help="ODE steps of the flow decoder (default: the codec's).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Noise seed of the flow decoder.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Noise seed of the flow decoder.")
 @click.option("--baselines", default=None, metavar="LIST",
               help="Classical codecs on the same clips: codec2-MODE (3200, 2400, 1600, 1400, "
                    "1300, 1200, 700C, 450) and opus-Nk, comma-separated.")
@@ -230,8 +231,9 @@ def caption(hyps, refs, labels, synonyms, no_embedding, as_json, per_item, conso
              "meteor": "METEOR", "rouge_l": "ROUGE-L", "cider_d": "CIDEr-D",
              "embed_sim": "MiniLM cosine", "accuracy": "label accuracy"}
     rows = [[names.get(k, k), "–" if v != v else f"{v:.4f}"] for k, v in result.metrics.items()]
-    out.print(_table(f"Captions, {result.items} items ({result.labelled} labelled, "
-                     f"{result.unmatched} matched no label)", ["metric", "value"], rows))
+    out.print(f"{result.items} items, {result.labelled} with a gold label, "
+              f"{result.unmatched} of them matched no label", markup=False)
+    out.print(_table("Caption metrics", ["metric", "value"], rows))
     if per_item:
         out.print(_table("Per item", ["id", "label", "predicted", "MiniLM", "hypothesis"],
                          [[r["id"], str(r["label"] or "–"), str(r["predicted"] or "–"),

@@ -28,7 +28,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..errors import AudioError, SoundtokError, UsageError
+from ..errors import AudioError, UsageError
 from . import metrics as M
 from .baselines import Baseline, parse_baselines
 from .tokenstats import CodebookStats, stream_stats, token_stats
@@ -444,5 +444,4 @@ def _codec_roundtrip(model, ref16: np.ndarray, decoders: list[str], steps: int |
     return codes.tolist(), out
 
 
-__all__ = ["evaluate_recon", "ReconResult", "SystemResult", "ClipScore", "Example",
-           "SoundtokError"]
+__all__ = ["evaluate_recon", "ReconResult", "SystemResult", "ClipScore", "Example"]
