@@ -20,6 +20,7 @@ import contextlib
 import hashlib
 import json
 import math
+import os
 from pathlib import Path
 
 import torch
@@ -187,6 +188,9 @@ class SoundCodec(nn.Module):
                  for k, v in self.state_dict().items()}
         tmp = d / ".model.safetensors.tmp"
         save_file(state, str(tmp), metadata={"format": "pt", "architecture": "soundtok-fm"})
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # safetensors creates 0600 files
         tmp.replace(d / "model.safetensors")
         tmpc = d / ".config.json.tmp"
         self.cfg.save(tmpc)

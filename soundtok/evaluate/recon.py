@@ -12,7 +12,8 @@ Three ways to get (reference, decoded) pairs:
 
 Baselines can be added to any of them.  All audio is scored at 16 kHz
 (references and outputs are resampled with soxr HQ); the delay of each output
-is found by cross-correlation within +-``max_delay_ms`` and removed before
+is found (band-envelope, then waveform cross-correlation; see
+:func:`.metrics.find_delay`) within +-``max_delay_ms`` and removed before
 scoring.  See ``docs/evaluate.md`` for the metric definitions.
 """
 
@@ -316,8 +317,8 @@ def evaluate_recon(inputs: list[str], deg: str | None = None, codec: Any = None,
     if limit is not None:
         clips = clips[:limit]
 
-    notes = [RESAMPLE_NOTE, f"delay removed before scoring: cross-correlation peak within "
-             f"+-{max_delay_ms:g} ms", SI_SDR_NOTE, FRECHET_NOTE]
+    notes = [RESAMPLE_NOTE, "delay removed before scoring: band-envelope, then waveform "
+             f"cross-correlation within +-{max_delay_ms:g} ms", SI_SDR_NOTE, FRECHET_NOTE]
     use_dnsmos = False
     if dnsmos:
         use_dnsmos, why = M.dnsmos_status()
