@@ -1,0 +1,49 @@
+"""LLM-Codec: audio tokens that are a frozen LLM's own vocabulary.
+
+A multi-scale residual VQ whose codebooks are fixed rows of a frozen LLM's
+input-embedding matrix (UniAudio 1.5 style): scale 0 (~3 Hz) picks whole
+English words, scales 1-2 (12.5 / 25 Hz) sub-word tokens.  Rendered as the
+LLM's words, a clip can be put straight into a prompt, so a frozen LLM can do
+few-shot audio tasks in context.  See ``docs/llm-codec.md``.
+
+Modules (imported lazily, so ``import soundtok.llmcodec`` is cheap):
+
+* :mod:`.config` -- :class:`LLMCodecConfig`
+* :mod:`.vocab` -- :func:`select_vocabularies`, :func:`word_vocabulary`, :func:`subword_vocabulary`
+* :mod:`.quantizer` -- :class:`FrozenEmbeddingRVQ`
+* :mod:`.model` -- :class:`LLMCodec`, :func:`load_llm_codec`
+* :mod:`.text` -- :func:`codes_to_words`, :func:`codes_to_parts`, :func:`codes_to_llm_ids`
+* :mod:`.fewshot` -- prompts, label ranking, episodes, accuracy with CIs
+* :mod:`.prompts` -- every prompt template, in one place
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "LLMCodecConfig": ".config",
+    "select_vocabularies": ".vocab",
+    "word_vocabulary": ".vocab",
+    "subword_vocabulary": ".vocab",
+    "FrozenEmbeddingRVQ": ".quantizer",
+    "LLMCodec": ".model",
+    "load_llm_codec": ".model",
+    "codes_to_words": ".text",
+    "codes_to_parts": ".text",
+    "codes_to_llm_ids": ".text",
+    "build_prompt": ".fewshot",
+    "rank_labels": ".fewshot",
+    "sample_episodes": ".fewshot",
+    "run_fewshot": ".fewshot",
+    "wilson_interval": ".fewshot",
+    "bootstrap_interval": ".fewshot",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

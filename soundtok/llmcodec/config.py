@@ -1,0 +1,108 @@
+"""Configuration of the LLM-Codec (one dataclass, saved as ``config.json``).
+
+Audio at ``sample_rate`` Hz is analysed into log-mel frames every
+``hop_length`` samples (100 fps at the defaults, the same front end as the
+default soundtok codec, so its vocoder can initialise ours).  Scale ``k`` of
+the residual VQ runs ``strides[k]`` mel frames per token: at the defaults
+32, 8, 4 -> 3.125 Hz (words), 12.5 Hz and 25 Hz (sub-words), i.e. hop lengths
+5120, 1280 and 640 samples.  ``vocab_sizes[k]`` caps how many LLM tokens scale
+``k`` may use (scale 0: whole words, see :mod:`.vocab`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ARCHITECTURE = "llm-codec"
+
+
+@dataclass
+class LLMCodecConfig:
+    """All hyper-parameters of :class:`soundtok.llmcodec.model.LLMCodec`."""
+
+    name: str = "llm-codec-16k"
+    sample_rate: int = 16000
+    n_fft: int = 640
+    hop_length: int = 160
+    n_mels: int = 80
+    f_min: float = 0.0
+    f_max: float | None = None
+    # encoder / decoder (ConvNeXt at the mel frame rate)
+    dim: int = 256
+    enc_layers: int = 4
+    dec_layers: int = 4
+    kernel_size: int = 7
+    # multi-scale residual VQ over frozen LLM embedding rows
+    strides: list[int] = field(default_factory=lambda: [32, 8, 4])
+    vocab_sizes: list[int] = field(default_factory=lambda: [4096, 8192, 8192])
+    min_word_letters: int = 3
+    commitment_weight: float = 0.25
+    # semantic loss: pooled scale-0 vectors -> semantic_dim, cosine to MiniLM(label)
+    semantic_dim: int = 384
+    semantic_weight: float = 1.0
+    # vocoder (soundtok.codec.vocoder.Vocoder)
+    voc_dim: int = 192
+    voc_layers: int = 8
+    # filled in when a codec is built from an LLM (llm_identity of it)
+    llm: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.strides, self.vocab_sizes = list(self.strides), list(self.vocab_sizes)
+        if not self.strides or len(self.strides) != len(self.vocab_sizes):
+            raise ValueError("strides and vocab_sizes must be non-empty lists of equal length")
+        for s in self.strides:
+            if not isinstance(s, int) or s < 1 or (s & (s - 1)):
+                raise ValueError(f"stride {s!r} is not a power of two")
+        if self.strides != sorted(self.strides, reverse=True):
+            raise ValueError("strides must run from the coarsest scale to the finest")
+        if any(not isinstance(v, int) or v < 2 for v in self.vocab_sizes):
+            raise ValueError("every vocab size must be an integer >= 2")
+        if (self.n_fft - self.hop_length) % 2:
+            raise ValueError("n_fft - hop_length must be even")
+
+    @property
+    def hop_lengths(self) -> list[int]:
+        """Audio samples per token of each scale."""
+        return [self.hop_length * s for s in self.strides]
+
+    @property
+    def frame_rates(self) -> list[float]:
+        """Tokens per second of each scale (Hz)."""
+        return [self.sample_rate / h for h in self.hop_lengths]
+
+    @property
+    def max_hop(self) -> int:
+        """Audio is padded to a multiple of this (the coarsest scale's hop)."""
+        return self.hop_lengths[0]
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> LLMCodecConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known - {"architecture", "soundtok_version", "vocab_lengths"})
+        if unknown:
+            raise ValueError(f"unknown llm-codec config keys: {', '.join(unknown)}")
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+    def save(self, path: str | Path, **extra) -> None:
+        data = {"architecture": ARCHITECTURE, **self.to_dict(), **extra}
+        Path(path).write_text(json.dumps(data, indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> LLMCodecConfig:
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+    def vocoder_config(self):
+        """A :class:`~soundtok.codec.config.CodecConfig` carrying the fields the
+        shared :class:`~soundtok.codec.vocoder.Vocoder` reads."""
+        from ..codec.config import CodecConfig
+
+        return CodecConfig(sample_rate=self.sample_rate, n_fft=self.n_fft,
+                           hop_length=self.hop_length, n_mels=self.n_mels,
+                           voc_dim=self.voc_dim, voc_layers=self.voc_layers,
+                           kernel_size=self.kernel_size)

@@ -1,0 +1,58 @@
+"""Every prompt template of the LLM-Codec few-shot tasks, in one place.
+
+A prompt is a list of *parts*: ``str`` parts are text (tokenized with the
+LLM's tokenizer, no special tokens) and ``list[int]`` parts are LLM token ids
+used as they are -- the audio, whose codes already *are* LLM tokens.  A
+template holds ``{audio}`` where a clip's parts go; ``{answer}`` and
+``{labels}`` are plain text substitutions (``str.replace``, so braces in
+labels are safe).
+
+A clip is rendered (:func:`soundtok.llmcodec.text.codes_to_parts`) as its
+scale-0 words, then each finer scale, with :data:`SCALE_SEPARATOR` between
+scales.  The few-shot prompt (:func:`soundtok.llmcodec.fewshot.build_prompt`)
+is::
+
+    [INSTRUCTION]            (unless --no-instruction)
+    DEMO  x N*K              (audio words + its answer)
+    QUERY                    (audio words, "Answer:" -- the LLM continues)
+
+and a candidate label is scored as the continuation ``ANSWER_PREFIX + label``.
+"""
+
+from __future__ import annotations
+
+#: Separates the scales of one clip (scale-0 words first, then finer scales).
+SCALE_SEPARATOR = " |"
+
+#: Optional first line(s); ``{labels}`` = the episode's labels joined by ", ".
+INSTRUCTION = ("Each sound below is written in words. "
+               "Answer with one of: {labels}.\n\n")
+
+#: One demonstration: a clip and its answer.
+DEMO = "Sound:{audio}\nAnswer: {answer}\n\n"
+
+#: The query: a clip; the LLM continues after "Answer:".
+QUERY = "Sound:{audio}\nAnswer:"
+
+#: What goes between the prompt and a candidate label when scoring it.
+ANSWER_PREFIX = " "
+
+#: Joins the labels inside INSTRUCTION.
+LABEL_JOINER = ", "
+
+
+def fill(template: str, audio: list | None = None, **fields: str) -> list:
+    """``template`` as prompt parts: ``{audio}`` -> the ``audio`` parts,
+    ``{name}`` -> ``fields[name]`` (text)."""
+    pieces = template.split("{audio}")
+    if len(pieces) > 2:
+        raise ValueError("a template may hold {audio} at most once")
+    texts = []
+    for p in pieces:
+        for name, value in fields.items():
+            p = p.replace("{" + name + "}", value)
+        texts.append(p)
+    parts: list = [texts[0]]
+    if len(texts) == 2:
+        parts += list(audio or []) + [texts[1]]
+    return [p for p in parts if not (isinstance(p, str) and p == "")]

