@@ -297,3 +297,59 @@ def test_run_fewshot_end_to_end(tmp_path, llm, codec):
     with pytest.raises(ModelError, match="was built on LLM"):
         run_fewshot(other, tok, h, items, ways=2, shots=1, episodes=1)
     assert TokenReader(str(path)).header.codec["arch"] == "llm-codec"
+
+
+def _write_stream(path, codec, n=6):
+    with open_token_writer(path, codec.header()) as w:
+        for i in range(n):
+            wav = torch.from_numpy(synth(0.4, seed=i))
+            w.write(codec.item(f"u{i}", wav, label=["dog", "rain", "bird"][i % 3]))
+    return path
+
+
+def test_cli_evaluate_fewshot(tmp_path, llm, codec):
+    from conftest import cli
+
+    d, _, _ = llm
+    path = _write_stream(tmp_path / "t.jsonl", codec)
+    r = cli("evaluate", "fewshot", path, "--llm", d, "--ways", 2, "--shots", 1, "--episodes", 2,
+            "--repeats", 1, "--no-instruction", "--json", "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    row = json.loads(r.stdout.decode().strip())
+    assert row["ways"] == 2 and row["judged"] == 4 and row["chance"] == 0.5
+    assert row["instruction"] is False and 0 <= row["accuracy"] <= 1
+    other = _word_llm(tmp_path / "o", vocab_size=170)
+    r = cli("evaluate", "fewshot", path, "--llm", other, "--ways", 2, "--device", "cpu")
+    assert r.returncode == 1 and b"was built on LLM" in r.stderr
+    assert len(r.stderr.decode().strip().splitlines()) == 1
+
+
+def test_train_two_steps_and_resume(tmp_path, llm):
+    import soundfile as sf
+
+    from soundtok.llmcodec import LLMCodec
+    from soundtok.train.llmcodec_trainer import TrainLLMCodecOptions, train_llm_codec
+
+    d, model, tok = llm
+    rows = []
+    for i, lab in enumerate(["dog", "rain", "dog"]):
+        sf.write(tmp_path / f"c{i}.wav", synth(0.5, seed=i), 16000)
+        rows.append(json.dumps({"path": str(tmp_path / f"c{i}.wav"), "label": lab}))
+    (tmp_path / "train.jsonl").write_text("\n".join(rows) + "\n")
+    cfg = {**TINY_CODEC, "name": "tiny-train"}
+
+    def embed(labels):
+        return torch.randn(len(labels), 12, generator=torch.Generator().manual_seed(0))
+
+    opts = TrainLLMCodecOptions(train=[str(tmp_path / "train.jsonl")], out=str(tmp_path / "run"),
+                                steps=2, batch=2, crop_seconds=0.32, save_every=1, log_every=1,
+                                codec_config=cfg, vocoder_init=None)
+    final = train_llm_codec(opts, embedder=embed, llm=(model, tok))
+    codec = LLMCodec.from_pretrained(final, llm=model)
+    emb = model.get_input_embeddings().weight.detach()
+    assert torch.equal(codec.rvq.codebook(0), emb[torch.tensor(codec.vocabularies[0])])
+    metrics = (tmp_path / "run" / "metrics.csv").read_text()
+    assert "semantic" in metrics and "mel_l1" in metrics
+    opts.steps, opts.resume = 3, True
+    train_llm_codec(opts, embedder=embed, llm=(model, tok))
+    assert "resuming from ckpt-llmcodec-0000002" in (tmp_path / "run" / "train.log").read_text()

@@ -21,6 +21,8 @@ def command() -> None:
                bitrate and token statistics, with codec2/Opus side by side
       caption  caption metrics (BLEU, METEOR, ROUGE-L, CIDEr-D, embedding
                similarity, label accuracy)
+      fewshot  few-shot in-context classification by a frozen LLM over
+               llm-codec tokens (accuracy, 95% CI, chance)
 
     Metric definitions: docs/evaluate.md.
     """
@@ -241,3 +243,69 @@ def caption(hyps, refs, labels, synonyms, no_embedding, as_json, per_item, conso
                            r["hyp"]] for r in result.per_item]))
     for n in result.notes:
         out.print(f"note: {n}", markup=False)
+
+
+@command.command("fewshot")
+@click.argument("tokens")
+@click.option("--ways", type=click.IntRange(min=2), default=5, show_default=True,
+              help="Labels per episode (N).")
+@click.option("--shots", type=click.IntRange(min=0), default=1, show_default=True,
+              help="Demonstrations per label (K).")
+@click.option("--episodes", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Episode sampling seed.")
+@click.option("--repeats", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Ask every episode N times, its demonstrations reshuffled each time.")
+@click.option("--llm", default=None, metavar="SPEC",
+              help="The frozen LLM (default: the one the stream's llm-codec was built on; "
+                   "another one is refused).")
+@click.option("--instruction/--no-instruction", default=True, show_default=True,
+              help="Start the prompt with an instruction naming the labels.")
+@click.option("--mode", type=click.Choice(["rank", "generate"]), default="rank", show_default=True,
+              help="rank: the label with the highest log-likelihood; generate: greedy text, "
+                   "matched to a label.")
+@click.option("--scales", default=None, metavar="LIST",
+              help="Scales shown to the LLM, e.g. 0 (words only) or 0,1 (default: all).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON line on stdout.")
+@runtime_options
+def fewshot(tokens, ways, shots, episodes, seed, repeats, llm, instruction, mode, scales, as_json,
+            console, device):
+    """Few-shot in-context classification by a frozen LLM over llm-codec tokens.
+
+    TOKENS is a labelled token stream written by an llm-codec (its codes are
+    the LLM's own tokens). Each N-way K-shot episode puts K demonstrations
+    per label ("audio words" + answer) and one query into a prompt and ranks
+    the labels by log-likelihood. Reports accuracy with a 95% bootstrap CI
+    over episodes, the Wilson interval and chance (1/N). See docs/llm-codec.md.
+
+    \b
+    Examples:
+      soundtok evaluate fewshot esc10.tokens.jsonl --ways 5 --shots 1 --episodes 200
+      soundtok evaluate fewshot digits.jsonl --ways 10 --shots 2 --repeats 3 --json
+    """
+    from ..llm.loader import load_llm
+    from ..llmcodec.fewshot import read_labelled_stream, run_fewshot
+
+    try:
+        picked = [int(s) for s in scales.split(",")] if scales else None
+    except ValueError:
+        raise UsageError(f"--scales must be comma-separated integers, not {scales!r}") from None
+    header, items = read_labelled_stream(tokens)
+    model, tokenizer = load_llm(llm or (header.codec.get("llm") or {}).get("name"),
+                                device=resolve_device(device))
+    with console.progress(episodes, "episodes") as bar:
+        res = run_fewshot(model, tokenizer, header, items, ways=ways, shots=shots,
+                          episodes=episodes, seed=seed, repeats=repeats, instruction=instruction,
+                          mode=mode, scales=picked, progress=bar.advance)
+    row = res.row()
+    if as_json:
+        row.pop("per_episode")
+        _print_json([row])
+        return
+    out = _out_console()
+    out.print(_table(f"{ways}-way {shots}-shot, {episodes} episodes x {repeats}",
+                     ["metric", "value"],
+                     [["accuracy", f"{res.accuracy:.4f}"],
+                      ["95% CI (bootstrap over episodes)", f"{res.ci_low:.4f} - {res.ci_high:.4f}"],
+                      ["95% CI (Wilson)", f"{res.wilson_low:.4f} - {res.wilson_high:.4f}"],
+                      ["chance (1/N)", f"{res.chance:.4f}"],
+                      ["judged", str(res.judged)]]))
