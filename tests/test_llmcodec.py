@@ -353,3 +353,21 @@ def test_train_two_steps_and_resume(tmp_path, llm):
     opts.steps, opts.resume = 3, True
     train_llm_codec(opts, embedder=embed, llm=(model, tok))
     assert "resuming from ckpt-llmcodec-0000002" in (tmp_path / "run" / "train.log").read_text()
+
+
+def test_cli_train_codec_arch_llm_codec(tmp_path, llm):
+    import soundfile as sf
+    from conftest import cli
+
+    from soundtok.llmcodec import LLMCodec
+
+    d, model, _ = llm
+    sf.write(tmp_path / "a.wav", synth(0.5, seed=9), 16000)
+    cfg = json.dumps({**TINY_CODEC, "name": "tiny-cli"})
+    r = cli("train-codec", tmp_path / "a.wav", "-o", tmp_path / "run", "--arch", "llm-codec",
+            "--llm", d, "--steps", 1, "--batch", 1, "--config", cfg, "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    final = r.stdout.decode().strip()
+    assert LLMCodec.from_pretrained(final, llm=model).cfg.name == "tiny-cli"
+    r = cli("train-codec", tmp_path / "a.wav", "-o", tmp_path / "x", "--llm", d)
+    assert r.returncode == 2 and b"--arch llm-codec" in r.stderr

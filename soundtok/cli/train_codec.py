@@ -33,10 +33,18 @@ from .common import resolve_device, runtime_options
 @click.option("--config", "config_json", default=None, metavar="JSON",
               help='Codec config overrides, e.g. \'{"codebook_size": 1024}\' or a JSON file.')
 @click.option("--tensorboard", is_flag=True, help="Also write TensorBoard logs.")
+@click.option("--arch", type=click.Choice(["soundtok-fm", "llm-codec"]), default="soundtok-fm",
+              show_default=True,
+              help="llm-codec: codes are a frozen LLM's own tokens (docs/llm-codec.md); it "
+                   "trains in one stage for --steps (default 20000) and ignores --stage, "
+                   "--val and the per-stage step options.")
+@click.option("--llm", default=None, metavar="SPEC",
+              help="llm-codec only: the frozen LLM whose embedding rows are the codebooks "
+                   "(default: gemma3-270m).")
 @runtime_options
 def command(train, out, val, stage, steps, vae_steps, tokenizer_steps, vocoder_steps, batch, lr,
-            save_every, val_every, seed, resume, init_from, config_json, tensorboard, console,
-            device):
+            save_every, val_every, seed, resume, init_from, config_json, tensorboard, arch, llm,
+            console, device):
     """Train a codec on TRAIN audio (files, folders, globs or manifests).
 
     Metrics go to OUT/metrics.csv (and TensorBoard with --tensorboard), a log
@@ -50,6 +58,7 @@ def command(train, out, val, stage, steps, vae_steps, tokenizer_steps, vocoder_s
       soundtok train-codec train.jsonl -o runs/codec --resume
       soundtok train-codec new_sounds/ --init-from default -o runs/ft --stage tokenizer
       torchrun --nproc_per_node 4 -m soundtok train-codec train.jsonl -o runs/codec --device cuda
+      soundtok train-codec train.jsonl --arch llm-codec --llm gemma3-270m -o runs/llmcodec
     """
     from ..errors import UsageError
     from ..train.codec_trainer import TrainCodecOptions, train_codec
@@ -64,6 +73,19 @@ def command(train, out, val, stage, steps, vae_steps, tokenizer_steps, vocoder_s
             raise UsageError(f"--config is neither a JSON file nor JSON: {e}") from None
         if not isinstance(overrides, dict):
             raise UsageError("--config must be a JSON object")
+    if arch == "llm-codec":
+        from ..train.llmcodec_trainer import TrainLLMCodecOptions, train_llm_codec
+
+        if init_from:
+            raise UsageError("--init-from is not supported with --arch llm-codec")
+        opts = TrainLLMCodecOptions(train=list(train), out=out, llm=llm, steps=steps or 20000,
+                                    batch=batch, lr=lr, save_every=save_every, seed=seed,
+                                    device=resolve_device(device), resume=resume,
+                                    codec_config=overrides)
+        click.echo(str(train_llm_codec(opts, echo=console.info)))
+        return
+    if llm:
+        raise UsageError("--llm needs --arch llm-codec")
     per_stage = {"vae": vae_steps, "tokenizer": tokenizer_steps, "vocoder": vocoder_steps}
     if steps:
         per_stage = {k: steps for k in per_stage}
