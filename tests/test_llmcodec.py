@@ -63,7 +63,8 @@ def codec(llm):
 
 # ------------------------------------------------------------- vocabularies
 def test_vocabulary_selection_picks_whole_words(llm):
-    from soundtok.llmcodec.vocab import select_vocabularies, subword_vocabulary, word_vocabulary
+    from soundtok.llmcodec.vocab import (english_words, select_vocabularies,
+                                         subword_vocabulary, word_vocabulary)
 
     _, _, tok = llm
     ids = word_vocabulary(tok, 100)
@@ -71,9 +72,15 @@ def test_vocabulary_selection_picks_whole_words(llm):
     assert [p[1:] for p in pieces] == WORDS + ["hello"]
     assert word_vocabulary(tok, 5) == ids[:5]  # a cap keeps the earliest ids
     assert word_vocabulary(tok, 100, min_letters=6) == [i for i, p in zip(ids, pieces) if len(p) > 6]
+    allowed = word_vocabulary(tok, 100, allowed={"dog", "rain", "xyz"})
+    assert tok.convert_ids_to_tokens(allowed) == ["\u2581dog", "\u2581rain"]
+    eng = english_words()
+    assert {"dog", "rain", "siren"} <= eng and not {"comp", "an", "Paris"} & eng
     sub = subword_vocabulary(tok, 30)
     assert not set(sub) & set(tok.all_special_ids)
-    assert all(not p.startswith("<") or len(p) == 1 for p in tok.convert_ids_to_tokens(sub))
+    texts = [tok.decode([i]) for i in sub]
+    assert all(any(ch.isalnum() for ch in t) and t.isprintable() for t in texts)
+    assert "<unused60>" not in tok.convert_ids_to_tokens(subword_vocabulary(tok, 200))
     assert sub == subword_vocabulary(tok, 30)  # deterministic
     vocabs = select_vocabularies(tok, [4, 10, 10])
     assert vocabs[0] == ids[:4] and vocabs[1] == sub[:10] == vocabs[2]

@@ -39,6 +39,7 @@ class LLMCodecConfig:
     strides: list[int] = field(default_factory=lambda: [32, 8, 4])
     vocab_sizes: list[int] = field(default_factory=lambda: [4096, 8192, 8192])
     min_word_letters: int = 3
+    word_filter: str = "english"  # "english" (MiniLM's BERT word list) or "none"
     commitment_weight: float = 0.25
     # semantic loss: pooled scale-0 vectors -> semantic_dim, cosine to MiniLM(label)
     semantic_dim: int = 384

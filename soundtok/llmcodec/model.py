@@ -87,7 +87,7 @@ class LLMCodec(nn.Module):
         ident = identity or llm_identity(model)
         weight = model.get_input_embeddings().weight
         vocabs = select_vocabularies(tokenizer, cfg.vocab_sizes, cfg.min_word_letters,
-                                     embedding_rows=weight.shape[0])
+                                     embedding_rows=weight.shape[0], word_filter=cfg.word_filter)
         cfg = LLMCodecConfig.from_dict({**cfg.to_dict(), "llm": dict(ident)})
         codec = cls(cfg, vocabs)
         codec.attach_embeddings(weight)
