@@ -1,0 +1,133 @@
+"""Decoding: text from audio prompts (captions) and audio from text prompts.
+
+Captions use transformers' ``generate`` on the prompt embeddings (greedy, beam
+search or nucleus sampling); the LLM's own head is the only output, so a
+caption can never contain audio tokens.
+
+Audio generation has its own small loop with a KV cache: each step scores
+only the audio rows (:meth:`AudioLM.audio_logits`), masks everything but the
+codes of the codebook due at that position (and ``</audio>`` once a whole
+frame period is complete), and stops at ``</audio>`` or the length cap.  Each
+sequence samples from its own seeded generator, so a prompt's output does not
+depend on what else is in the batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+
+def left_pad(seqs: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-padded ``(ids, attention_mask)`` for a batch of id lists."""
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, width - len(s):] = torch.tensor(s, dtype=torch.long)
+        mask[i, width - len(s):] = 1
+    return ids.to(device), mask.to(device)
+
+
+@contextlib.contextmanager
+def _quiet_generate():
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+
+
+@torch.inference_mode()
+def generate_text(alm, prompts: list[list[int]], *, eos_id: int, pad_id: int, max_new_tokens: int = 32,
+                  beams: int = 1, sample: bool = False, temperature: float = 1.0,
+                  top_p: float = 1.0) -> list[list[int]]:
+    """Text continuations (ids, without ``<eos>``) of a batch of prompts."""
+    from transformers import GenerationConfig
+
+    ids, mask = left_pad(prompts, pad_id, alm.device)
+    embeds = alm.embed(ids)
+    config = GenerationConfig(
+        max_new_tokens=max_new_tokens, do_sample=sample, num_beams=beams,
+        temperature=temperature if sample else None, top_p=top_p if sample else None,
+        top_k=None, eos_token_id=eos_id, pad_token_id=pad_id, num_return_sequences=1,
+        bos_token_id=None)
+    with _quiet_generate():
+        out = alm.base_model.generate(inputs_embeds=embeds, attention_mask=mask, generation_config=config)
+    results = []
+    for row in out.tolist():
+        if eos_id in row:
+            row = row[: row.index(eos_id)]
+        results.append([t for t in row if t != pad_id])
+    return results
+
+
+def _pick(logits: torch.Tensor, gen: torch.Generator | None, temperature: float, top_p: float) -> int:
+    """One token from a 1-D row of logits: argmax (``gen is None``) or nucleus sampling."""
+    if gen is None or temperature <= 0:
+        return int(logits.argmax())
+    probs = torch.softmax(logits.float().cpu() / temperature, dim=-1)
+    if top_p < 1.0:
+        sorted_p, order = probs.sort(descending=True)
+        keep = (sorted_p.cumsum(0) - sorted_p) < top_p  # always keeps the most likely token
+        sorted_p = sorted_p * keep
+        return int(order[torch.multinomial(sorted_p, 1, generator=gen)])
+    return int(torch.multinomial(probs, 1, generator=gen))
+
+
+@torch.inference_mode()
+def generate_audio(alm, prompts: list[list[int]], *, pad_id: int, max_tokens: int,
+                   seeds: list[int] | None = None, temperature: float = 1.0,
+                   top_p: float = 1.0) -> list[list[int]]:
+    """Audio ids (codes, without ``</audio>``) continuing prompts that end with ``<audio>``.
+
+    ``max_tokens`` is rounded down to whole frame periods (at least one);
+    ``seeds=None`` decodes greedily.
+    """
+    vocab = alm.vocab
+    schedule = vocab.schedule()
+    period = len(schedule)
+    max_tokens = max(period, max_tokens - max_tokens % period)
+    ids, mask = left_pad(prompts, pad_id, alm.device)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    h, cache = alm.hidden(ids, mask, positions, use_cache=True)
+    last, next_pos = h[:, -1], positions[:, -1:] + 1
+    gens = [torch.Generator().manual_seed(int(s)) for s in seeds] if seeds is not None else None
+    allowed = {}
+    for k in set(schedule):
+        a, b = vocab.codebook_range(k)
+        m = torch.zeros(vocab.size, dtype=torch.bool)
+        m[a:b] = True
+        allowed[k] = m.to(alm.device)
+    batch = len(prompts)
+    out: list[list[int]] = [[] for _ in range(batch)]
+    done = [False] * batch
+    for t in range(max_tokens + 1):
+        logits = alm.audio_logits(last).float()
+        if t == max_tokens:
+            keep = torch.zeros(vocab.size, dtype=torch.bool, device=logits.device)
+            keep[1] = True
+        else:
+            keep = allowed[schedule[t % period]].clone()
+            keep[1] = t > 0 and t % period == 0
+        logits = logits.masked_fill(~keep, float("-inf"))
+        step = []
+        for i in range(batch):
+            tok = 1 if done[i] else _pick(logits[i], gens[i] if gens else None, temperature, top_p)
+            if not done[i]:
+                if tok == 1:
+                    done[i] = True
+                else:
+                    out[i].append(tok + vocab.base_size)
+            step.append(tok)
+        if all(done):
+            break
+        mask = torch.cat([mask, mask.new_ones(batch, 1)], dim=1)
+        tokens = torch.tensor(step, dtype=torch.long, device=alm.device).unsqueeze(1) + vocab.base_size
+        h, cache = alm.hidden(tokens, mask, next_pos, past_key_values=cache, use_cache=True)
+        last, next_pos = h[:, -1], next_pos + 1
+    return out

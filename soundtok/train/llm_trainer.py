@@ -1,0 +1,355 @@
+"""``soundtok finetune-llm``: LoRA + audio-token rows on top of a frozen LLM.
+
+* Trainable: LoRA adapters (peft) and the audio-token embedding rows (and
+  output rows for LLMs with untied embeddings); the LLM itself is frozen.
+* Loss: cross-entropy on response tokens only; hidden states are gathered at
+  those positions before any output head runs (:class:`AudioLM.forward`).
+* Precision: the frozen LLM in bfloat16 where that is fast (AMX CPUs, recent
+  GPUs), trainable weights in float32, matmuls under bf16 autocast.
+* AdamW, linear warm-up then cosine decay to 10 %; gradient accumulation;
+  gradient clipping at 1.0.
+* Runs single-process or under ``torchrun`` (DDP; gloo on CPU, nccl on CUDA):
+  each process takes every ``world``-th batch, gradients are averaged.
+* Atomic checkpoints (safetensors + JSON, via :mod:`.checkpoint`) every
+  ``save_every`` steps; ``resume`` continues from the latest one with the
+  same batches the run would have seen.  The adapter goes to ``OUT/final``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from ..errors import ModelError, UsageError
+from ..llm.adapter import check_llm, load_weights, new_audio_lm, read_meta, save_adapter
+from ..llm.data import TASKS, collate, load_records, make_batches, make_examples, peek_header
+from ..llm.loader import DEFAULT_LLM, load_llm
+from ..llm.prompts import PromptBuilder
+from ..llm.vocab import AudioVocab
+from .checkpoint import latest_checkpoint, load_training_state, optimizer_from_flat, save_checkpoint
+
+
+@dataclass
+class FinetuneOptions:
+    """Options of one ``finetune-llm`` run (the CLI flags)."""
+
+    train: str
+    out: str
+    val: str | None = None
+    task: str = "caption"
+    llm: str | None = None
+    codec: str | None = None
+    epochs: float = 3.0
+    max_steps: int | None = None
+    batch_size: int = 8
+    grad_accum: int = 1
+    lr: float = 1e-4
+    embedding_lr: float | None = None
+    weight_decay: float = 0.0
+    warmup: int = 50
+    lora_r: int = 64
+    lora_alpha: float = 128.0
+    lora_dropout: float = 0.05
+    lora_targets: str = "all-linear"
+    max_length: int = 1024
+    save_every: int = 500
+    val_every: int | None = None
+    log_every: int = 20
+    seed: int = 0
+    device: str = "cpu"
+    dtype: str | None = None
+    adapter_dtype: str | None = None
+    resume: bool = False
+
+
+# Options that must not change when a run is resumed.
+_FIXED_ON_RESUME = ("task", "lora_r", "lora_alpha", "lora_targets", "batch_size", "grad_accum", "seed")
+
+
+class _Log:
+    def __init__(self, run_dir: Path, echo: Callable[[str], None] | None) -> None:
+        self.echo = echo
+        self.log_f = open(run_dir / "train.log", "a", encoding="utf-8")
+        new = not (run_dir / "metrics.csv").exists()
+        self.csv_f = open(run_dir / "metrics.csv", "a", newline="", encoding="utf-8")
+        self.csv = csv.writer(self.csv_f)
+        if new:
+            self.csv.writerow(["step", "split", "metric", "value"])
+
+    def info(self, msg: str) -> None:
+        self.log_f.write(time.strftime("%H:%M:%S ") + msg + "\n")
+        self.log_f.flush()
+        if self.echo:
+            self.echo(msg)
+
+    def metrics(self, step: int, split: str, values: dict) -> None:
+        for k, v in values.items():
+            self.csv.writerow([step, split, k, f"{v:.6g}"])
+        self.csv_f.flush()
+
+    def close(self) -> None:
+        self.log_f.close()
+        self.csv_f.close()
+
+
+def _dist() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() and os.environ.get("SOUNDTOK_DDP_BACKEND") != "gloo" \
+            else "gloo"
+        torch.distributed.init_process_group(backend)
+    return (torch.distributed.get_rank() if world > 1 else 0), world
+
+
+def _lr_factor(step: int, total: int, warmup: int) -> float:
+    """Linear warm-up over ``warmup`` steps, then cosine decay to 10 % at ``total``."""
+    warm = min(1.0, step / max(1, warmup))
+    progress = min(1.0, max(0, step - warmup) / max(1, total - warmup))
+    return warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def _parse_dtype(name: str | None):
+    if name is None:
+        return None
+    from ..llm.loader import _parse_dtype as parse
+
+    return parse(name)
+
+
+def finetune(opts: FinetuneOptions, echo: Callable[[str], None] | None = None) -> Path:
+    """Train an adapter; returns ``OUT/final`` (the adapter directory)."""
+    if opts.task not in TASKS:
+        raise UsageError(f"unknown --task {opts.task!r}: use caption, generate or mixed")
+    run_dir = Path(opts.out)
+    ckpt = latest_checkpoint(run_dir) if run_dir.is_dir() else None
+    if ckpt is not None and not opts.resume:
+        raise UsageError(f"{run_dir} already holds a training run; pass --resume to continue it "
+                         f"or choose another --out")
+    rank, world = _dist()
+    device = torch.device(opts.device if not opts.device.startswith("cuda") or world == 1
+                          else f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
+    if opts.device.startswith("cuda") and world > 1:
+        torch.cuda.set_device(device)
+    if rank == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    if world > 1:
+        torch.distributed.barrier()
+    log = _Log(run_dir, echo) if rank == 0 else None
+    info = log.info if log else (lambda m: None)
+    try:
+        return _finetune(opts, run_dir, ckpt, rank, world, device, log, info)
+    finally:
+        if log:
+            log.close()
+
+
+def _codec_header(codec: str | None):
+    if codec is None:
+        return None
+    from ..api import codec_header
+    from ..codec import load_codec
+
+    return codec_header(load_codec(codec))
+
+
+def _finetune(opts, run_dir, ckpt, rank, world, device, log, info):
+    header, kind = peek_header(opts.train, _codec_header(opts.codec))
+    llm_spec = opts.llm or DEFAULT_LLM
+    if opts.resume and ckpt is not None:
+        saved = json.loads((run_dir / "options.json").read_text())
+        changed = [k for k in _FIXED_ON_RESUME if saved.get(k) != getattr(opts, k)]
+        if changed:
+            raise UsageError(f"cannot resume {run_dir} with a different --{changed[0].replace('_', '-')} "
+                             f"({saved.get(changed[0])!r} before, {getattr(opts, changed[0])!r} now)")
+    dtype = _parse_dtype(opts.dtype)
+    model, tokenizer = load_llm(llm_spec, device=device, dtype=dtype, progress=info)
+    dtype = model.dtype
+    vocab = AudioVocab(header, model.get_input_embeddings().num_embeddings)
+    lora = {"r": opts.lora_r, "alpha": opts.lora_alpha, "dropout": opts.lora_dropout,
+            "targets": opts.lora_targets}
+    alm = new_audio_lm(model, tokenizer, vocab, llm_spec=str(llm_spec), lora=lora, seed=opts.seed)
+    alm.to(device)
+    builder = PromptBuilder(tokenizer, vocab)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+    records, skipped = load_records(opts.train, builder, kind)
+    if skipped:
+        info(f"skipped {skipped} item(s) without text or label")
+    val_records = []
+    if opts.val:
+        val_header, val_kind = peek_header(opts.val, header)
+        val_records, _ = load_records(opts.val, builder, val_kind)
+    task = opts.task if kind == "stream" else "pairs"
+
+    if ckpt is not None:
+        meta = read_meta(ckpt)
+        check_llm(meta, model, str(ckpt))
+        if meta["codec"]["header"]["codec"].get("sha256") != vocab.codec_sha256:
+            raise ModelError(f"{ckpt} was trained on another codec's tokens than {opts.train}")
+        load_weights(alm, ckpt)
+
+    lora_params = [p for n, p in alm.named_parameters() if p.requires_grad and "lora_" in n]
+    audio_params = [p for n, p in alm.named_parameters() if p.requires_grad and "lora_" not in n]
+    groups = [{"params": lora_params, "lr": opts.lr, "weight_decay": opts.weight_decay, "base_lr": opts.lr},
+              {"params": audio_params, "lr": opts.embedding_lr or opts.lr, "weight_decay": 0.0,
+               "base_lr": opts.embedding_lr or opts.lr}]
+    opt = torch.optim.AdamW(groups, betas=(0.9, 0.999))
+    state = {"step": 0}
+    if ckpt is not None:
+        state, opt_tensors = load_training_state(ckpt)
+        optimizer_from_flat(opt, opt_tensors, state.pop("optimizer"))
+        for gr in opt.param_groups:
+            gr["base_lr"] = opts.lr if gr is opt.param_groups[0] else (opts.embedding_lr or opts.lr)
+        info(f"resuming from {ckpt.name} (step {state['step']})")
+    if rank == 0:
+        (run_dir / "options.json").write_text(json.dumps(asdict(opts), indent=1))
+
+    # Steps: the batch list of an epoch depends only on (seed, epoch).
+    def epoch_plan(epoch: int):
+        rng = random.Random(opts.seed * 1_000_003 + epoch)
+        examples = [e for e in make_examples(records, task, builder, rng) if len(e) <= opts.max_length]
+        batches = make_batches([len(e) for e in examples], opts.batch_size, rng)
+        usable = len(batches) - len(batches) % (world * opts.grad_accum)
+        return examples, batches[:usable]
+
+    examples0, batches0 = epoch_plan(0)
+    dropped = len(make_examples(records, task, builder, random.Random(0))) - len(examples0)
+    if dropped:
+        info(f"skipped {dropped} example(s) longer than --max-length {opts.max_length}")
+    if not batches0:
+        raise UsageError(f"too little training data for --batch-size {opts.batch_size} x "
+                         f"--grad-accum {opts.grad_accum} x {world} process(es)")
+    steps_per_epoch = len(batches0) // (world * opts.grad_accum)
+    total = opts.max_steps or max(1, int(math.ceil(opts.epochs * steps_per_epoch)))
+    val_every = opts.val_every or steps_per_epoch
+    n_train = sum(p.numel() for p in alm.trainable_parameters())
+    info(f"{len(records)} training records, {len(examples0)} examples/epoch ({task}), "
+         f"{len(val_records)} validation records; {steps_per_epoch} steps/epoch, {total} steps; "
+         f"batch {opts.batch_size} x accum {opts.grad_accum} x {world} process(es); "
+         f"{n_train / 1e6:.2f}M trainable parameters; LLM {llm_spec} in {str(dtype).replace('torch.', '')} "
+         f"on {device}")
+
+    module = alm
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        module = DDP(alm, find_unused_parameters=True)
+    use_autocast = dtype in (torch.bfloat16, torch.float16)
+
+    def autocast():
+        if not use_autocast:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=device.type, dtype=dtype)
+
+    params = alm.trainable_parameters()
+    step = int(state["step"])
+    t0, tokens_seen, agg_loss, agg_tokens = time.time(), 0, 0.0, 0
+    t_start = time.time()
+    plan_epoch, examples, batches = 0, examples0, batches0
+    alm.train()
+    while step < total:
+        epoch, within = divmod(step, steps_per_epoch)
+        if epoch != plan_epoch:
+            plan_epoch = epoch
+            examples, batches = epoch_plan(epoch)
+        first = (within * world * opts.grad_accum)
+        group = batches[first:first + world * opts.grad_accum][rank::world]
+        micro = [[examples[i] for i in b] for b in group]
+        collated = [collate(m, pad_id) for m in micro]
+        n_tokens = sum(int((c[2] >= 0).sum()) for c in collated)
+        lr_f = _lr_factor(step + 1, total, opts.warmup)
+        for gr in opt.param_groups:
+            gr["lr"] = gr["base_lr"] * lr_f
+        opt.zero_grad(set_to_none=True)
+        for j, (ids, mask, targets) in enumerate(collated):
+            sync = j == len(collated) - 1 or world == 1
+            ctx = module.no_sync() if (world > 1 and not sync) else contextlib.nullcontext()
+            with ctx:
+                with autocast():
+                    loss_sum = module(ids.to(device), mask.to(device), targets.to(device))
+                (loss_sum / max(1, n_tokens)).backward()
+            agg_loss += float(loss_sum.detach())
+            tokens_seen += int(mask.sum())
+        agg_tokens += n_tokens
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        step += 1
+        if step % opts.log_every == 0 or step == total:
+            elapsed = time.time() - t0
+            vals = {"loss": agg_loss / max(1, agg_tokens), "lr": opts.lr * lr_f,
+                    "tokens_per_s": tokens_seen * world / max(elapsed, 1e-9)}
+            if log:
+                log.metrics(step, "train", vals)
+            info(f"step {step}/{total} epoch {step / steps_per_epoch:.2f} "
+                 + " ".join(f"{k}={v:.4g}" for k, v in vals.items()))
+            t0, tokens_seen, agg_loss, agg_tokens = time.time(), 0, 0.0, 0
+        if val_records and (step % val_every == 0 or step == total):
+            vals = _validate(alm, val_records, task, builder, opts, pad_id, device, autocast, rank, world)
+            if log:
+                log.metrics(step, "val", vals)
+            info(f"step {step} validation " + " ".join(f"{k}={v:.4g}" for k, v in vals.items()))
+            alm.train()
+        if step % opts.save_every == 0 or step == total:
+            if rank == 0:
+                save_checkpoint(run_dir, alm, opt, {"step": step, "seed": opts.seed}, name=f"{step:07d}")
+            if world > 1:
+                torch.distributed.barrier()
+    alm.eval()
+    final = run_dir / "final"
+    train_minutes = (time.time() - t_start) / 60
+    if rank == 0:
+        training = {"task": task, "steps": total, "epochs": round(total / steps_per_epoch, 3),
+                    "examples_per_epoch": len(examples0), "batch_size": opts.batch_size,
+                    "grad_accum": opts.grad_accum, "processes": world, "lr": opts.lr,
+                    "embedding_lr": opts.embedding_lr or opts.lr, "seed": opts.seed,
+                    "train_file": os.path.basename(str(opts.train)),
+                    "minutes_this_session": round(train_minutes, 2)}
+        save_adapter(alm, final, dtype=_parse_dtype(opts.adapter_dtype),
+                          extra={"training": training})
+        info(f"done: {total} steps in {train_minutes:.1f} min; adapter saved to {final}")
+    if world > 1:
+        torch.distributed.barrier()
+    return final
+
+
+@torch.no_grad()
+def _validate(alm, records, task, builder, opts, pad_id, device, autocast, rank, world) -> dict:
+    """Mean response-token loss per task on the validation set (sharded across processes)."""
+    alm.eval()
+    examples = [e for e in make_examples(records, task, builder, random.Random(12345))
+                if len(e) <= opts.max_length]
+    order = sorted(range(len(examples)), key=lambda i: len(examples[i]))[rank::world]
+    sums: dict[str, list[float]] = {}
+    for start in range(0, len(order), opts.batch_size):
+        batch = [examples[i] for i in order[start:start + opts.batch_size]]
+        by_task: dict[str, list] = {}
+        for e in batch:
+            by_task.setdefault(e.task, []).append(e)
+        for name, group in by_task.items():
+            ids, mask, targets = collate(group, pad_id)
+            with autocast():
+                loss = alm(ids.to(device), mask.to(device), targets.to(device))
+            acc = sums.setdefault(name, [0.0, 0.0])
+            acc[0] += float(loss)
+            acc[1] += float((targets >= 0).sum())
+    names = sorted({e.task for e in examples})
+    flat = torch.tensor([v for n in names for v in sums.get(n, [0.0, 0.0])], dtype=torch.float64)
+    if world > 1:
+        torch.distributed.all_reduce(flat)
+    out, total_loss, total_n = {}, 0.0, 0.0
+    for i, n in enumerate(names):
+        loss, count = float(flat[2 * i]), float(flat[2 * i + 1])
+        out[f"loss_{n}"] = loss / max(1.0, count)
+        total_loss, total_n = total_loss + loss, total_n + count
+    out["loss"] = total_loss / max(1.0, total_n)
+    return out
