@@ -103,6 +103,23 @@ def test_init_from_finetunes_existing_codec(train_dir, tmp_path, tiny_codec_dir)
     assert SoundCodec.from_pretrained(out / "final").cfg.name == "tiny-test"
 
 
+def test_vocoder_finetune_on_vae_mels(train_dir, tmp_path, tiny_codec_dir):
+    out = tmp_path / "vocft"
+    r = cli("train-codec", train_dir, "-o", out, "--init-from", tiny_codec_dir, "--stage",
+            "vocoder", "--vocoder-input", "vae", "--steps", "1", "--batch", "2", "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    from soundtok.codec.model import SoundCodec
+    before, after = SoundCodec.from_pretrained(tiny_codec_dir), SoundCodec.from_pretrained(out / "final")
+    sb, sa = before.state_dict(), after.state_dict()
+    assert all(torch_equal(sb[k], sa[k]) for k in sb if not k.startswith("vocoder."))
+    assert not all(torch_equal(sb[k], sa[k]) for k in sb if k.startswith("vocoder."))
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+    return bool(torch.equal(a, b))
+
+
 def test_bad_train_args(train_dir, tmp_path):
     r = cli(*_args(train_dir, tmp_path / "x", "--stage", "nonsense"))
     assert r.returncode == 2 and b"unknown stage" in r.stderr

@@ -76,7 +76,7 @@ def _table(title, headers, rows):
 @click.option("--name", default="decoded", show_default=True,
               help="Pairs mode: the name of the decoded system.")
 @click.option("--max-delay-ms", type=click.FloatRange(min=0), default=100.0, show_default=True,
-              help="Largest delay searched for (cross-correlation) and removed.")
+              help="Largest delay searched for and removed.")
 @click.option("--extended-stoi", is_flag=True, help="Also compute extended STOI (ESTOI).")
 @click.option("--no-dnsmos", is_flag=True, help="Skip DNSMOS even when speechmos works.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, metavar="N",
@@ -99,8 +99,8 @@ def recon(inputs, deg, codec, decoder, decoders, steps, seed, baselines, tokens,
     .jsonl/.csv manifest with "ref" and "deg" columns gives the pairs
     directly). Decoded audio comes from --codec (tokenize + detokenize here),
     from --deg DIR, or only from --baselines. Everything is scored at 16 kHz,
-    after the delay of each output (found by cross-correlation within
-    +-100 ms) is removed. SI-SDR is meaningless for codecs that do not keep
+    after the delay of each output (found from band-envelope and waveform
+    cross-correlation within +-100 ms) is removed. SI-SDR is meaningless for codecs that do not keep
     phase, soundtok's included. Bitrates are payload bits (no containers).
 
     \b

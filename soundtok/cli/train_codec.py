@@ -32,6 +32,9 @@ from .common import resolve_device, runtime_options
               help="Fine-tune an existing codec (a codec directory or 'default').")
 @click.option("--config", "config_json", default=None, metavar="JSON",
               help='Codec config overrides, e.g. \'{"codebook_size": 1024}\' or a JSON file.')
+@click.option("--vocoder-input", type=click.Choice(["mel", "vae"]), default="mel", show_default=True,
+              help="Vocoder stage input: analysed mels, or mels reconstructed by the VAE "
+                   "(for fine-tuning a vocoder to what it sees when decoding tokens).")
 @click.option("--tensorboard", is_flag=True, help="Also write TensorBoard logs.")
 @click.option("--arch", type=click.Choice(["soundtok-fm", "llm-codec"]), default="soundtok-fm",
               show_default=True,
@@ -43,8 +46,8 @@ from .common import resolve_device, runtime_options
                    "(default: gemma3-270m).")
 @runtime_options
 def command(train, out, val, stage, steps, vae_steps, tokenizer_steps, vocoder_steps, batch, lr,
-            save_every, val_every, seed, resume, init_from, config_json, tensorboard, arch, llm,
-            console, device):
+            save_every, val_every, seed, resume, init_from, config_json, vocoder_input,
+            tensorboard, arch, llm, console, device):
     """Train a codec on TRAIN audio (files, folders, globs or manifests).
 
     Metrics go to OUT/metrics.csv (and TensorBoard with --tensorboard), a log
@@ -93,6 +96,6 @@ def command(train, out, val, stage, steps, vae_steps, tokenizer_steps, vocoder_s
                              steps=per_stage, batch=batch, lr=lr, save_every=save_every,
                              val_every=val_every, seed=seed, device=resolve_device(device),
                              resume=resume, init_from=init_from, codec_config=overrides,
-                             tensorboard=tensorboard)
+                             tensorboard=tensorboard, vocoder_input=vocoder_input)
     final = train_codec(opts, echo=console.info)
     click.echo(str(final))

@@ -58,6 +58,7 @@ class TrainCodecOptions:
     init_from: str | None = None
     codec_config: dict = field(default_factory=dict)
     tensorboard: bool = False
+    vocoder_input: str = "mel"  # "mel": analysed mels; "vae": mels passed through the VAE
 
 
 class VAEStage(nn.Module):
@@ -104,9 +105,12 @@ class TokenizerStage(nn.Module):
 
 
 class VocoderStage(nn.Module):
-    def __init__(self, codec: SoundCodec):
+    """``vocoder_input="vae"`` feeds the vocoder mels reconstructed by the (frozen)
+    VAE, as it sees them when decoding tokens, instead of analysed mels."""
+
+    def __init__(self, codec: SoundCodec, vocoder_input: str = "mel"):
         super().__init__()
-        self.codec = codec
+        self.codec, self.vocoder_input = codec, vocoder_input
 
     def trainable(self):
         return self.codec.vocoder.parameters()
@@ -115,7 +119,8 @@ class VocoderStage(nn.Module):
         c = self.codec
         with torch.no_grad():
             mel = c.mel(F.pad(wav, (c.edge, c.edge)))
-        y = c.vocoder(mel)
+            voc_in = c.vae.decode(c.vae.encode(mel)[0]) if self.vocoder_input == "vae" else mel
+        y = c.vocoder(voc_in)
         mr = stft_loss(y, wav)
         mel_l1 = F.l1_loss(c.mel(F.pad(y, (c.edge, c.edge))), mel)
         return {"loss": mr + 0.5 * mel_l1, "stft": mr, "mel_l1": mel_l1}
@@ -261,7 +266,8 @@ def _run_stage(codec, stage, opts, clips, val_clips, run_dir, log, info, rank, w
                 torch.distributed.broadcast(b, 0)
     if stage == "tokenizer" and start_step == 0:
         _seed_codebook(codec, sampler)
-    module = STAGE_MODULES[stage](codec)
+    module = VocoderStage(codec, opts.vocoder_input) if stage == "vocoder" \
+        else STAGE_MODULES[stage](codec)
     for p in codec.parameters():
         p.requires_grad_(False)
     params = list(module.trainable())
