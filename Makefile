@@ -44,3 +44,13 @@ completions:
 
 bench:
 	$(PY) bench/bench_codec.py
+
+# LLM adapter
+# The default caption/generation adapter (soundtok/llm/default_adapter): FSDD train + ESC-10
+# folds 1-3, validated on FSDD test + ESC-10 fold 4; resumes if interrupted.
+.PHONY: default-adapter eval-adapter
+default-adapter:
+	$(PY) scripts/train_default_adapter.py --data $(DATA) --runs $(RUNS) --threads $(THREADS)
+
+eval-adapter:
+	$(PY) scripts/eval_adapter.py --runs $(RUNS) --threads 2
