@@ -102,12 +102,10 @@ class _Log:
         self.csv_f.close()
 
 
-def _dist() -> tuple[int, int]:
+def _dist(device: str) -> tuple[int, int]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not torch.distributed.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() and os.environ.get("SOUNDTOK_DDP_BACKEND") != "gloo" \
-            else "gloo"
-        torch.distributed.init_process_group(backend)
+        torch.distributed.init_process_group("nccl" if device.startswith("cuda") else "gloo")
     return (torch.distributed.get_rank() if world > 1 else 0), world
 
 
@@ -135,7 +133,7 @@ def finetune(opts: FinetuneOptions, echo: Callable[[str], None] | None = None) -
     if ckpt is not None and not opts.resume:
         raise UsageError(f"{run_dir} already holds a training run; pass --resume to continue it "
                          f"or choose another --out")
-    rank, world = _dist()
+    rank, world = _dist(opts.device)
     device = torch.device(opts.device if not opts.device.startswith("cuda") or world == 1
                           else f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
     if opts.device.startswith("cuda") and world > 1:
