@@ -5,7 +5,7 @@ RUNS ?= runs
 THREADS ?= 1
 SOUNDTOK ?= $(PY) -m soundtok
 
-.PHONY: test default-codec default-codec-vt default-codec-voc default-codec-merged default-codec-vocft bench completions manifests
+.PHONY: test default-codec default-codec-vt default-codec-voc bench completions manifests
 
 test:
 	$(PY) -m pytest -q
@@ -15,19 +15,13 @@ $(RUNS)/data/codec_train.jsonl:
 	$(PY) scripts/shared_manifests.py --data $(DATA) --out $(RUNS)/data
 
 # The default codec: two runs that can go in parallel (make -j2 default-codec),
-# assembly, a short vocoder fine-tune on VAE-reconstructed mels, then float16
-# weights into soundtok/codec/default. Every run resumes if interrupted.
-default-codec: default-codec-vocft
-	$(PY) scripts/ship_codec.py $(RUNS)/default-codec/vocft/final --out soundtok/codec/default
-
-default-codec-merged: default-codec-vt default-codec-voc
-	$(PY) scripts/ship_codec.py $(RUNS)/default-codec/vt/final --dtype float32 \
-	  --vocoder-from $(RUNS)/default-codec/voc/final --out $(RUNS)/default-codec/merged
-
-default-codec-vocft: default-codec-merged
-	$(SOUNDTOK) train-codec $(RUNS)/data/codec_train.jsonl --val $(RUNS)/data/codec_val.jsonl \
-	  -o $(RUNS)/default-codec/vocft --init-from $(RUNS)/default-codec/merged --stage vocoder \
-	  --vocoder-input vae --vocoder-steps 1500 --lr 3e-4 --threads 2 --device cpu --resume -v
+# then assembly into soundtok/codec/default (float16). Both runs resume if
+# interrupted. (A vocoder fine-tune on VAE-reconstructed mels,
+# `train-codec --stage vocoder --vocoder-input vae`, was tried and lowered STOI;
+# see the model card.)
+default-codec: default-codec-vt default-codec-voc
+	$(PY) scripts/ship_codec.py $(RUNS)/default-codec/vt/final \
+	  --vocoder-from $(RUNS)/default-codec/voc/final --out soundtok/codec/default
 
 default-codec-vt: manifests
 	$(SOUNDTOK) train-codec $(RUNS)/data/codec_train.jsonl --val $(RUNS)/data/codec_val.jsonl \
