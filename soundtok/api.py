@@ -120,7 +120,7 @@ def detokenize(stream: str = "-", output: str = "-", codec=None, device: str = "
     """
     import os
 
-    from .audio import output_path_for, write_audio
+    from .audio import open_audio_writer, output_path_for
 
     if decoder not in ("flow", "mse"):
         raise UsageError(f"unknown decoder {decoder!r}: use flow or mse")
@@ -131,33 +131,37 @@ def detokenize(stream: str = "-", output: str = "-", codec=None, device: str = "
                          expect_codec_name=model.cfg.name)
     _ = reader.header
     chunk = max(1, int(chunk_seconds * model.cfg.frame_rate))
+    sr = model.cfg.sample_rate
     to_dir = output != "-" and (os.path.isdir(output) or output.endswith(os.sep))
-    report, held = BatchReport(), None
+    report = BatchReport()
 
-    def done(dest: str, seconds: float) -> None:
+    def decode_into(item: Item, dest: str, writer) -> None:
+        for piece in model.iter_decode_long(item.codes_tensor(), num_samples=item.num_samples,
+                                            chunk_tokens=chunk, decoder=decoder, steps=steps,
+                                            seed=seed, guidance=guidance, solver=solver):
+            writer.write(piece)
         report.ok += 1
-        report.audio_seconds += seconds
+        report.audio_seconds += item.num_samples / sr
         report.outputs.append(dest)
         if on_item:
             on_item(dest)
 
     with reader:
-        for item in reader:
-            if not to_dir and held is not None:
-                raise UsageError(f"the stream holds more than one item; give a directory "
-                                 f"(e.g. {output if output != '-' else 'out'}/) to write one file per item")
-            wav = model.decode_long(item.codes_tensor(), num_samples=item.num_samples,
-                                    chunk_tokens=chunk, decoder=decoder, steps=steps, seed=seed,
-                                    guidance=guidance, solver=solver)
-            if to_dir:
+        items = iter(reader)
+        if to_dir:
+            for item in items:
                 dest = output_path_for(output, item.id, 2)
-                write_audio(dest, wav, model.cfg.sample_rate, fmt)
-                done(dest, item.num_samples / model.cfg.sample_rate)
-            else:
-                held = wav  # written once we know no second item follows
-    if not to_dir and held is not None:
-        write_audio(output, held, model.cfg.sample_rate, fmt)
-        done(output, held.shape[0] / model.cfg.sample_rate)
+                with open_audio_writer(dest, sr, fmt) as w:
+                    decode_into(item, dest, w)
+        else:
+            first = next(items, None)
+            if first is not None:
+                with open_audio_writer(output, sr, fmt) as w:  # appears only on success
+                    decode_into(first, output, w)
+                    if next(items, None) is not None:
+                        raise UsageError(
+                            "the stream holds more than one item; give a directory (e.g. "
+                            f"{output if output != '-' else 'out'}/) to write one file per item")
     if report.ok == 0:
         raise FormatError(f"{reader.name}: the token stream holds no items")
     return report

@@ -18,6 +18,7 @@ torch is imported only when a tensor is created.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -309,21 +310,33 @@ def _write_format(fmt: str) -> tuple[str, str]:
     return _WRITE_FORMATS[key]
 
 
-def write_audio(dest: str, wav: Any, sr: int, fmt: str | None = None,
-                subtype: str | None = None) -> None:
-    """Write a mono waveform (shape (T,), float, nominally [-1, 1]) at ``sr`` Hz.
+class _AudioSink:
+    """Incremental writer handed out by :func:`open_audio_writer`."""
 
-    ``dest`` ``-`` writes to ``sys.stdout.buffer`` (WAV unless ``fmt`` says
-    otherwise); a path is written atomically, its format taken from ``fmt`` or
-    the extension (wav, flac, ogg, mp3; no extension = wav).  Samples are
-    clamped to [-1, 1] (NaN becomes 0).  ``subtype`` is a soundfile subtype
-    (default PCM_16 for WAV/FLAC, VORBIS for OGG).
+    def __init__(self, snd: Any) -> None:
+        self._snd = snd
+
+    def write(self, wav: Any) -> None:
+        x = wav.detach().cpu().numpy() if hasattr(wav, "detach") else np.asarray(wav)
+        x = np.squeeze(x) if x.ndim == 2 and 1 in x.shape else x
+        if x.ndim != 1:
+            raise ValueError(f"audio writers take mono signals of shape (T,), got {x.shape}")
+        self._snd.write(np.clip(np.nan_to_num(x.astype(np.float32), nan=0.0), -1.0, 1.0))
+
+
+@contextlib.contextmanager
+def open_audio_writer(dest: str, sr: int, fmt: str | None = None,
+                      subtype: str | None = None) -> Iterator[_AudioSink]:
+    """Write a mono signal at ``sr`` Hz piece by piece (memory flat in duration).
+
+    ``dest`` ``-`` goes to ``sys.stdout.buffer`` (WAV unless ``fmt`` says
+    otherwise), spooled through a temporary file and copied out only when the
+    block succeeds; a path is written atomically, its format taken from
+    ``fmt`` or the extension (wav, flac, ogg, mp3; no extension = wav).
+    Samples are clamped to [-1, 1] (NaN becomes 0). ``subtype`` is a soundfile
+    subtype (default PCM_16 for WAV/FLAC, VORBIS for OGG). If the block raises,
+    nothing is written.
     """
-    x = wav.detach().cpu().numpy() if hasattr(wav, "detach") else np.asarray(wav)
-    x = np.squeeze(x) if x.ndim == 2 and 1 in x.shape else x
-    if x.ndim != 1:
-        raise ValueError(f"write_audio expects a mono signal of shape (T,), got {x.shape}")
-    x = np.clip(np.nan_to_num(x.astype(np.float32), nan=0.0), -1.0, 1.0)
     ext = "" if dest == "-" else os.path.splitext(dest)[1]
     sf_format, default_subtype = _write_format(fmt or ext or "wav")
     subtype = subtype or default_subtype
@@ -331,16 +344,26 @@ def write_audio(dest: str, wav: Any, sr: int, fmt: str | None = None,
         raise UsageError(f"audio subtype {subtype!r} cannot be used with {sf_format}")
     try:
         if dest == "-":
-            buf = io.BytesIO()
-            sf.write(buf, x, sr, format=sf_format, subtype=subtype)
-            sys.stdout.buffer.write(buf.getvalue())
-            sys.stdout.buffer.flush()
+            with tempfile.TemporaryFile() as f:
+                with sf.SoundFile(f, "w", sr, 1, subtype, format=sf_format) as snd:
+                    yield _AudioSink(snd)
+                f.seek(0)
+                shutil.copyfileobj(f, sys.stdout.buffer, 1 << 20)
+                sys.stdout.buffer.flush()
         else:
             with atomic_write(dest, "wb") as f:
-                sf.write(f, x, sr, format=sf_format, subtype=subtype)
+                with sf.SoundFile(f, "w", sr, 1, subtype, format=sf_format) as snd:
+                    yield _AudioSink(snd)
     except (sf.SoundFileError, RuntimeError) as e:
         reason = getattr(e, "error_string", None) or _reason(str(e))
         raise SoundtokError(f"cannot write {dest}: {reason}") from None
+
+
+def write_audio(dest: str, wav: Any, sr: int, fmt: str | None = None,
+                subtype: str | None = None) -> None:
+    """Write a whole mono waveform (shape (T,)) at ``sr`` Hz; see :func:`open_audio_writer`."""
+    with open_audio_writer(dest, sr, fmt, subtype) as w:
+        w.write(wav)
 
 
 def output_path_for(dest: str, item_id: str, n_items: int, ext: str = ".wav") -> str:

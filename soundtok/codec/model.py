@@ -155,27 +155,36 @@ class SoundCodec(nn.Module):
         receptive field with every step, so context grows with ``steps``."""
         return 24 + 12 * (steps or self.cfg.fm_steps)
 
-    @torch.inference_mode()
-    def decode_long(self, codes: torch.Tensor, num_samples: int | None = None,
-                    chunk_tokens: int = 750, context_tokens: int | None = None,
-                    **kw) -> torch.Tensor:
-        """Decode one long code sequence ``(1, T)`` in chunks -> waveform ``(N,)``.
+    def iter_decode_long(self, codes: torch.Tensor, num_samples: int | None = None,
+                         chunk_tokens: int = 750, context_tokens: int | None = None, **kw):
+        """Decode one long code sequence ``(1, T)`` chunk by chunk, yielding
+        waveform pieces ``(n,)`` whose concatenation is :meth:`decode_long`'s result.
 
         Noise is drawn per block of latent frames from ``(seed, block)``, so a
         chunk sees the same noise as whole-file decoding; with enough context
         the result equals whole-file decoding up to float rounding."""
         ctx = self.decode_context(kw.get("steps")) if context_tokens is None else context_tokens
         total, hop = codes.shape[-1], self.cfg.token_hop
-        out = []
+        left = num_samples if num_samples else total * hop
         for a in range(0, total, chunk_tokens):
             b = min(total, a + chunk_tokens)
             s, e = max(0, a - ctx), min(total, b + ctx)
-            with self.autocast():
+            with torch.inference_mode(), self.autocast():
                 zn = self.decode_latent(codes[None, :, s:e], start=s * self.cfg.token_stride, **kw)
                 wav = self.latent_to_wav(zn).float().cpu()[0]
-            out.append(wav[(a - s) * hop:(b - s) * hop])
-        wav = torch.cat(out)
-        return wav[:num_samples] if num_samples else wav
+            piece = wav[(a - s) * hop:(b - s) * hop][:left]
+            left -= piece.shape[0]
+            yield piece
+            if left <= 0:
+                return
+
+    def decode_long(self, codes: torch.Tensor, num_samples: int | None = None,
+                    chunk_tokens: int = 750, context_tokens: int | None = None,
+                    **kw) -> torch.Tensor:
+        """Decode one long code sequence ``(1, T)`` in chunks -> waveform ``(N,)``
+        (see :meth:`iter_decode_long`)."""
+        return torch.cat(list(self.iter_decode_long(codes, num_samples, chunk_tokens,
+                                                    context_tokens, **kw)))
 
     # ------------------------------------------------------- save and load
     def save_pretrained(self, directory: str | Path, dtype: torch.dtype | None = None) -> Path:
