@@ -14,6 +14,8 @@ Prints and writes (runs/llm/eval/results.json):
   also homophones such as "to"/"for"/"ate"/"oh").  For reference the same is
   measured on real FSDD test clips, as recorded and passed through the codec
   (tokenize + detokenize): the ceiling that generation can reach;
+* the share of generated digits that the adapter's own captioner names
+  correctly (a check of the LLM side that does not depend on the decoder);
 * caption latency of one 5 s clip after the model is loaded
   (torch.set_num_threads(threads), median of 5).
 
@@ -163,6 +165,18 @@ def main() -> None:
                 wavs.append(gen_dir / f"s{s}-{w}.wav")
                 expect.append(str(d))
         gen_time = time.time() - t
+        # Independent of the codec's decoder: does the adapter's own captioner hear the digit?
+        generated = []
+        for s in range(a.seeds):
+            with TokenReader(str(gen_dir / f"seed{s}.tok.jsonl")) as r:
+                generated += list(r)
+        heard = [match_label(cap, DIGITS) for _, cap in caption_items(alm, tok, generated, CaptionOptions())]
+        self_acc = sum(h == it.id.split("-", 1)[1] for h, it in zip(heard, generated)) / len(generated)
+        results["generation_self_caption_accuracy"] = round(self_acc, 4)
+        seconds = sum(it.num_samples for it in generated) / alm.vocab.header.sample_rate
+        results["generation_mean_seconds"] = round(seconds / len(generated), 3)
+        print(f"generated digits captioned back by the adapter as the right digit: {self_acc:.4f} "
+              f"(mean length {results['generation_mean_seconds']} s)", flush=True)
         texts = transcribe_all(wavs, a.threads)
         rows = [{"wav": p.name, "expect": e, "whisper": x, "strict": whisper_digit(x, False),
                  "lenient": whisper_digit(x, True)} for p, e, x in zip(wavs, expect, texts)]
