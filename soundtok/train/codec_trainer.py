@@ -248,6 +248,7 @@ def train_codec(opts: TrainCodecOptions, echo=None) -> Path:
         info(f"done in {(time.time() - t_start) / 60:.1f} min; codec saved to {final}")
     if world > 1:
         torch.distributed.barrier()
+        torch.distributed.destroy_process_group()  # a clean gloo shutdown, no abort at exit
     return final
 
 

@@ -149,6 +149,8 @@ def finetune(opts: FinetuneOptions, echo: Callable[[str], None] | None = None) -
     finally:
         if log:
             log.close()
+        if world > 1 and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()  # clean gloo shutdown, no abort at exit
 
 
 def _codec_header(codec: str | None):
