@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
-import json
 import os
 import shutil
 import subprocess
@@ -36,7 +35,7 @@ import soundfile as sf
 import soxr
 
 from soundtok.errors import AudioError, SoundtokError, UsageError
-from soundtok.fileio import atomic_write
+from soundtok.fileio import atomic_write, iter_jsonl
 
 if TYPE_CHECKING:
     import torch
@@ -229,13 +228,7 @@ def _read_manifest(manifest: str) -> list[AudioSource]:
                     clean = {k: v for k, v in row.items() if k is not None and v is not None}
                     out.append(_manifest_source(manifest, f"line {reader.line_num}", clean))
             else:
-                for n, line in enumerate(f, 1):
-                    if not line.strip():
-                        continue
-                    try:
-                        obj = json.loads(line)
-                    except ValueError:
-                        raise UsageError(f"manifest {manifest} line {n}: invalid JSON") from None
+                for n, obj in iter_jsonl(f, f"manifest {manifest}", UsageError):
                     if not isinstance(obj, dict) or "path" not in obj:
                         raise UsageError(f"manifest {manifest} line {n}: expected a JSON object "
                                          f"with a \"path\" key")

@@ -16,7 +16,7 @@ from typing import IO, Any, Iterator
 
 from soundtok.errors import SoundtokError
 
-__all__ = ["atomic_write"]
+__all__ = ["atomic_write", "iter_jsonl"]
 
 
 def _umask() -> int:
@@ -76,3 +76,19 @@ def atomic_write(
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def iter_jsonl(f: IO[str], name: str, error: type[SoundtokError] = SoundtokError
+               ) -> Iterator[tuple[int, Any]]:
+    """Yield ``(line number, parsed value)`` for each non-blank line of a JSON
+    Lines text stream; a line that is not JSON raises ``error`` with one line
+    naming ``name`` and the line number."""
+    import json
+
+    for n, line in enumerate(f, 1):
+        if not line.strip():
+            continue
+        try:
+            yield n, json.loads(line)
+        except ValueError:
+            raise error(f"{name} line {n}: invalid JSON") from None

@@ -19,7 +19,6 @@ Input files are JSON Lines (see :func:`read_captions`).
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import re
@@ -31,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from ..errors import SoundtokError, UsageError
+from ..fileio import iter_jsonl
 
 NOT_OFFERED_NOTE = "SPICE and FENSE are not offered: they need model downloads at run time"
 DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
@@ -129,13 +129,7 @@ def read_captions(path: str) -> list[dict[str, Any]]:
     try:
         with open(path, encoding="utf-8-sig") if path != "-" else contextlib.nullcontext(
                 sys.stdin) as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except ValueError:
-                    raise UsageError(f"{path} line {n}: invalid JSON") from None
+            for n, obj in iter_jsonl(f, path, UsageError):
                 if not isinstance(obj, dict):
                     raise UsageError(f"{path} line {n}: expected a JSON object")
                 if obj.get("type") == "header":
