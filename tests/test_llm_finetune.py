@@ -220,6 +220,21 @@ def test_adapter_round_trip_gives_identical_logits(train_stream, tiny_llm_dir, t
         torch.testing.assert_close(half.hidden(ids)[0], h1, rtol=0.05, atol=0.05)
 
 
+def test_init_adapter_continues_from_an_adapter(train_stream, tiny_llm_dir, tmp_path):
+    first = tmp_path / "first"
+    assert finetune(train_stream, first, tiny_llm_dir, "--max-steps", "2").returncode == 0
+    second = tmp_path / "second"
+    r = finetune(train_stream, second, tiny_llm_dir, "--max-steps", "1", "--lr", "1e-12", "--embedding-lr",
+                 "1e-12", "--init-adapter", first / "final")
+    assert r.returncode == 0, r.stderr
+    a, b = _tensors(first / "final"), _tensors(second / "final")
+    for k in a:  # a negligible learning rate: the weights are those of the first adapter
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-6)
+    r = finetune(train_stream, tmp_path / "third", tiny_llm_dir, "--max-steps", "1", "--init-adapter",
+                 first / "final", "--lora-r", "8")
+    assert r.returncode == 2 and b"--lora-r" in r.stderr
+
+
 def test_prompt_response_pairs(tiny_llm_dir, tmp_path):
     pairs = tmp_path / "pairs.jsonl"
     lines = [tiny_header().to_json()]

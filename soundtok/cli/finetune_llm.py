@@ -17,6 +17,8 @@ from .common import resolve_device, runtime_options
               help="Base LLM: built-in name, Hugging Face directory or .gguf (default: gemma3-270m).")
 @click.option("--codec", default=None, metavar="DIR",
               help="Codec of a prompt/response file without a header line ('default' or a directory).")
+@click.option("--init-adapter", default=None, metavar="DIR",
+              help="Start from an existing adapter ('default' = the shipped one) instead of fresh weights.")
 @click.option("--epochs", type=click.FloatRange(min=0, min_open=True), default=3.0, show_default=True)
 @click.option("--max-steps", type=click.IntRange(min=1), default=None,
               help="Stop after N optimizer steps (overrides --epochs).")
@@ -49,8 +51,8 @@ from .common import resolve_device, runtime_options
               help="Store the final adapter in this precision (e.g. bfloat16 halves its size).")
 @click.option("--resume", is_flag=True, help="Continue from the latest checkpoint in --out.")
 @runtime_options
-def command(train, out, val, task, llm, codec, epochs, max_steps, batch_size, grad_accum, lr, embedding_lr,
-            weight_decay, warmup, lora_r, lora_alpha, lora_dropout, lora_targets, max_length, save_every,
+def command(train, out, val, task, llm, codec, init_adapter, epochs, max_steps, batch_size, grad_accum, lr,
+            embedding_lr, weight_decay, warmup, lora_r, lora_alpha, lora_dropout, lora_targets, max_length, save_every,
             val_every, log_every, seed, dtype, adapter_dtype, resume, console, device):
     """Teach an LLM audio tokens: LoRA + new audio-token embeddings.
 
@@ -72,12 +74,14 @@ def command(train, out, val, task, llm, codec, epochs, max_steps, batch_size, gr
       soundtok finetune-llm train.tok.jsonl --task mixed -o runs/mix --epochs 5
       soundtok finetune-llm train.tok.jsonl -o runs/cap --resume
       soundtok finetune-llm pairs.jsonl --codec default -o runs/pairs
+      soundtok finetune-llm my_sounds.tok.jsonl --init-adapter default --lora-r 32 -o runs/more
       torchrun --nproc_per_node 4 -m soundtok finetune-llm train.tok.jsonl -o runs/cap --device cuda
     """
     from ..train.llm_trainer import FinetuneOptions, finetune
 
     opts = FinetuneOptions(
-        train=train, out=out, val=val, task=task, llm=llm, codec=codec, epochs=epochs, max_steps=max_steps,
+        train=train, out=out, val=val, task=task, llm=llm, codec=codec, init_adapter=init_adapter,
+        epochs=epochs, max_steps=max_steps,
         batch_size=batch_size, grad_accum=grad_accum, lr=lr, embedding_lr=embedding_lr,
         weight_decay=weight_decay, warmup=warmup, lora_r=lora_r, lora_alpha=lora_alpha,
         lora_dropout=lora_dropout, lora_targets=lora_targets, max_length=max_length, save_every=save_every,

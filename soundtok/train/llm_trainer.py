@@ -49,6 +49,7 @@ class FinetuneOptions:
     task: str = "caption"
     llm: str | None = None
     codec: str | None = None
+    init_adapter: str | None = None
     epochs: float = 3.0
     max_steps: int | None = None
     batch_size: int = 8
@@ -153,6 +154,12 @@ def finetune(opts: FinetuneOptions, echo: Callable[[str], None] | None = None) -
             torch.distributed.destroy_process_group()  # clean gloo shutdown, no abort at exit
 
 
+def _adapter_dir(adapter: str):
+    from ..llm.adapter import resolve_adapter
+
+    return resolve_adapter(adapter)
+
+
 def _codec_header(codec: str | None):
     if codec is None:
         return None
@@ -191,12 +198,19 @@ def _finetune(opts, run_dir, ckpt, rank, world, device, log, info):
         val_records, _ = load_records(opts.val, builder, val_kind)
     task = opts.task if kind == "stream" else "pairs"
 
-    if ckpt is not None:
-        meta = read_meta(ckpt)
-        check_llm(meta, model, str(ckpt))
+    start_from = ckpt if ckpt is not None else (_adapter_dir(opts.init_adapter) if opts.init_adapter else None)
+    if start_from is not None:
+        meta = read_meta(start_from)
+        check_llm(meta, model, str(start_from))
         if meta["codec"]["header"]["codec"].get("sha256") != vocab.codec_sha256:
-            raise ModelError(f"{ckpt} was trained on another codec's tokens than {opts.train}")
-        load_weights(alm, ckpt)
+            raise ModelError(f"{start_from} was trained on another codec's tokens than {opts.train}")
+        lora_saved = meta.get("lora") or {}
+        if (lora_saved.get("r"), lora_saved.get("targets")) != (opts.lora_r, opts.lora_targets):
+            raise UsageError(f"{start_from} has LoRA r={lora_saved.get('r')} on {lora_saved.get('targets')}; "
+                             f"pass the same --lora-r/--lora-targets")
+        load_weights(alm, start_from)
+        if ckpt is None:
+            info(f"starting from adapter {start_from}")
 
     lora_params = [p for n, p in alm.named_parameters() if p.requires_grad and "lora_" in n]
     audio_params = [p for n, p in alm.named_parameters() if p.requires_grad and "lora_" not in n]
