@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import math
 import os
 from pathlib import Path
@@ -28,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ModelError
+from ..modelfiles import read_model_dir
 from .autoencoder import VAE, TokenEncoder
 from .config import CodecConfig
 from .flow import FlowDecoder, MSEDecoder, block_noise
@@ -213,16 +213,7 @@ class SoundCodec(nn.Module):
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        d = Path(path)
-        if d.is_file():
-            d = d.parent
-        cfg_path, w_path = d / "config.json", d / "model.safetensors"
-        if not cfg_path.is_file() or not w_path.is_file():
-            raise ModelError(f"{path} is not a codec directory (needs config.json and model.safetensors)")
-        try:
-            raw = json.loads(cfg_path.read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise ModelError(f"cannot read {cfg_path}: {e}") from None
+        raw, w_path = read_model_dir(path)
         if raw.get("architecture", "soundtok-fm") != "soundtok-fm":
             raise ModelError(f"{path} holds a {raw.get('architecture')!r} model, not a soundtok-fm codec")
         try:

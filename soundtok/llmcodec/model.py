@@ -21,7 +21,6 @@ takes them from the LLM, after checking it is the one recorded in
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
@@ -35,6 +34,7 @@ from ..codec.layers import ChannelNorm, MelFrontend, Stack
 from ..codec.model import file_sha256
 from ..codec.vocoder import Vocoder
 from ..errors import ModelError
+from ..modelfiles import read_model_dir
 from .config import ARCHITECTURE, LLMCodecConfig
 from .quantizer import FrozenEmbeddingRVQ
 
@@ -260,16 +260,7 @@ class LLMCodec(nn.Module):
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        d = Path(path)
-        if d.is_file():
-            d = d.parent
-        cfg_path, w_path = d / "config.json", d / "model.safetensors"
-        if not cfg_path.is_file() or not w_path.is_file():
-            raise ModelError(f"{path} is not a codec directory (needs config.json and model.safetensors)")
-        try:
-            raw = json.loads(cfg_path.read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise ModelError(f"cannot read {cfg_path}: {e}") from None
+        raw, w_path = read_model_dir(path)
         if raw.get("architecture") != ARCHITECTURE:
             raise ModelError(f"{path} holds a {raw.get('architecture')!r} model, not an llm-codec")
         try:
