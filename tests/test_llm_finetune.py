@@ -118,6 +118,28 @@ def test_loss_is_response_only_and_matches_full_logits(tiny_llm_dir):
     assert float(loss) == pytest.approx(expected, rel=1e-5)
 
 
+def test_examples_per_task_and_meta_tasks(tiny_llm_dir, tmp_path):
+    from soundtok.llm.data import load_records, make_examples
+
+    _, tok = load_llm(tiny_llm_dir, dtype="float32")
+    vocab = AudioVocab(tiny_header(), 128)
+    builder = PromptBuilder(tok, vocab)
+    path = tmp_path / "s.tok.jsonl"
+    with open_token_writer(path, tiny_header()) as w:
+        w.write(Item(id="a", num_samples=640, codes=[[1]], text="one"))
+        w.write(Item(id="b", num_samples=640, codes=[[2]], text="two", meta={"tasks": ["caption"]}))
+        w.write(Item(id="c", num_samples=640, codes=[[3]], label="three"))
+    records, skipped = load_records(path, builder, "stream")
+    assert skipped == 0 and [r.captions for r in records] == [["one"], ["two"], ["three"]]
+    rng = random.Random(0)
+    count = {t: [e.task for e in make_examples(records, t, builder, rng)] for t in ("caption", "generate", "mixed")}
+    assert count["caption"] == ["caption"] * 3
+    assert count["generate"] == ["generate"] * 2
+    assert sorted(count["mixed"]) == ["caption"] * 3 + ["generate"] * 2
+    gen = make_examples(records[:1], "generate", builder, rng)[0]
+    assert gen.prompt[-1] == vocab.begin_id and gen.response == [vocab.code_id(0, 1), vocab.end_id]
+
+
 # --------------------------------------------------------------------------- training
 
 

@@ -5,7 +5,8 @@ Two input formats:
 * a **token stream** (docs/token-format.md) whose items carry ``text`` (or
   ``label``).  ``meta.captions`` (a list of strings) gives alternative
   captions and ``meta.prompts`` alternative generation prompts; one of each is
-  drawn per epoch.  ``--task caption`` makes audio->text examples,
+  drawn per epoch.  ``meta.tasks`` (``["caption"]`` or ``["generate"]``)
+  limits the examples an item makes under ``--task mixed``.  ``--task caption`` makes audio->text examples,
   ``generate`` text->audio, ``mixed`` both;
 * a **pair file**: JSON Lines of ``{"prompt": ..., "response": ...}`` whose
   strings may hold audio as ``<audio><a0_5>...</audio>``.  The codec is named
@@ -38,6 +39,7 @@ class Record:
     prompts: list[str] = field(default_factory=list)
     pair: tuple[str, str] | None = None
     id: str = ""
+    tasks: tuple[str, ...] = ("caption", "generate")
 
 
 def _strings(v) -> list[str]:
@@ -103,8 +105,9 @@ def load_records(path: str | os.PathLike, builder: PromptBuilder, kind: str) -> 
                     skipped += 1
                     continue
                 prompts = _strings(item.meta.get("prompts")) or captions
+                tasks = tuple(t for t in _strings(item.meta.get("tasks")) if t in ("caption", "generate"))
                 records.append(Record(audio_ids=vocab.item_ids(item), captions=captions, prompts=prompts,
-                                      id=item.id))
+                                      id=item.id, tasks=tasks or ("caption", "generate")))
         if not records and not skipped:
             raise FormatError(f"{path}: the token stream holds no items")
         if not records:
@@ -135,10 +138,10 @@ def make_examples(records: list[Record], task: str, builder: PromptBuilder, rng:
         if r.pair is not None:
             out.append(builder.pair(*r.pair))
             continue
-        if task in ("caption", "mixed"):
+        if task in ("caption", "mixed") and "caption" in r.tasks:
             out.append(Example(builder.caption_prompt(r.audio_ids),
                                builder.caption_response(rng.choice(r.captions)), "caption"))
-        if task in ("generate", "mixed"):
+        if task in ("generate", "mixed") and "generate" in r.tasks:
             out.append(Example(builder.generate_prompt(rng.choice(r.prompts)),
                                builder.generate_response(r.audio_ids), "generate"))
     return out
