@@ -268,7 +268,7 @@ def _finetune(opts, run_dir, ckpt, rank, world, device, log, info):
     params = alm.trainable_parameters()
     step = int(state["step"])
     t0, tokens_seen, agg_loss, agg_tokens = time.time(), 0, 0.0, 0
-    t_start = time.time()
+    t_start, seconds_before = time.time(), float(state.get("train_seconds", 0.0))
     plan_epoch, examples, batches = 0, examples0, batches0
     alm.train()
     while step < total:
@@ -315,22 +315,26 @@ def _finetune(opts, run_dir, ckpt, rank, world, device, log, info):
             alm.train()
         if step % opts.save_every == 0 or step == total:
             if rank == 0:
-                save_checkpoint(run_dir, alm, opt, {"step": step, "seed": opts.seed}, name=f"{step:07d}")
+                seconds = seconds_before + time.time() - t_start
+                save_checkpoint(run_dir, alm, opt, {"step": step, "seed": opts.seed, "train_seconds": seconds},
+                                name=f"{step:07d}")
             if world > 1:
                 torch.distributed.barrier()
     alm.eval()
     final = run_dir / "final"
-    train_minutes = (time.time() - t_start) / 60
+    train_minutes = (seconds_before + time.time() - t_start) / 60
     if rank == 0:
         training = {"task": task, "steps": total, "epochs": round(total / steps_per_epoch, 3),
                     "examples_per_epoch": len(examples0), "batch_size": opts.batch_size,
                     "grad_accum": opts.grad_accum, "processes": world, "lr": opts.lr,
                     "embedding_lr": opts.embedding_lr or opts.lr, "seed": opts.seed,
                     "train_file": os.path.basename(str(opts.train)),
-                    "minutes_this_session": round(train_minutes, 2)}
+                    "train_minutes": round(train_minutes, 2), "device": str(device),
+                    "threads": torch.get_num_threads()}
         save_adapter(alm, final, dtype=_parse_dtype(opts.adapter_dtype),
                           extra={"training": training})
-        info(f"done: {total} steps in {train_minutes:.1f} min; adapter saved to {final}")
+        info(f"done: {total} steps in {train_minutes:.1f} min of training (all sessions); "
+             f"adapter saved to {final}")
     if world > 1:
         torch.distributed.barrier()
     return final
