@@ -11,7 +11,9 @@ Steps (each is skipped when its output exists, so an interrupted run resumes):
    the labels only: training = FSDD train split + ESC-10 folds 1-3 (ESC-10
    items twice, to balance the 9:1 item ratio), validation = FSDD test split
    + ESC-10 fold 4;
-4. ``soundtok finetune-llm --task mixed`` (resumable);
+4. ``soundtok finetune-llm --task mixed`` in two stages (both resumable):
+   4 epochs from scratch, then 2 epochs at a lower learning rate from the
+   stage-1 adapter with ESC-10 captions weighted up;
 5. the final adapter is copied into soundtok/llm/default_adapter (the model
    card there is kept).
 
@@ -76,12 +78,13 @@ ESC_CAPTIONS = {
 
 #: Training settings of the shipped adapter (LoRA rank 32 rather than the paper's 64
 #: keeps it under 30 MB in bfloat16 and trains faster on CPU; alpha/r = 2 as in the paper).
-FINETUNE_ARGS = [
-    "--task", "mixed", "--epochs", "4", "--batch-size", "16", "--lr", "3e-4", "--embedding-lr", "1e-3",
-    "--warmup", "50", "--lora-r", "32", "--lora-alpha", "64", "--lora-dropout", "0.05",
-    "--max-length", "512", "--save-every", "100", "--log-every", "10", "--seed", "0",
-    "--adapter-dtype", "bfloat16",
-]
+LORA_ARGS = ["--lora-r", "32", "--lora-alpha", "64", "--lora-dropout", "0.05", "--max-length", "512",
+             "--batch-size", "16", "--save-every", "100", "--log-every", "10", "--seed", "0",
+             "--adapter-dtype", "bfloat16"]
+STAGE1_ARGS = ["--task", "mixed", "--epochs", "4", "--lr", "3e-4", "--embedding-lr", "1e-3", "--warmup", "50",
+               *LORA_ARGS]
+STAGE2_ARGS = ["--task", "mixed", "--epochs", "2", "--lr", "1e-4", "--embedding-lr", "3e-4", "--warmup", "20",
+               *LORA_ARGS]
 
 
 def texts_for(label: str) -> tuple[list[str], list[str]]:
@@ -99,13 +102,18 @@ def run(cmd: list[str], log=None) -> None:
     subprocess.run(cmd, check=True, cwd=ROOT)
 
 
-def build_stream(sources: list[tuple[Path, int]], out: Path, seed: int) -> int:
-    """Copy items of ``sources`` (path, repeats) into ``out`` with captions and prompts."""
+def build_stream(sources: list[tuple[Path, int, int]], out: Path, seed: int) -> int:
+    """Copy items of ``sources`` into ``out`` with captions and prompts.
+
+    Each source is ``(path, repeats, caption_only_repeats)``: the item appears
+    ``repeats`` times for both tasks and ``caption_only_repeats`` more times for
+    captioning only (``meta.tasks``).
+    """
     from soundtok.tokens import TokenReader, open_token_writer
 
     rng = random.Random(seed)
     header, items = None, []
-    for path, repeats in sources:
+    for path, repeats, caption_only in sources:
         with TokenReader(path) as reader:
             if header is None:
                 header = reader.header
@@ -113,8 +121,10 @@ def build_stream(sources: list[tuple[Path, int]], out: Path, seed: int) -> int:
                 raise SystemExit(f"{path} was tokenized with another codec")
             for item in reader:
                 caps, prompts = texts_for(item.label)
-                for r in range(repeats):
+                for r in range(repeats + caption_only):
                     meta = {**item.meta, "captions": caps, "prompts": prompts}
+                    if r >= repeats:
+                        meta["tasks"] = ["caption"]
                     items.append(type(item)(id=item.id if r == 0 else f"{item.id}#{r + 1}",
                                             num_samples=item.num_samples, codes=item.codes, source=item.source,
                                             text=rng.choice(caps), label=item.label, meta=meta))
@@ -143,20 +153,36 @@ def main() -> None:
         if not out.is_file():
             run([py, "-m", "soundtok", "tokenize", str(data_dir / f"{split}.jsonl"), "-o", str(out),
                  "--threads", str(a.threads), "--device", a.device])
-    train, val = llm_dir / "adapter_train.tok.jsonl", llm_dir / "adapter_val.tok.jsonl"
-    n_train = build_stream([(llm_dir / "fsdd_train.tok.jsonl", 1), (llm_dir / "esc10_train.tok.jsonl", 2)],
-                           train, seed=0)
-    n_val = build_stream([(llm_dir / "fsdd_test.tok.jsonl", 1), (llm_dir / "esc10_fold4.tok.jsonl", 1)],
+    val = llm_dir / "adapter_val.tok.jsonl"
+    n_val = build_stream([(llm_dir / "fsdd_test.tok.jsonl", 1, 0), (llm_dir / "esc10_fold4.tok.jsonl", 1, 0)],
                          val, seed=1)
-    print(f"{train}: {n_train} items; {val}: {n_val} items", flush=True)
-    out = llm_dir / "default-adapter"
-    cmd = [py, "-m", "soundtok", "finetune-llm", str(train), "--val", str(val), "-o", str(out),
-           *FINETUNE_ARGS, "--threads", str(a.threads), "--device", a.device, "--resume", "-v"]
+    common = ["--val", str(val), "--threads", str(a.threads), "--device", a.device, "-v"]
     t0 = time.time()
-    run(cmd)
-    print(f"finetune-llm finished in {(time.time() - t0) / 60:.1f} min (this session)", flush=True)
+    # Stage 1: both tasks, ESC-10 items twice.
+    train1 = llm_dir / "adapter_train.tok.jsonl"
+    n1 = build_stream([(llm_dir / "fsdd_train.tok.jsonl", 1, 0), (llm_dir / "esc10_train.tok.jsonl", 2, 0)],
+                      train1, seed=0)
+    print(f"{train1}: {n1} items; {val}: {n_val} items", flush=True)
+    stage1 = llm_dir / "default-adapter"
+    if not (stage1 / "final").is_dir():
+        run([py, "-m", "soundtok", "finetune-llm", str(train1), "-o", str(stage1), *STAGE1_ARGS, "--resume",
+             *common])
+    # Stage 2: from stage 1, lower learning rate, ESC-10 captions weighted up
+    # (each ESC-10 clip once for both tasks and three more times for captioning).
+    train2 = llm_dir / "adapter_train2.tok.jsonl"
+    n2 = build_stream([(llm_dir / "fsdd_train.tok.jsonl", 1, 0), (llm_dir / "esc10_train.tok.jsonl", 1, 3)],
+                      train2, seed=2)
+    print(f"{train2}: {n2} items", flush=True)
+    stage2 = llm_dir / "default-adapter-2"
+    if not (stage2 / "final").is_dir():
+        run([py, "-m", "soundtok", "finetune-llm", str(train2), "-o", str(stage2), *STAGE2_ARGS,
+             "--init-adapter", str(stage1 / "final"), "--resume", *common])
+    print(f"stages finished in {(time.time() - t0) / 60:.1f} min (this session)", flush=True)
+    for stage in (stage1, stage2):
+        meta = json.loads((stage / "final" / "soundtok-adapter.json").read_text())
+        print(f"{stage.name}: {meta['training']}", flush=True)
     if not a.no_install:
-        install(out / "final", ROOT / "soundtok" / "llm" / "default_adapter")
+        install(stage2 / "final", ROOT / "soundtok" / "llm" / "default_adapter")
 
 
 def install(src: Path, dest: Path) -> None:
