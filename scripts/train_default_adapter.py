@@ -13,7 +13,8 @@ Steps (each is skipped when its output exists, so an interrupted run resumes):
    + ESC-10 fold 4;
 4. ``soundtok finetune-llm --task mixed`` in two stages (both resumable):
    4 epochs from scratch, then 2 epochs at a lower learning rate from the
-   stage-1 adapter with ESC-10 captions weighted up;
+   stage-1 adapter with ESC-10 captions weighted up (three extra, randomly
+   cropped caption examples per clip);
 5. the final adapter is copied into soundtok/llm/default_adapter (the model
    card there is kept).
 
@@ -78,6 +79,9 @@ ESC_CAPTIONS = {
 
 #: Training settings of the shipped adapter (LoRA rank 32 rather than the paper's 64
 #: keeps it under 30 MB in bfloat16 and trains faster on CPU; alpha/r = 2 as in the paper).
+#: Length kept by the random crops of stage 2's extra ESC-10 caption examples.
+CROP = 0.7
+
 LORA_ARGS = ["--lora-r", "32", "--lora-alpha", "64", "--lora-dropout", "0.05", "--max-length", "512",
              "--batch-size", "16", "--save-every", "100", "--log-every", "10", "--seed", "0",
              "--adapter-dtype", "bfloat16"]
@@ -107,7 +111,9 @@ def build_stream(sources: list[tuple[Path, int, int]], out: Path, seed: int) -> 
 
     Each source is ``(path, repeats, caption_only_repeats)``: the item appears
     ``repeats`` times for both tasks and ``caption_only_repeats`` more times for
-    captioning only (``meta.tasks``).
+    captioning only (``meta.tasks``), each of those a random crop of
+    :data:`CROP` of its length (at most 1.5 s shorter), so that repeated
+    clips are not seen identically.
     """
     from soundtok.tokens import TokenReader, open_token_writer
 
@@ -123,10 +129,15 @@ def build_stream(sources: list[tuple[Path, int, int]], out: Path, seed: int) -> 
                 caps, prompts = texts_for(item.label)
                 for r in range(repeats + caption_only):
                     meta = {**item.meta, "captions": caps, "prompts": prompts}
+                    codes, n = item.codes, item.num_samples
                     if r >= repeats:
                         meta["tasks"] = ["caption"]
+                        frames = len(codes[0])
+                        keep = max(int(frames * CROP), frames - int(1.5 * header.frame_rates[0]))
+                        start = rng.randrange(frames - keep + 1)
+                        codes, n = [codes[0][start:start + keep]], keep * header.hop_lengths[0]
                     items.append(type(item)(id=item.id if r == 0 else f"{item.id}#{r + 1}",
-                                            num_samples=item.num_samples, codes=item.codes, source=item.source,
+                                            num_samples=n, codes=codes, source=item.source,
                                             text=rng.choice(caps), label=item.label, meta=meta))
     with open_token_writer(out, header) as w:
         for item in items:
@@ -168,7 +179,7 @@ def main() -> None:
         run([py, "-m", "soundtok", "finetune-llm", str(train1), "-o", str(stage1), *STAGE1_ARGS, "--resume",
              *common])
     # Stage 2: from stage 1, lower learning rate, ESC-10 captions weighted up
-    # (each ESC-10 clip once for both tasks and three more times for captioning).
+    # (each ESC-10 clip once for both tasks and three more times, randomly cropped, for captioning).
     train2 = llm_dir / "adapter_train2.tok.jsonl"
     n2 = build_stream([(llm_dir / "fsdd_train.tok.jsonl", 1, 0), (llm_dir / "esc10_train.tok.jsonl", 1, 3)],
                       train2, seed=2)
