@@ -156,6 +156,11 @@ def save_adapter(alm, directory: str | os.PathLike, *, dtype=None, extra: dict |
         save_file(audio, str(tmp / AUDIO_FILE))
         meta = {**alm.meta, **(extra or {})}
         (tmp / META_FILE).write_text(json.dumps(meta, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        mask = os.umask(0)
+        os.umask(mask)
+        for f in tmp.iterdir():  # safetensors writes owner-only files; adapters are meant to be shared
+            os.chmod(f, 0o666 & ~mask)
+        os.chmod(tmp, 0o777 & ~mask)
         if directory.exists():
             old = directory.parent / f".{directory.name}.old-{os.getpid()}"
             directory.rename(old)
