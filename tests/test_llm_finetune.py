@@ -216,6 +216,7 @@ def test_adapter_round_trip_gives_identical_logits(train_stream, tiny_llm_dir, t
     model, tok = load_llm(tiny_llm_dir, dtype="float32")
     vocab = AudioVocab(tiny_header(), 128)
     alm = new_audio_lm(model, tok, vocab, llm_spec=str(tiny_llm_dir), lora={"r": 4, "alpha": 8, "dropout": 0})
+    torch.manual_seed(0)
     with torch.no_grad():  # as if trained: non-zero LoRA B matrices and audio rows
         for name, p in alm.named_parameters():
             if p.requires_grad:
@@ -239,7 +240,8 @@ def test_adapter_round_trip_gives_identical_logits(train_stream, tiny_llm_dir, t
     assert {v.dtype for v in _tensors(tmp_path / "bf16").values()} == {torch.bfloat16}
     half, _, _ = load_adapter(tmp_path / "bf16", dtype="float32", merge=False)
     with torch.no_grad():
-        torch.testing.assert_close(half.hidden(ids)[0], h1, rtol=0.05, atol=0.05)
+        err = (half.hidden(ids)[0] - h1).abs().mean() / h1.abs().mean()
+    assert err < 0.02
 
 
 def test_init_adapter_continues_from_an_adapter(train_stream, tiny_llm_dir, tmp_path):
