@@ -26,17 +26,59 @@ class BatchReport:
     outputs: list[str] = field(default_factory=list)
 
 
-def _codec(codec, device: str):
-    from .codec import load_codec
-    from .codec.model import SoundCodec
+#: ``--codec`` name of the LLM-Codec shipped in the package (soundtok/llmcodec/default).
+LLM_CODEC_NAME = "llm-codec"
 
-    if isinstance(codec, SoundCodec):
+
+def load_any_codec(codec=None, device: str = "cpu", llm=None):
+    """A loaded codec: ``None``/``"default"`` -> the default sound codec,
+    ``"llm-codec"`` -> the shipped LLM-Codec, a directory -> whichever
+    architecture its ``config.json`` names; a loaded model is moved to
+    ``device``.  ``llm`` (LLM-Codec only) is the LLM to take codebooks from
+    (a spec or a loaded ``(model, tokenizer)``; default: the one recorded)."""
+    import json
+    from pathlib import Path
+
+    from .errors import ModelError
+
+    if hasattr(codec, "encode") and hasattr(codec, "cfg"):
         return codec.to(device).eval()
+    if codec == LLM_CODEC_NAME:
+        from .llmcodec import DEFAULT_LLM_CODEC_DIR
+
+        if not (DEFAULT_LLM_CODEC_DIR / "model.safetensors").is_file():
+            raise ModelError("the default llm-codec is not installed in this copy of soundtok "
+                             "(build it with `make default-llm-codec` or pass --codec DIR)")
+        codec = str(DEFAULT_LLM_CODEC_DIR)
+    if codec not in (None, "", "default"):
+        p = Path(codec)
+        cfg = (p.parent if p.is_file() else p) / "config.json"
+        try:
+            arch = json.loads(cfg.read_text()).get("architecture") if cfg.is_file() else None
+        except (OSError, ValueError, AttributeError):
+            arch = None
+        if arch == "llm-codec":
+            from .llmcodec.model import LLMCodec
+
+            return LLMCodec.from_pretrained(codec, llm=llm, device=device)
+    if llm is not None:
+        raise UsageError("--llm applies to llm-codec codecs only")
+    from .codec import load_codec
+
     return load_codec(codec, device=device)
+
+
+def _is_llm_codec(model) -> bool:
+    return getattr(getattr(model, "cfg", None), "strides", None) is not None
+
+
+_codec = load_any_codec
 
 
 def codec_header(codec) -> Header:
     """The token-stream header describing ``codec``."""
+    if _is_llm_codec(codec):
+        return codec.header()
     cfg = codec.cfg
     return Header(codec={"name": cfg.name, "sha256": codec.sha256, "arch": "soundtok-fm"},
                   sample_rate=cfg.sample_rate, hop_lengths=[cfg.token_hop],
@@ -45,18 +87,38 @@ def codec_header(codec) -> Header:
 
 def tokenize(inputs: list[str], output: str = "-", codec=None, device: str = "cpu",
              chunk_seconds: float = 30.0, on_error: Callable[[str], None] | None = None,
-             on_item: Callable[[Item], None] | None = None) -> BatchReport:
+             on_item: Callable[[Item], None] | None = None, as_text: bool = False,
+             llm=None) -> BatchReport:
     """Tokenize audio files, folders, globs, manifests or ``-`` (stdin) into one
     token stream at ``output`` (``-`` = stdout; a file appears atomically).
+
+    ``codec``: see :func:`load_any_codec` (``"llm-codec"`` for the shipped
+    LLM-Codec).  ``as_text`` (LLM-Codec only): instead of a token stream write
+    one line per item, ``<id><TAB><the clip as the LLM's words>``
+    (:func:`soundtok.llmcodec.text.codes_to_words`).
 
     Unreadable inputs are skipped and reported (``on_error`` is called with each
     message); if no input succeeds, nothing is written and an error is raised.
     """
     from .audio import iter_sources, load_audio
 
-    model = _codec(codec, device)
+    tokenizer = None
+    if as_text:
+        llm, tokenizer = _llm_with_tokenizer(codec, llm)
+    model = _codec(codec, device, llm=llm)
+    if as_text and not _is_llm_codec(model):
+        raise UsageError("--as-text needs an llm-codec (e.g. --codec llm-codec): only its codes are "
+                         "an LLM's words")
     header = codec_header(model)
-    sr, chunk = model.cfg.sample_rate, max(1, int(chunk_seconds * model.cfg.frame_rate))
+    sr = model.cfg.sample_rate
+    if _is_llm_codec(model):
+        def encode(wav):
+            return [c[0].tolist() for c in model.encode_long(wav, chunk_seconds=chunk_seconds)]
+    else:
+        chunk = max(1, int(chunk_seconds * model.cfg.frame_rate))
+
+        def encode(wav):
+            return model.encode_long(wav, chunk_tokens=chunk).tolist()
     report, seen = BatchReport(), set()
 
     def fail(name: str, msg: str) -> None:
@@ -77,9 +139,9 @@ def tokenize(inputs: list[str], output: str = "-", codec=None, device: str = "cp
                     except AudioError as e:
                         fail(src.path or src.id, str(e))
                         continue
-                    codes = model.encode_long(wav, chunk_tokens=chunk)
+                    codes = encode(wav)
                     report.audio_seconds += wav.shape[0] / sr
-                    yield Item(id=src.id, num_samples=int(wav.shape[0]), codes=codes.tolist(),
+                    yield Item(id=src.id, num_samples=int(wav.shape[0]), codes=codes,
                                source=src.path, text=src.text, label=src.label,
                                meta=dict(src.meta or {}))
             except AudioError as e:
@@ -91,12 +153,66 @@ def tokenize(inputs: list[str], output: str = "-", codec=None, device: str = "cp
         if report.failed:
             raise AudioError(f"no input could be tokenized ({len(report.failed)} failed)")
         raise UsageError("no audio inputs given")
+    if as_text:
+        return _write_text(_chain(first, it), output, header, tokenizer, report, on_item)
     with open_token_writer(output, header) as w:
         for item in _chain(first, it):
             w.write(item)
             report.ok += 1
             if on_item:
                 on_item(item)
+    report.outputs.append(output)
+    return report
+
+
+def _llm_with_tokenizer(codec, llm):
+    """``(model, tokenizer)`` of the LLM an llm-codec directory records (or ``llm``)."""
+    import json
+    from pathlib import Path
+
+    from .llm.loader import load_llm
+
+    if isinstance(llm, tuple):
+        return llm, llm[1]
+    if llm is None and isinstance(codec, (str, Path)):
+        if codec == LLM_CODEC_NAME:
+            from .llmcodec import DEFAULT_LLM_CODEC_DIR as codec
+        cfg = Path(codec) / "config.json"
+        try:
+            llm = (json.loads(cfg.read_text()).get("llm") or {}).get("name")
+        except (OSError, ValueError, AttributeError):
+            llm = None
+    if llm is None and hasattr(codec, "cfg"):
+        llm = (getattr(codec.cfg, "llm", None) or {}).get("name")
+    if llm is None:  # not an llm-codec: the caller reports it
+        return None, None
+    pair = load_llm(llm, device="cpu", dtype="float32")
+    return pair, pair[1]
+
+
+def _write_text(items, output: str, header: Header, tokenizer, report: BatchReport, on_item) -> BatchReport:
+    """``<id>\t<words>`` lines (atomically for a file)."""
+    import sys
+
+    from .fileio import atomic_write
+    from .llmcodec.text import codes_to_words
+
+    def lines():
+        for item in items:
+            words = " ".join(codes_to_words(item, header, tokenizer).split())
+            report.ok += 1
+            if on_item:
+                on_item(item)
+            yield f"{item.id}\t{words}\n"
+
+    if output == "-":
+        for line in lines():
+            sys.stdout.write(line)
+        sys.stdout.flush()
+    else:
+        with atomic_write(output, "w") as f:
+            for line in lines():
+                f.write(line)
     report.outputs.append(output)
     return report
 
@@ -109,7 +225,8 @@ def _chain(first, rest):
 def detokenize(stream: str = "-", output: str = "-", codec=None, device: str = "cpu",
                decoder: str = "flow", steps: int | None = None, seed: int = 0,
                guidance: float = 1.0, solver: str = "euler", chunk_seconds: float = 30.0,
-               fmt: str | None = None, on_item: Callable[[str], None] | None = None) -> BatchReport:
+               fmt: str | None = None, on_item: Callable[[str], None] | None = None,
+               llm=None) -> BatchReport:
     """Decode a token stream back to audio.
 
     ``output``: ``-`` (stdout, WAV) or a file for a single-item stream; a
@@ -126,19 +243,33 @@ def detokenize(stream: str = "-", output: str = "-", codec=None, device: str = "
         raise UsageError(f"unknown decoder {decoder!r}: use flow or mse")
     if steps is not None and steps < 1:
         raise UsageError("--steps must be at least 1")
-    model = _codec(codec, device)
-    reader = TokenReader(stream, expect_codec_sha256=model.sha256,
-                         expect_codec_name=model.cfg.name)
-    _ = reader.header
-    chunk = max(1, int(chunk_seconds * model.cfg.frame_rate))
+    reader = TokenReader(stream)
+    try:
+        if codec is None and reader.header.codec.get("arch") == "llm-codec":
+            codec = LLM_CODEC_NAME  # an llm-codec stream: the shipped llm-codec, if it is that one
+        model = _codec(codec, device, llm=llm)
+        reader.check_codec(model.sha256, model.cfg.name)
+    except BaseException:
+        reader.close()
+        raise
     sr = model.cfg.sample_rate
     to_dir = output != "-" and (os.path.isdir(output) or output.endswith(os.sep))
     report = BatchReport()
 
+    if _is_llm_codec(model):  # one deterministic decoder: decoder/steps/seed do not apply
+        def pieces(item: Item):
+            return model.iter_decode_long(item.codes, num_samples=item.num_samples,
+                                          chunk_seconds=chunk_seconds)
+    else:
+        chunk = max(1, int(chunk_seconds * model.cfg.frame_rate))
+
+        def pieces(item: Item):
+            return model.iter_decode_long(item.codes_tensor(), num_samples=item.num_samples,
+                                          chunk_tokens=chunk, decoder=decoder, steps=steps,
+                                          seed=seed, guidance=guidance, solver=solver)
+
     def decode_into(item: Item, dest: str, writer) -> None:
-        for piece in model.iter_decode_long(item.codes_tensor(), num_samples=item.num_samples,
-                                            chunk_tokens=chunk, decoder=decoder, steps=steps,
-                                            seed=seed, guidance=guidance, solver=solver):
+        for piece in pieces(item):
             writer.write(piece)
         report.ok += 1
         report.audio_seconds += item.num_samples / sr
@@ -167,4 +298,5 @@ def detokenize(stream: str = "-", output: str = "-", codec=None, device: str = "
     return report
 
 
-__all__ = ["BatchReport", "codec_header", "tokenize", "detokenize", "SoundtokError"]
+__all__ = ["BatchReport", "LLM_CODEC_NAME", "codec_header", "load_any_codec", "tokenize", "detokenize",
+           "SoundtokError"]

@@ -396,13 +396,18 @@ class TokenReader:
                 h = Header.from_json(obj)
             except FormatError as e:
                 raise self._err(f"line {n}: {e}") from None
-            name, sha = h.codec["name"], h.codec["sha256"]
-            if (self._expect_sha not in (None, sha)) or (self._expect_name not in (None, name)):
-                want = f"{self._expect_name or '?'!r} (sha256 {(self._expect_sha or '?')[:12]})"
-                raise self._err(f"codec mismatch: stream was made with {name!r} "
-                                f"(sha256 {sha[:12]}) but the codec in use is {want}")
             self._header = h
+            self.check_codec(self._expect_sha, self._expect_name)
         return self._header
+
+    def check_codec(self, sha256: str | None, name: str | None = None) -> None:
+        """FormatError unless the header's codec has this ``sha256``/``name`` (``None``: any)."""
+        h = self.header
+        have_name, have_sha = h.codec["name"], h.codec["sha256"]
+        if (sha256 not in (None, have_sha)) or (name not in (None, have_name)):
+            want = f"{name or '?'!r} (sha256 {(sha256 or '?')[:12]})"
+            raise self._err(f"codec mismatch: stream was made with {have_name!r} "
+                            f"(sha256 {have_sha[:12]}) but the codec in use is {want}")
 
     def __iter__(self) -> Iterator[Item]:
         header = self.header

@@ -10,7 +10,9 @@ from .common import resolve_device, runtime_options
 @click.command("detokenize")
 @click.argument("stream", default="-")
 @click.argument("output", default="-")
-@click.option("--codec", default=None, metavar="DIR", help="Codec directory (default: the built-in codec).")
+@click.option("--codec", default=None, metavar="DIR",
+              help='Codec directory or "llm-codec" (default: the built-in codec, or the built-in LLM-Codec '
+                   'for an llm-codec stream; its one deterministic decoder ignores --decoder/--steps/--seed).')
 @click.option("--decoder", type=click.Choice(["flow", "mse"]), default="flow", show_default=True,
               help="flow: conditional flow matching (probabilistic); mse: deterministic baseline.")
 @click.option("--steps", type=click.IntRange(min=1), default=None,
@@ -22,8 +24,10 @@ from .common import resolve_device, runtime_options
 @click.option("--format", "fmt", type=click.Choice(["wav", "flac"]), default=None,
               help="Audio format (default: from the file extension, wav for stdout).")
 @click.option("--chunk-seconds", type=click.FloatRange(min=1.0), default=30.0, show_default=True)
+@click.option("--llm", default=None, metavar="SPEC",
+              help="LLM-Codec only: where to load its LLM from (default: the one it records).")
 @runtime_options
-def command(stream, output, codec, decoder, steps, seed, guidance, solver, fmt, chunk_seconds,
+def command(stream, output, codec, decoder, steps, seed, guidance, solver, fmt, chunk_seconds, llm,
             console, device):
     """Turn a token stream back into audio.
 
@@ -43,6 +47,6 @@ def command(stream, output, codec, decoder, steps, seed, guidance, solver, fmt, 
     dev = resolve_device(device)
     with console.progress(None, "decoding") as bar:
         report = detokenize(stream, output, codec=codec, device=dev, decoder=decoder, steps=steps,
-                            seed=seed, guidance=guidance, solver=solver,
+                            seed=seed, guidance=guidance, solver=solver, llm=llm,
                             chunk_seconds=chunk_seconds, fmt=fmt, on_item=lambda p: bar.advance())
     console.info(f"decoded {report.ok} item(s), {report.audio_seconds:.1f} s of audio")

@@ -44,10 +44,14 @@ from .common import resolve_device, runtime_options
 @click.option("--llm", default=None, metavar="SPEC",
               help="llm-codec only: the frozen LLM whose embedding rows are the codebooks "
                    "(default: gemma3-270m).")
+@click.option("--crop-seconds", type=click.FloatRange(min=0.1), default=None,
+              help="llm-codec only: training crop length (default 2.56; rounded down to the coarsest hop).")
+@click.option("--freeze-vocoder", is_flag=True,
+              help="llm-codec only: keep the vocoder (initialised from the default codec) frozen.")
 @runtime_options
 def command(train, out, val, stage, steps, vae_steps, tokenizer_steps, vocoder_steps, batch, lr,
             save_every, val_every, seed, resume, init_from, config_json, vocoder_input,
-            tensorboard, arch, llm, console, device):
+            tensorboard, arch, llm, crop_seconds, freeze_vocoder, console, device):
     """Train a codec on TRAIN audio (files, folders, globs or manifests).
 
     Metrics go to OUT/metrics.csv (and TensorBoard with --tensorboard), a log
@@ -84,11 +88,13 @@ def command(train, out, val, stage, steps, vae_steps, tokenizer_steps, vocoder_s
         opts = TrainLLMCodecOptions(train=list(train), out=out, llm=llm, steps=steps or 20000,
                                     batch=batch, lr=lr, save_every=save_every, seed=seed,
                                     device=resolve_device(device), resume=resume,
-                                    codec_config=overrides)
+                                    codec_config=overrides, train_vocoder=not freeze_vocoder,
+                                    **({"crop_seconds": crop_seconds} if crop_seconds else {}))
         click.echo(str(train_llm_codec(opts, echo=console.info)))
         return
-    if llm:
-        raise UsageError("--llm needs --arch llm-codec")
+    for flag, value in (("--llm", llm), ("--crop-seconds", crop_seconds), ("--freeze-vocoder", freeze_vocoder)):
+        if value:
+            raise UsageError(f"{flag} needs --arch llm-codec")
     per_stage = {"vae": vae_steps, "tokenizer": tokenizer_steps, "vocoder": vocoder_steps}
     if steps:
         per_stage = {k: steps for k in per_stage}

@@ -20,6 +20,10 @@ Modules (imported lazily, so ``import soundtok.llmcodec`` is cheap):
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
+
+#: The LLM-Codec shipped in the package (``--codec llm-codec``).
+DEFAULT_LLM_CODEC_DIR = Path(__file__).parent / "default"
 
 _EXPORTS = {
     "LLMCodecConfig": ".config",

@@ -203,6 +203,53 @@ class LLMCodec(nn.Module):
         wav = self.vocoder(self.decode_features(self.rvq.decode(full))).float().cpu()
         return wav[:, :n]
 
+    # ------------------------------------------------------ long audio
+    def _windows(self, n: int, chunk_seconds: float, context_hops: int):
+        """``(a, b, lo, hi)`` sample spans: chunk ``[a, b)`` encoded/decoded within
+        ``[lo, hi)``; all are multiples of the coarsest hop except the final ``b``/``hi``."""
+        H = self.cfg.max_hop
+        step = max(1, int(chunk_seconds * self.cfg.sample_rate) // H) * H
+        total = self.padded_length(n)
+        for a in range(0, total, step):
+            b = min(total, a + step)
+            yield a, b, max(0, a - context_hops * H), min(total, b + context_hops * H)
+
+    def encode_long(self, wav: torch.Tensor, chunk_seconds: float = 30.0,
+                    context_hops: int = 2) -> list[torch.Tensor]:
+        """Encode one long signal ``(N,)`` chunk by chunk -> codes per scale
+        ``[(1, ceil(N / hop_k)) for k]``.
+
+        Chunks are whole multiples of the coarsest hop (0.32 s) and are encoded
+        with ``context_hops`` coarse hops of real audio on each side; only each
+        chunk's own codes are kept, so memory is flat in duration.  Codes can
+        differ from whole-clip encoding near chunk edges where the context is
+        shorter than the encoder's receptive field (tested to agree on >= 95%)."""
+        wav = wav.reshape(-1)
+        n = wav.shape[0]
+        padded = F.pad(wav.float(), (0, self.padded_length(n) - n))
+        pieces: list[list[torch.Tensor]] = [[] for _ in self.cfg.hop_lengths]
+        for a, b, lo, hi in self._windows(n, chunk_seconds, context_hops):
+            codes = self.encode(padded[lo:hi][None])
+            for k, (c, h) in enumerate(zip(codes, self.cfg.hop_lengths)):
+                pieces[k].append(c[:, (a - lo) // h:(b - lo) // h])
+        return [torch.cat(p, dim=-1)[:, :t] for p, t in zip(pieces, self.num_frames(n))]
+
+    def iter_decode_long(self, codes: list, num_samples: int | None = None,
+                         chunk_seconds: float = 30.0, context_hops: int = 2):
+        """Decode codes per scale chunk by chunk (as :meth:`encode_long` cuts
+        them), yielding waveform pieces ``(n,)`` that add up to ``num_samples``."""
+        full, n = self._full_codes(codes, num_samples)
+        left = n
+        for a, b, lo, hi in self._windows(n, chunk_seconds, context_hops):
+            part = [c[:, lo // h:hi // h] for c, h in zip(full, self.cfg.hop_lengths)]
+            wav = self.decode(part, hi - lo)[0]
+            piece = wav[a - lo:b - lo][:left]
+            left -= piece.shape[0]
+            if piece.shape[0]:
+                yield piece
+            if left <= 0:
+                return
+
     # ---------------------------------------------------------- token stream
     def header(self, extra: dict | None = None):
         """The :class:`~soundtok.tokens.Header` of streams this codec writes."""
