@@ -236,6 +236,24 @@ def test_rank_labels_matches_direct_log_likelihood(llm):
     assert int(np.argmax(scores)) == int(np.argmax(direct))
 
 
+def test_shared_prefix_ranking_equals_separate_ranking(llm):
+    """The cached-prefix scorer gives rank_labels' scores; the prompts are longer
+    than the tiny LLM's 64-token sliding window, so that path is exercised."""
+    from soundtok.llmcodec.fewshot import build_prompt, rank_labels, rank_labels_shared
+
+    _, model, tok = llm
+    demos = [([[110 + i, 120, 130 + i, 111, 121]], lab) for i, lab in enumerate(["dog", "rain", "bird"] * 4)]
+    queries = [[[115, 125, 135]], [[116, 126]], [[117, 110, 120, 130]]]
+    prompts = [build_prompt(demos, q, ["dog", "rain", "bird"]) for q in queries]
+    labels = ["dog", "rain", "bird", "a much longer label"]
+    shared = rank_labels_shared(model, tok, prompts, labels)
+    separate = [rank_labels(model, tok, p, labels) for p in prompts]
+    from soundtok.llmcodec.fewshot import prompt_ids
+    assert min(len(prompt_ids(p, tok)) for p in prompts) > 64
+    for a, b in zip(shared, separate):
+        assert a == pytest.approx(b, abs=2e-4)
+
+
 def test_match_answer():
     from soundtok.llmcodec.fewshot import match_answer
 
@@ -262,6 +280,21 @@ def test_episode_sampler_is_seeded_n_way_k_shot():
     assert len({tuple(ep.labels) for ep in eps}) > 1
     with pytest.raises(UsageError, match="needs 3 labels"):
         sample_episodes(labels, ways=3, shots=4, episodes=1)
+
+
+def test_episode_sampler_with_a_demonstration_pool():
+    from soundtok.llmcodec.fewshot import sample_episodes
+
+    queries = [f"l{i % 4}" for i in range(8)]
+    pool = [f"l{i % 5}" for i in range(15)]
+    eps = sample_episodes(queries, ways=3, shots=2, episodes=20, seed=1, demo_labels=pool)
+    for ep in eps:
+        assert len(ep.demos) == 6 and len(set(ep.demos)) == 6 and len(ep.queries) == 3
+        assert sorted(queries[i] for i in ep.queries) == sorted(ep.labels)
+        assert sorted(pool[i] for i in ep.demos) == sorted(ep.labels * 2)
+        assert "l4" not in ep.labels  # no query item has l4
+    with pytest.raises(UsageError, match="needs 3 labels"):
+        sample_episodes(queries, ways=3, shots=4, episodes=1, demo_labels=pool)
 
 
 def test_confidence_intervals():
@@ -325,6 +358,14 @@ def test_cli_evaluate_fewshot(tmp_path, llm, codec):
     row = json.loads(r.stdout.decode().strip())
     assert row["ways"] == 2 and row["judged"] == 4 and row["chance"] == 0.5
     assert row["instruction"] is False and 0 <= row["accuracy"] <= 1
+    pool = _write_stream(tmp_path / "pool.jsonl", codec, n=9)
+    r = cli("evaluate", "fewshot", path, "--llm", d, "--ways", 3, "--shots", 2, "--episodes", 2,
+            "--demos", pool, "--predictions", tmp_path / "pred.jsonl", "--json", "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    row = json.loads(r.stdout.decode().strip())
+    assert row["judged"] == 6 and row["demos"] == str(pool)
+    preds = [json.loads(x) for x in (tmp_path / "pred.jsonl").read_text().splitlines()]
+    assert len(preds) == 6 and sum(p["correct"] for p in preds) == row["correct"]
     other = _word_llm(tmp_path / "o", vocab_size=170)
     r = cli("evaluate", "fewshot", path, "--llm", other, "--ways", 2, "--device", "cpu")
     assert r.returncode == 1 and b"was built on LLM" in r.stderr
@@ -423,3 +464,32 @@ def test_cli_tokenize_as_text_and_round_trip(tmp_path, llm, codec):
     assert r.returncode == 1 and (b"codec mismatch" in r.stderr or b"llm-codec" in r.stderr), r.stderr
     assert len(r.stderr.decode().strip().splitlines()) == 1
     assert not (tmp_path / "b.wav").exists()
+
+
+def test_cli_caption_few_shot(tmp_path, llm, codec):
+    from conftest import cli
+
+    from soundtok.llmcodec.fewshot import answer_stream, read_labelled_stream
+
+    d, model, tok = llm
+    demos = _write_stream(tmp_path / "demos.jsonl", codec, n=3)
+    queries = _write_stream(tmp_path / "q.jsonl", codec, n=4)
+    r = cli("caption", queries, "--shots", demos, "--labels", "dog,rain,bird", "--llm", d, "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(x) for x in r.stdout.decode().splitlines()]
+    assert [x["id"] for x in rows] == ["u0", "u1", "u2", "u3"]
+    for x in rows:  # the answer is the best-scoring label
+        assert x["caption"] == max(x["scores"], key=x["scores"].get) and set(x["scores"]) == {"dog", "rain", "bird"}
+    # the library gives the same answers, one query at a time (no shared-prefix batching)
+    h, qs = read_labelled_stream(str(queries))
+    _, ds = read_labelled_stream(str(demos))
+    one = [a for _, a, _ in answer_stream(model, tok, h, qs, ds, labels=["dog", "rain", "bird"], batch_size=1)]
+    assert one == [x["caption"] for x in rows]
+    r = cli("caption", queries, "--shots", demos, "--llm", d, "--format", "text", "--max-new-tokens", 3,
+            "--no-instruction", "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    assert len(r.stdout.decode().splitlines()) == 4
+    r = cli("caption", queries, "--shots", demos, "--beams", 2, "--llm", d)
+    assert r.returncode == 2 and b"--shots" in r.stderr
+    r = cli("caption", queries, "--labels", "dog")
+    assert r.returncode == 2 and b"need --shots" in r.stderr

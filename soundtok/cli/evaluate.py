@@ -265,10 +265,15 @@ def caption(hyps, refs, labels, synonyms, no_embedding, as_json, per_item, conso
                    "matched to a label.")
 @click.option("--scales", default=None, metavar="LIST",
               help="Scales shown to the LLM, e.g. 0 (words only) or 0,1 (default: all).")
+@click.option("--demos", default=None, metavar="STREAM",
+              help="Take demonstrations from this labelled llm-codec stream (e.g. training folds) and "
+                   "queries from TOKENS (default: both from TOKENS).")
+@click.option("--predictions", default=None, metavar="FILE",
+              help="Also write every judged query (episode, id, label, predicted) as JSON Lines.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON line on stdout.")
 @runtime_options
-def fewshot(tokens, ways, shots, episodes, seed, repeats, llm, instruction, mode, scales, as_json,
-            console, device):
+def fewshot(tokens, ways, shots, episodes, seed, repeats, llm, instruction, mode, scales, demos, predictions,
+            as_json, console, device):
     """Few-shot in-context classification by a frozen LLM over llm-codec tokens.
 
     TOKENS is a labelled token stream written by an llm-codec (its codes are
@@ -281,7 +286,9 @@ def fewshot(tokens, ways, shots, episodes, seed, repeats, llm, instruction, mode
     Examples:
       soundtok evaluate fewshot esc10.tokens.jsonl --ways 5 --shots 1 --episodes 200
       soundtok evaluate fewshot digits.jsonl --ways 10 --shots 2 --repeats 3 --json
+      soundtok evaluate fewshot esc10_fold4.llm.jsonl --demos esc10_folds123.llm.jsonl --ways 2
     """
+    from ..fileio import atomic_write
     from ..llm.loader import load_llm
     from ..llmcodec.fewshot import read_labelled_stream, run_fewshot
 
@@ -290,13 +297,20 @@ def fewshot(tokens, ways, shots, episodes, seed, repeats, llm, instruction, mode
     except ValueError:
         raise UsageError(f"--scales must be comma-separated integers, not {scales!r}") from None
     header, items = read_labelled_stream(tokens)
+    demo_header, demo_items = read_labelled_stream(demos) if demos else (None, None)
     model, tokenizer = load_llm(llm or (header.codec.get("llm") or {}).get("name"),
                                 device=resolve_device(device))
     with console.progress(episodes, "episodes") as bar:
         res = run_fewshot(model, tokenizer, header, items, ways=ways, shots=shots,
                           episodes=episodes, seed=seed, repeats=repeats, instruction=instruction,
-                          mode=mode, scales=picked, progress=bar.advance)
+                          mode=mode, scales=picked, progress=bar.advance,
+                          demo_items=demo_items, demo_header=demo_header)
+    if predictions:
+        with atomic_write(predictions, "w") as f:
+            for p in res.predictions:
+                f.write(json.dumps(p) + "\n")
     row = res.row()
+    row.update(queries=tokens, demos=demos or tokens, scales=picked if picked is not None else "all")
     if as_json:
         row.pop("per_episode")
         _print_json([row])

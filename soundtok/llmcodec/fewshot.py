@@ -110,6 +110,48 @@ def rank_labels(model: Any, tokenizer: Any, prompt: list, labels: list[str],
     return scores
 
 
+def rank_labels_shared(model: Any, tokenizer: Any, prompts: list[list], labels: list[str]) -> list[list[float]]:
+    """:func:`rank_labels` for several prompts that share a beginning (one
+    episode's queries after the same demonstrations): the longest common
+    prefix of their token ids runs through the LLM once and its key/value
+    cache is reused, so each query costs only its own tokens.  Exact: the
+    scores equal :func:`rank_labels`' up to float rounding (tested)."""
+    import copy
+
+    import torch
+
+    ids = [p if p and all(isinstance(i, int) for i in p) else prompt_ids(p, tokenizer) for p in prompts]
+    if len(ids) < 2:
+        return [rank_labels(model, tokenizer, i, labels) for i in ids]
+    n = 0
+    shortest = min(len(i) for i in ids)
+    while n < shortest - 1 and all(i[n] == ids[0][n] for i in ids):
+        n += 1
+    if n < 2:
+        return [rank_labels(model, tokenizer, i, labels) for i in ids]
+    cands = [label_ids(lab, tokenizer) for lab in labels]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    device = next(model.parameters()).device
+    out = []
+    with torch.inference_mode():
+        prefix = model(input_ids=torch.tensor([ids[0][:n]], device=device), use_cache=True)
+        for full in ids:
+            suffix = full[n:]
+            cache = copy.deepcopy(prefix.past_key_values)
+            cache.batch_repeat_interleave(len(cands))
+            width = len(suffix) + max(len(c) for c in cands)
+            # right padding: causal attention keeps real tokens from seeing the pads
+            x = torch.full((len(cands), width), pad, dtype=torch.long)
+            for i, c in enumerate(cands):
+                x[i, :len(suffix) + len(c)] = torch.tensor(suffix + c)
+            logits = model(input_ids=x.to(device), past_key_values=cache, use_cache=True).logits.float()
+            logp = torch.log_softmax(logits, dim=-1).cpu()
+            m = len(suffix)
+            out.append([float(logp[i, torch.arange(m - 1, m - 1 + len(c)), torch.tensor(c)].sum())
+                        for i, c in enumerate(cands)])
+    return out
+
+
 def generate_answer(model: Any, tokenizer: Any, prompt: list, max_new_tokens: int = 8) -> str:
     """Greedy continuation of ``prompt`` up to the first newline, stripped."""
     import torch
@@ -153,30 +195,50 @@ class Episode:
 
 
 def sample_episodes(labels: list[str | None], ways: int, shots: int, episodes: int,
-                    seed: int = 0) -> list[Episode]:
+                    seed: int = 0, demo_labels: list[str | None] | None = None) -> list[Episode]:
     """Seeded N-way K-shot episodes over items whose label is ``labels[i]``
-    (``None`` = unlabelled, never used).  Only labels with at least ``shots + 1``
-    items can take part; each episode has N distinct labels, N*K shuffled
-    demonstrations and one query per label, none of them a demonstration."""
+    (``None`` = unlabelled, never used).  Each episode has N distinct labels,
+    N*K shuffled demonstrations and one query per label.
+
+    Without ``demo_labels`` demonstrations and queries come from the same
+    items (a label needs ``shots + 1`` of them; a query is never one of its
+    episode's demonstrations).  With ``demo_labels`` (a separate pool, e.g.
+    training folds) demonstrations are indices into that pool and queries into
+    ``labels``; a label needs ``shots`` demonstrations and one query."""
     if ways < 2 or shots < 0 or episodes < 1:
         raise UsageError("need --ways >= 2, --shots >= 0 and --episodes >= 1")
-    by_label: dict[str, list[int]] = {}
-    for i, lab in enumerate(labels):
-        if lab is not None:
-            by_label.setdefault(lab, []).append(i)
-    usable = sorted(lab for lab, ix in by_label.items() if len(ix) >= shots + 1)
+
+    def group(labs):
+        by: dict[str, list[int]] = {}
+        for i, lab in enumerate(labs):
+            if lab is not None:
+                by.setdefault(lab, []).append(i)
+        return by
+
+    by_label = group(labels)
+    by_demo = group(demo_labels) if demo_labels is not None else None
+    if by_demo is None:
+        usable = sorted(lab for lab, ix in by_label.items() if len(ix) >= shots + 1)
+        need = f"{shots + 1} items"
+    else:
+        usable = sorted(lab for lab, ix in by_label.items() if len(by_demo.get(lab, ())) >= shots)
+        need = f"a query and {shots} demonstration(s)"
     if len(usable) < ways:
-        raise UsageError(f"{ways}-way {shots}-shot needs {ways} labels with >= {shots + 1} items "
-                         f"each; the stream has {len(usable)}")
+        raise UsageError(f"{ways}-way {shots}-shot needs {ways} labels with {need} each; "
+                         f"there are {len(usable)}")
     rng = random.Random(seed)
     out = []
     for _ in range(episodes):
         chosen = rng.sample(usable, ways)
         demos, queries = [], []
         for lab in chosen:
-            picked = rng.sample(by_label[lab], shots + 1)
-            demos += picked[:shots]
-            queries.append(picked[shots])
+            if by_demo is None:
+                picked = rng.sample(by_label[lab], shots + 1)
+                demos += picked[:shots]
+                queries.append(picked[shots])
+            else:
+                demos += rng.sample(by_demo[lab], shots)
+                queries.append(rng.choice(by_label[lab]))
         rng.shuffle(demos)
         out.append(Episode(chosen, demos, queries))
     return out
@@ -238,25 +300,38 @@ class FewShotResult:
 def run_fewshot(model: Any, tokenizer: Any, header, items: list, ways: int = 5, shots: int = 1,
                 episodes: int = 100, seed: int = 0, repeats: int = 1, instruction: bool = True,
                 mode: str = "rank", scales=None, check: bool = True,
-                progress: Callable[[int], None] | None = None) -> FewShotResult:
-    """Run N-way K-shot episodes over labelled ``items`` of an llm-codec stream."""
+                progress: Callable[[int], None] | None = None,
+                demo_items: list | None = None, demo_header=None) -> FewShotResult:
+    """Run N-way K-shot episodes over labelled ``items`` of an llm-codec stream.
+
+    ``demo_items`` (with its stream's ``demo_header``) is a separate pool of
+    demonstrations; without it demonstrations come from ``items`` too."""
     from .model import check_llm
     from .text import codes_to_parts, header_vocabularies
 
     header_vocabularies(header)
+    if demo_items is not None:
+        demo_header = demo_header or header
+        header_vocabularies(demo_header)
+        if demo_header.codec.get("sha256") != header.codec.get("sha256"):
+            raise FormatError(f"the demonstrations were tokenized by codec {demo_header.codec.get('name')!r}, "
+                              f"the queries by {header.codec.get('name')!r}; use one llm-codec for both")
     if check:
         check_llm(header.codec.get("llm") or {}, model, where="the token stream's llm-codec")
     if mode not in ("rank", "generate"):
         raise UsageError(f"unknown mode {mode!r} (rank or generate)")
     if repeats < 1:
         raise UsageError("--repeats must be >= 1")
-    eps = sample_episodes([it.label for it in items], ways, shots, episodes, seed)
-    audio: dict[int, list] = {}
+    pool = items if demo_items is None else demo_items
+    eps = sample_episodes([it.label for it in items], ways, shots, episodes, seed,
+                          None if demo_items is None else [it.label for it in demo_items])
+    audio: dict[tuple[int, int], list] = {}
 
-    def parts(i: int) -> list:
-        if i not in audio:
-            audio[i] = codes_to_parts(items[i], header, scales)
-        return audio[i]
+    def parts(i: int, demo: bool = False) -> list:
+        key = (int(demo and demo_items is not None), i)
+        if key not in audio:
+            audio[key] = codes_to_parts((pool if demo else items)[i], header, scales)
+        return audio[key]
 
     rng = random.Random(seed + 1)
     correct = judged = 0
@@ -267,11 +342,13 @@ def run_fewshot(model: Any, tokenizer: Any, header, items: list, ways: int = 5, 
             order = list(ep.demos)
             if r:
                 rng.shuffle(order)
-            demos = [(parts(i), items[i].label) for i in order]
-            for q in ep.queries:
-                prompt = build_prompt(demos, parts(q), ep.labels, instruction)
+            demos = [(parts(i, demo=True), pool[i].label) for i in order]
+            prompts = [build_prompt(demos, parts(q), ep.labels, instruction) for q in ep.queries]
+            if mode == "rank":
+                all_scores = rank_labels_shared(model, tokenizer, prompts, ep.labels)
+            for j, (q, prompt) in enumerate(zip(ep.queries, prompts)):
                 if mode == "rank":
-                    scores = rank_labels(model, tokenizer, prompt, ep.labels)
+                    scores = all_scores[j]
                     guess: str | None = ep.labels[max(range(len(scores)), key=scores.__getitem__)]
                     raw = guess
                 else:
@@ -292,6 +369,52 @@ def run_fewshot(model: Any, tokenizer: Any, header, items: list, ways: int = 5, 
     wl, wh = wilson_interval(correct, judged)
     return FewShotResult(ways, shots, episodes, repeats, judged, correct, correct / judged,
                          lo, hi, wl, wh, 1.0 / ways, mode, instruction, per_episode, preds)
+
+
+def answer_stream(model: Any, tokenizer: Any, header, queries, demo_items: list, demo_header=None,
+                  labels: list[str] | None = None, instruction: bool = True, scales=None,
+                  max_new_tokens: int = 8, batch_size: int = 8, check: bool = True):
+    """In-context answers for every item of ``queries`` (an iterable of items of
+    an llm-codec stream with ``header``), the prompt holding all ``demo_items``
+    (labelled, in their order) as demonstrations.
+
+    With ``labels`` each query's answer is the label of highest log-likelihood
+    and the scores are returned too; without, the LLM generates greedily up
+    to a newline.  Yields ``(item, answer, scores or None)`` in input order."""
+    from .model import check_llm
+    from .text import codes_to_parts, header_vocabularies
+
+    header_vocabularies(header)
+    demo_header = demo_header or header
+    header_vocabularies(demo_header)
+    if demo_header.codec.get("sha256") != header.codec.get("sha256"):
+        raise FormatError(f"the demonstrations were tokenized by codec {demo_header.codec.get('name')!r}, "
+                          f"the queries by {header.codec.get('name')!r}; use one llm-codec for both")
+    if not demo_items or any(it.label is None for it in demo_items):
+        raise FormatError("every demonstration needs a label (the answer it shows)")
+    if check:
+        check_llm(header.codec.get("llm") or {}, model, where="the token stream's llm-codec")
+    named = labels or list(dict.fromkeys(it.label for it in demo_items))
+    demos = [(codes_to_parts(it, demo_header, scales), it.label) for it in demo_items]
+
+    def flush(batch):
+        prompts = [build_prompt(demos, codes_to_parts(it, header, scales), named, instruction) for it in batch]
+        if labels:
+            for it, sc in zip(batch, rank_labels_shared(model, tokenizer, prompts, labels)):
+                best = max(range(len(sc)), key=sc.__getitem__)
+                yield it, labels[best], dict(zip(labels, sc))
+        else:
+            for it, prompt in zip(batch, prompts):
+                yield it, generate_answer(model, tokenizer, prompt, max_new_tokens), None
+
+    batch: list = []
+    for item in queries:
+        batch.append(item)
+        if len(batch) >= batch_size:
+            yield from flush(batch)
+            batch = []
+    if batch:
+        yield from flush(batch)
 
 
 def read_labelled_stream(path: str):
