@@ -7,7 +7,6 @@ with the number or length of inputs.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -24,6 +23,7 @@ class BatchReport:
     failed: list[tuple[str, str]] = field(default_factory=list)
     audio_seconds: float = 0.0
     outputs: list[str] = field(default_factory=list)
+    skipped: int = 0  # items a resumed run found already done
 
 
 #: ``--codec`` name of the LLM-Codec shipped in the package (soundtok/llmcodec/default).
@@ -88,7 +88,9 @@ def codec_header(codec) -> Header:
 def tokenize(inputs: list[str], output: str = "-", codec=None, device: str = "cpu",
              chunk_seconds: float = 30.0, on_error: Callable[[str], None] | None = None,
              on_item: Callable[[Item], None] | None = None, as_text: bool = False,
-             llm=None) -> BatchReport:
+             llm=None, *, manifests: list[str] | tuple[str, ...] = (), shard=None,
+             workers: int = 0, batch_size: int = 16, resume: bool = False,
+             on_info: Callable[[str], None] | None = None) -> BatchReport:
     """Tokenize audio files, folders, globs, manifests or ``-`` (stdin) into one
     token stream at ``output`` (``-`` = stdout; a file appears atomically).
 
@@ -97,10 +99,42 @@ def tokenize(inputs: list[str], output: str = "-", codec=None, device: str = "cp
     one line per item, ``<id><TAB><the clip as the LLM's words>``
     (:func:`soundtok.llmcodec.text.codes_to_words`).
 
+    Data-set conversion (see docs/scaling.md):
+
+    * ``manifests``: more inputs, read as manifests whatever their extension.
+    * ``shard``: ``"I/N"`` (or ``(I, N)``): only items ``k`` with
+      ``k mod N == I`` (``k`` counts items in input order, from 0).  The header
+      records ``extra.shard`` so that :func:`merge` can check the set.
+    * ``workers``: decoding processes (0 = decode in this process).  The model
+      encodes in this process; clips with the same number of token frames are
+      encoded ``batch_size`` at a time (same codes as one by one).
+    * ``resume``: ``output`` (a file) is written incrementally -- each item is
+      appended and flushed when done -- and, if it exists, continued: its items
+      are checked and skipped, a cut-off last line is repaired.  Without
+      ``resume`` a file output appears atomically when the run ends.
+
+    Items are written in input order (the order of the shard's items; a resumed
+    run appends the items the earlier one had not finished, in order).  Inputs
+    longer than two minutes are decoded and encoded as streams: memory does not
+    grow with duration, and the codes equal whole-file encoding.
+
     Unreadable inputs are skipped and reported (``on_error`` is called with each
     message); if no input succeeds, nothing is written and an error is raised.
     """
-    from .audio import iter_sources, load_audio
+    from .pipeline import ClipEncoder, iter_items
+    from .shards import ResumableWriter, parse_shard, plan_sources
+
+    shard = parse_shard(shard)
+    if not isinstance(workers, int) or workers < 0:
+        raise UsageError(f"--workers must be 0 or more, not {workers!r}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, not {batch_size!r}")
+    if resume and output == "-":
+        raise UsageError("--resume needs -o FILE (the file a killed run left behind)")
+    if resume and as_text:
+        raise UsageError("--resume works with token streams, not --as-text")
+    if not inputs and not manifests:
+        raise UsageError("no audio inputs given")
 
     tokenizer = None
     if as_text:
@@ -111,58 +145,87 @@ def tokenize(inputs: list[str], output: str = "-", codec=None, device: str = "cp
                          "an LLM's words")
     header = codec_header(model)
     sr = model.cfg.sample_rate
-    if _is_llm_codec(model):
-        def encode(wav):
-            return [c[0].tolist() for c in model.encode_long(wav, chunk_seconds=chunk_seconds)]
-    else:
-        chunk = max(1, int(chunk_seconds * model.cfg.frame_rate))
-
-        def encode(wav):
-            return model.encode_long(wav, chunk_tokens=chunk).tolist()
-    report, seen = BatchReport(), set()
+    report = BatchReport()
 
     def fail(name: str, msg: str) -> None:
         report.failed.append((name, msg))
         if on_error:
             on_error(msg)
 
+    plan = plan_sources(list(inputs), list(manifests), shard, fail)
+    if shard is not None:
+        header.extra = {**header.extra, "shard": {"index": shard.index, "count": shard.count,
+                                                  "total_items": plan.total}}
+    encoder = ClipEncoder(model, chunk_seconds, batch_size)
+    writer = ResumableWriter(output, header, on_info).open() if resume else None
+    done = writer.done if writer else set()
+    if writer and done and on_info:
+        on_info(f"resuming {output}: {len(done)} item(s) already there")
+
+    def sources():
+        for _, src in plan:
+            if src.id in done:
+                report.skipped += 1
+                continue
+            yield src
+
     def items():
-        for spec in inputs:
-            try:
-                for src in iter_sources([spec]):
-                    if src.id in seen:
-                        raise UsageError(f"two inputs share the id {src.id!r}; give unique names")
-                    seen.add(src.id)
-                    try:
-                        wav = load_audio(src.path if src.path is not None
-                                         else io.BytesIO(src.data), sr)
-                    except AudioError as e:
-                        fail(src.path or src.id, str(e))
-                        continue
-                    codes = encode(wav)
-                    report.audio_seconds += wav.shape[0] / sr
-                    yield Item(id=src.id, num_samples=int(wav.shape[0]), codes=codes,
-                               source=src.path, text=src.text, label=src.label,
-                               meta=dict(src.meta or {}))
-            except AudioError as e:
-                fail(spec, str(e))
+        for r in iter_items(sources(), encoder, workers=workers):
+            src = r.source
+            if r.error is not None:
+                fail(src.path or src.id, r.error)
+                continue
+            report.audio_seconds += r.num_samples / sr
+            yield Item(id=src.id, num_samples=r.num_samples, codes=r.codes, source=src.path,
+                       text=src.text, label=src.label, meta=dict(src.meta or {}))
+
+    if writer is not None:
+        try:
+            for item in items():
+                writer.write(item)
+                report.ok += 1
+                if on_item:
+                    on_item(item)
+            if report.ok == 0 and report.failed and not report.skipped:
+                writer.discard_if_empty()
+                raise AudioError(f"no input could be tokenized ({len(report.failed)} failed)")
+            if plan.total == 0 and not report.failed:
+                writer.discard_if_empty()
+                raise UsageError("no audio inputs given")
+            writer.finish()
+        finally:
+            writer.close()
+        report.outputs.append(output)
+        return report
 
     it = items()
     first = next(it, None)
     if first is None:
         if report.failed:
             raise AudioError(f"no input could be tokenized ({len(report.failed)} failed)")
-        raise UsageError("no audio inputs given")
+        if shard is None or plan.total == 0:
+            raise UsageError("no audio inputs given")
+        # an empty shard (more shards than items): a valid stream without items
     if as_text:
-        return _write_text(_chain(first, it), output, header, tokenizer, report, on_item)
+        return _write_text(_chain(first, it) if first is not None else iter(()), output, header, tokenizer,
+                           report, on_item)
     with open_token_writer(output, header) as w:
-        for item in _chain(first, it):
+        for item in (_chain(first, it) if first is not None else ()):
             w.write(item)
             report.ok += 1
             if on_item:
                 on_item(item)
     report.outputs.append(output)
     return report
+
+
+def merge(inputs: list[str], output: str = "-", on_info: Callable[[str], None] | None = None
+          ) -> BatchReport:
+    """Merge token stream files (e.g. the shards of ``tokenize --shard``) into
+    one; see :func:`soundtok.shards.merge_streams` for the checks."""
+    from .shards import merge_streams
+
+    return merge_streams(list(inputs), output, on_info=on_info)
 
 
 def _llm_with_tokenizer(codec, llm):
@@ -298,5 +361,5 @@ def detokenize(stream: str = "-", output: str = "-", codec=None, device: str = "
     return report
 
 
-__all__ = ["BatchReport", "LLM_CODEC_NAME", "codec_header", "load_any_codec", "tokenize", "detokenize",
-           "SoundtokError"]
+__all__ = ["BatchReport", "LLM_CODEC_NAME", "codec_header", "load_any_codec", "tokenize", "merge",
+           "detokenize", "SoundtokError"]

@@ -40,8 +40,8 @@ from soundtok.fileio import atomic_write, iter_jsonl
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["AUDIO_EXTENSIONS", "AudioSource", "iter_sources", "load_audio", "output_path_for",
-           "write_audio"]
+__all__ = ["AUDIO_EXTENSIONS", "AudioSource", "AudioStream", "iter_manifest", "iter_sources",
+           "load_audio", "output_path_for", "write_audio"]
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".opus", ".aiff", ".aif")
 MANIFEST_EXTENSIONS = (".jsonl", ".csv")
@@ -57,27 +57,39 @@ def _reason(text: str, limit: int = 120) -> str:
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
-def _ffmpeg_decode(path: str | None, data: bytes | None) -> tuple[np.ndarray, int] | None:
-    """Decode through ``ffmpeg`` into a float WAV; None if ffmpeg is missing or fails.
+def _ffmpeg_to_wav(path: str | None, data: Any, out: str) -> bool:
+    """Convert ``path`` (or ``data``: bytes, or a seekable binary file with a
+    descriptor) to a float32 WAV file ``out`` with ``ffmpeg``, keeping the
+    sample rate and channels; False if ffmpeg is missing or fails.
 
     The input is passed as an argument list (never through a shell), as
     ``file:<path>`` so that names starting with ``-`` are not read as options.
     """
     exe = shutil.which("ffmpeg")
     if exe is None:
-        return None
+        return False
+    src = "pipe:0" if path is None else "file:" + os.path.abspath(path)
+    cmd = [exe, "-hide_banner", "-nostats", "-loglevel", "error", "-i", src,
+           "-map", "0:a:0", "-vn", "-c:a", "pcm_f32le", "-f", "wav", "-y", out]
+    piped = path is None and isinstance(data, (bytes, bytearray, memoryview))
+    stdin: Any = subprocess.DEVNULL
+    if path is None and not piped:  # a real file object: ffmpeg reads it from the start
+        data.seek(0)
+        stdin = data
+    try:
+        proc = subprocess.run(cmd, input=bytes(data) if piped else None,
+                              stdin=None if piped else stdin,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    except (OSError, ValueError):
+        return False
+    return proc.returncode == 0 and os.path.isfile(out)
+
+
+def _ffmpeg_decode(path: str | None, data: bytes | None) -> tuple[np.ndarray, int] | None:
+    """Decode through ``ffmpeg`` into a float WAV; None if ffmpeg is missing or fails."""
     with tempfile.TemporaryDirectory(prefix="soundtok-ffmpeg-") as tmp:
         out = os.path.join(tmp, "decoded.wav")
-        src = "pipe:0" if path is None else "file:" + os.path.abspath(path)
-        cmd = [exe, "-hide_banner", "-nostats", "-loglevel", "error", "-i", src,
-               "-map", "0:a:0", "-vn", "-c:a", "pcm_f32le", "-f", "wav", "-y", out]
-        try:
-            proc = subprocess.run(cmd, input=data if path is None else None,
-                                  stdin=None if path is None else subprocess.DEVNULL,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        except OSError:
-            return None
-        if proc.returncode != 0 or not os.path.isfile(out):
+        if not _ffmpeg_to_wav(path, data, out):
             return None
         try:
             wav, sr = sf.read(out, dtype="float32", always_2d=True)
@@ -157,11 +169,155 @@ def load_audio(src: AudioInput, target_sr: int, min_sr: int = 4000,
     return torch.from_numpy(np.ascontiguousarray(mono))
 
 
+class AudioStream:
+    """An audio input decoded block by block: mono float32 at ``target_sr`` Hz.
+
+    The streaming counterpart of :func:`load_audio`, with the same checks and
+    messages (missing file, folder, undecodable data, no samples, NaN or
+    infinite samples, sample rate below ``min_sr``) and the same samples: the
+    blocks of :meth:`blocks` concatenate to exactly what :func:`load_audio`
+    returns (channels averaged per frame, soxr "HQ" resampling run as a stream,
+    which equals one-shot resampling, values clamped to [-1, 1]).  Memory does
+    not grow with the length of the input.
+
+    ``src`` is a path, ``bytes`` or a seekable binary file object.  Files
+    libsndfile cannot read are converted by ``ffmpeg`` into a temporary WAV
+    file (on disk, deleted by :meth:`close`).  Use as a context manager::
+
+        with AudioStream("long.flac", 16000) as st:
+            for block in st.blocks():
+                ...
+    """
+
+    def __init__(self, src: AudioInput, target_sr: int, min_sr: int = 4000,
+                 name: str | None = None) -> None:
+        if not isinstance(target_sr, int) or target_sr <= 0:
+            raise ValueError(f"target_sr must be a positive int, not {target_sr!r}")
+        self.target_sr, self._tmp = target_sr, None
+        self.num_samples = 0  # samples delivered so far, at target_sr
+        path: str | None = None
+        data: Any = None
+        if isinstance(src, (str, os.PathLike)):
+            path = os.fspath(src)
+            self.label = name or path
+            if not os.path.exists(path):
+                raise AudioError(f"no such file: {path}")
+            if os.path.isdir(path):
+                raise AudioError(f"{path} is a directory, not an audio file")
+            try:
+                if not os.path.isfile(path):  # a pipe such as /dev/stdin or <(...)
+                    with open(path, "rb") as f:
+                        data, path = f.read(), None
+                elif not os.access(path, os.R_OK):
+                    raise PermissionError(13, "permission denied")
+                elif os.path.getsize(path) == 0:
+                    raise AudioError(f"cannot decode {path} as audio: the input is empty")
+            except OSError as e:
+                raise AudioError(f"cannot read {self.label}: {e.strerror or e}") from None
+        elif isinstance(src, (bytes, bytearray, memoryview)):
+            data, self.label = bytes(src), name or "<stdin>"
+        else:
+            data, self.label = src, name or "<stdin>"
+        if isinstance(data, bytes) and not data:
+            raise AudioError(f"cannot decode {self.label} as audio: the input is empty")
+        self._snd = self._open(path, data)
+        sr = int(self._snd.samplerate)
+        self.input_rate, self.channels = sr, int(self._snd.channels)
+        if sr < min_sr:
+            self.close()
+            raise AudioError(f"{self.label} has sample rate {sr} Hz; at least {min_sr} Hz is needed")
+
+    def _open(self, path: str | None, data: Any) -> Any:
+        try:
+            if path is not None:
+                return sf.SoundFile(path)
+            return sf.SoundFile(io.BytesIO(data) if isinstance(data, bytes) else data)
+        except (sf.SoundFileError, RuntimeError, TypeError) as e:
+            reason = getattr(e, "error_string", None) or _reason(str(e))
+        self._tmp = tempfile.TemporaryDirectory(prefix="soundtok-ffmpeg-")
+        out = os.path.join(self._tmp.name, "decoded.wav")
+        if _ffmpeg_to_wav(path, data, out):
+            try:
+                return sf.SoundFile(out)
+            except (sf.SoundFileError, RuntimeError):
+                pass
+        self._tmp.cleanup()
+        self._tmp = None
+        raise AudioError(f"cannot decode {self.label} as audio: {reason.rstrip('.')}")
+
+    @property
+    def duration(self) -> float | None:
+        """Length in seconds from the file's header, or None when it is not known."""
+        frames = self._snd.frames
+        if not isinstance(frames, int) or frames < 0 or frames >= 1 << 62:
+            return None
+        return frames / self.input_rate
+
+    def blocks(self, block_frames: int = 1 << 17) -> Iterator[np.ndarray]:
+        """Yield the signal as float32 mono blocks at ``target_sr`` (``block_frames``
+        input frames at a time); raises AudioError for NaN/infinite samples, an
+        input without samples, or one too short to give a sample at ``target_sr``."""
+        resampler = None
+        if self.input_rate != self.target_sr:
+            resampler = soxr.ResampleStream(self.input_rate, self.target_sr, 1,
+                                            dtype="float32", quality="HQ")
+        frames_in = 0
+        while True:
+            try:
+                blk = self._snd.read(block_frames, dtype="float32", always_2d=True)
+            except (sf.SoundFileError, RuntimeError) as e:
+                reason = getattr(e, "error_string", None) or _reason(str(e))
+                raise AudioError(f"cannot decode {self.label} as audio: {reason}") from None
+            if blk.shape[0] == 0:
+                break
+            frames_in += blk.shape[0]
+            if not np.isfinite(blk).all():
+                raise AudioError(f"{self.label} contains NaN or infinite samples")
+            mono = blk.mean(axis=1, dtype=np.float32) if blk.shape[1] > 1 else blk[:, 0]
+            if resampler is not None:
+                mono = resampler.resample_chunk(mono, last=False)
+            if mono.shape[0]:
+                yield self._deliver(mono)
+        if frames_in == 0:
+            raise AudioError(f"{self.label} contains no audio samples")
+        if resampler is not None:
+            tail = resampler.resample_chunk(np.zeros(0, np.float32), last=True)
+            if tail.shape[0]:
+                yield self._deliver(tail)
+        if self.num_samples == 0:
+            raise AudioError(f"{self.label} is too short: {frames_in} samples at "
+                             f"{self.input_rate} Hz")
+
+    def _deliver(self, x: np.ndarray) -> np.ndarray:
+        self.num_samples += x.shape[0]
+        return np.ascontiguousarray(np.clip(x, -1.0, 1.0), dtype=np.float32)
+
+    def read_all(self) -> np.ndarray:
+        """The whole signal as one float32 array (what :func:`load_audio` returns)."""
+        parts = list(self.blocks())
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def close(self) -> None:
+        snd, self._snd = getattr(self, "_snd", None), None
+        if snd is not None:
+            snd.close()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def __enter__(self) -> AudioStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 # --------------------------------------------------------------------------- input expansion
 
 @dataclass
 class AudioSource:
-    """One audio input: a file (``path``) or bytes read from stdin (``data``).
+    """One audio input: a file (``path``), bytes read from stdin (``data``) or
+    stdin spooled to a seekable temporary file (``stream``).
 
     ``id`` names the item in the token stream; ``text``, ``label`` and ``meta``
     come from manifests and are copied into the stream.
@@ -173,6 +329,7 @@ class AudioSource:
     text: str | None = None
     label: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    stream: IO[bytes] | None = None
 
 
 def _stem(path: str) -> str:
@@ -214,9 +371,11 @@ def _manifest_source(manifest: str, where: str, row: dict[str, Any]) -> AudioSou
                        label=fields["label"], meta=row)
 
 
-def _read_manifest(manifest: str) -> list[AudioSource]:
-    """Sources listed in a ``.jsonl`` or ``.csv`` manifest (one per line/row)."""
-    out = []
+def iter_manifest(manifest: str) -> Iterator[tuple[str, AudioSource]]:
+    """Stream the sources of a ``.jsonl``/``.csv`` manifest as ``(where, source)``
+    (``where`` is e.g. ``"line 3"``), one line at a time, so that memory does not
+    grow with the manifest.  UsageError for a malformed line or an unreadable
+    manifest (raised when that line is reached)."""
     try:
         with open(manifest, encoding="utf-8-sig", newline="") as f:
             if manifest.lower().endswith(".csv"):
@@ -226,17 +385,23 @@ def _read_manifest(manifest: str) -> list[AudioSource]:
                                      f"(columns: {', '.join(reader.fieldnames or []) or 'none'})")
                 for row in reader:
                     clean = {k: v for k, v in row.items() if k is not None and v is not None}
-                    out.append(_manifest_source(manifest, f"line {reader.line_num}", clean))
+                    where = f"line {reader.line_num}"
+                    yield where, _manifest_source(manifest, where, clean)
             else:
                 for n, obj in iter_jsonl(f, f"manifest {manifest}", UsageError):
                     if not isinstance(obj, dict) or "path" not in obj:
                         raise UsageError(f"manifest {manifest} line {n}: expected a JSON object "
                                          f"with a \"path\" key")
-                    out.append(_manifest_source(manifest, f"line {n}", obj))
+                    yield f"line {n}", _manifest_source(manifest, f"line {n}", obj)
     except UnicodeDecodeError:
         raise UsageError(f"manifest {manifest} is not valid UTF-8") from None
     except (OSError, csv.Error) as e:
         raise UsageError(f"cannot read manifest {manifest}: {getattr(e, 'strerror', None) or e}")
+
+
+def _read_manifest(manifest: str) -> list[AudioSource]:
+    """Sources listed in a ``.jsonl`` or ``.csv`` manifest (one per line/row)."""
+    out = [src for _, src in iter_manifest(manifest)]
     if not out:
         raise AudioError(f"manifest {manifest} lists no audio files")
     return out

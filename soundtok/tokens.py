@@ -346,6 +346,11 @@ class TokenReader:
         if self._owned:
             self._f.close()
 
+    @property
+    def line_number(self) -> int:
+        """Line number of the record read last (1 = the header; 0 before reading)."""
+        return self._lineno
+
     def _err(self, msg: str) -> FormatError:
         return FormatError(f"{self.name}: {msg}")
 

@@ -1,15 +1,15 @@
-"""``soundtok tokenize``: audio -> token stream."""
+"""``soundtok tokenize``: audio -> token stream (and ``--merge`` of streams)."""
 
 from __future__ import annotations
 
 import click
 
-from ..errors import PartialFailure
+from ..errors import PartialFailure, UsageError
 from .common import resolve_device, runtime_options
 
 
 @click.command("tokenize")
-@click.argument("inputs", nargs=-1, required=True)
+@click.argument("inputs", nargs=-1)
 @click.option("-o", "--output", default="-", show_default=True,
               help="Token stream to write (- = stdout).")
 @click.option("--codec", default=None, metavar="DIR",
@@ -22,15 +22,37 @@ from .common import resolve_device, runtime_options
                    "token stream.")
 @click.option("--llm", default=None, metavar="SPEC",
               help="LLM-Codec only: where to load its LLM from (default: the one it records).")
+@click.option("--manifest", "manifests", multiple=True, metavar="FILE",
+              help="A manifest (JSON Lines or CSV with a \"path\" column) to read, whatever its "
+                   "extension; repeatable. Same as giving it as an input.")
+@click.option("--shard", default=None, metavar="I/N",
+              help="Tokenize only shard I of N (0 <= I < N): the items k with k mod N = I, "
+                   "counting items in input order from 0.")
+@click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Audio decoding processes (0: decode in the main process). The model encodes "
+                   "in the main process.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Encode up to N clips of the same length together (same codes as one by one).")
+@click.option("--resume", is_flag=True,
+              help="Write -o FILE incrementally (each item appended and flushed) and, if it exists, "
+                   "continue it: items already there are skipped, a cut-off last line is repaired.")
+@click.option("--merge", is_flag=True,
+              help="INPUTS are token stream files (e.g. shards) to merge into -o: headers must "
+                   "match, ids must be unique, and shards 0..N-1 must all be there once.")
 @runtime_options
-def command(inputs, output, codec, chunk_seconds, as_text, llm, console, device):
+def command(inputs, output, codec, chunk_seconds, as_text, llm, manifests, shard, workers, batch_size,
+            resume, merge, console, device):
     """Turn audio into discrete tokens (one JSON Lines stream).
 
     INPUTS are audio files (wav, flac, ogg, mp3), folders (searched
     recursively), glob patterns, manifests (.jsonl or .csv with a "path"
     column; "text"/"label" columns are carried into the stream) or "-" for
     audio bytes on stdin. Bad inputs are listed on stderr and skipped; the exit
-    code is then 1.
+    code is then 1. Items are written in input order.
+
+    For large data sets, run N shards as independent jobs with --resume, then
+    merge them (docs/scaling.md). Audio of any length is decoded and encoded as
+    a stream; memory does not grow with duration.
 
     \b
     Examples:
@@ -39,15 +61,33 @@ def command(inputs, output, codec, chunk_seconds, as_text, llm, console, device)
       soundtok tokenize recordings/ 'extra/*.flac' -o data.tok.jsonl
       cat clip.wav | soundtok tokenize - | jq -c '.codes'
       soundtok tokenize dog.wav --codec llm-codec --as-text
+      soundtok tokenize --manifest m.jsonl --shard 3/8 --workers 2 -o s3.tok.jsonl --resume
+      soundtok tokenize --merge s*.tok.jsonl -o all.tok.jsonl
     """
+    if merge:
+        used = [flag for flag, value in (("--manifest", manifests), ("--shard", shard),
+                                         ("--workers", workers), ("--resume", resume),
+                                         ("--codec", codec), ("--as-text", as_text), ("--llm", llm))
+                if value]
+        if used:
+            raise UsageError(f"--merge takes token streams and -o only, not {used[0]}")
+        from ..api import merge as merge_streams
+
+        merge_streams(list(inputs), output, on_info=console.info)
+        return
+    if not inputs and not manifests:
+        raise UsageError("give audio INPUTS or --manifest FILE (see 'soundtok tokenize --help')")
     from ..api import tokenize
 
     dev = resolve_device(device)
     with console.progress(None, "tokenizing") as bar:
         report = tokenize(list(inputs), output, codec=codec, device=dev,
                           chunk_seconds=chunk_seconds, on_error=console.error,
-                          on_item=lambda item: bar.advance(), as_text=as_text, llm=llm)
-    console.info(f"tokenized {report.ok} item(s), {report.audio_seconds:.1f} s of audio")
+                          on_item=lambda item: bar.advance(), as_text=as_text, llm=llm,
+                          manifests=list(manifests), shard=shard, workers=workers,
+                          batch_size=batch_size, resume=resume, on_info=console.info)
+    skipped = f", {report.skipped} already done" if report.skipped else ""
+    console.info(f"tokenized {report.ok} item(s), {report.audio_seconds:.1f} s of audio{skipped}")
     if report.failed:
         raise PartialFailure(f"{len(report.failed)} of {report.ok + len(report.failed)} "
                              f"inputs failed (listed above)")

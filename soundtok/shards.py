@@ -1,0 +1,502 @@
+"""Data-set conversion at scale: shards, resumable outputs and merging.
+
+* :func:`parse_shard` reads ``--shard I/N``.  The split is round-robin over the
+  expanded inputs: item ``k`` (0-based, in input order: manifest lines in file
+  order with blank lines skipped, folders and globs sorted) belongs to shard
+  ``k mod N``.  It depends only on the inputs, so N independent jobs (GNU
+  parallel, a SLURM array, one per GPU) cover every item exactly once.
+* :func:`plan_sources` expands inputs once to count them and check that ids
+  are unique, keeping only a 64-bit hash per id in memory; manifests (regular
+  files) are then read a second time, lazily, so memory does not grow with the
+  manifest.
+* :class:`ResumableWriter` appends items to a token stream file, one flushed
+  line each.  Opening an existing file checks its header against the codec
+  and shard, validates every complete line, repairs a cut-off last line (the
+  trace of a kill or a full disk) by truncating it, and returns the ids already
+  there, which the run then skips.
+* :func:`merge_streams` concatenates shard outputs after checking that their
+  headers agree, that item ids are unique and, for files written with
+  ``--shard``, that every shard ``0 .. N-1`` is there exactly once.
+
+torch is not imported here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import signal
+import sys
+import tempfile
+import threading
+from array import array
+from dataclasses import dataclass
+from typing import IO, Any, Callable, Iterator
+
+from .audio import MANIFEST_EXTENSIONS, AudioSource, _expand, iter_manifest
+from .errors import AudioError, FormatError, SoundtokError, UsageError
+from .tokens import Header, Item, TokenReader, open_token_writer
+
+__all__ = ["Shard", "parse_shard", "SourcePlan", "plan_sources", "ResumableWriter",
+           "merge_streams", "write_error"]
+
+#: errno values that mean "the disk (or the file size limit) is full".
+_FULL = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+def write_error(path: str, e: OSError) -> SoundtokError:
+    """A one-line error for an OSError raised while writing ``path``."""
+    reason = e.strerror or str(e)
+    if e.errno in _FULL:
+        reason += " (disk full or file size limit reached)"
+    return SoundtokError(f"cannot write {path}: {reason}")
+
+
+# --------------------------------------------------------------------------- shards
+
+@dataclass(frozen=True)
+class Shard:
+    """Shard ``index`` (0-based) of ``count``."""
+
+    index: int
+    count: int
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+    def takes(self, k: int) -> bool:
+        """True when item ``k`` (0-based, input order) belongs to this shard."""
+        return k % self.count == self.index
+
+
+def parse_shard(spec: str | tuple[int, int] | Shard | None) -> Shard | None:
+    """``"I/N"`` (0 <= I < N) -> :class:`Shard`; None stays None; UsageError otherwise."""
+    if spec is None or isinstance(spec, Shard):
+        return spec
+    if isinstance(spec, tuple):
+        i, n = spec
+    else:
+        parts = str(spec).strip().split("/")
+        try:
+            i, n = (int(p) for p in parts) if len(parts) == 2 else (None, None)
+        except ValueError:
+            i = n = None
+        if i is None:
+            raise UsageError(f"--shard {spec!r}: expected I/N, e.g. 0/8 (shards are numbered 0 .. N-1)")
+    if not (isinstance(n, int) and isinstance(i, int) and n >= 1 and 0 <= i < n):
+        raise UsageError(f"--shard {i}/{n}: I must be in 0 .. N-1 and N at least 1")
+    return Shard(i, n)
+
+
+# --------------------------------------------------------------------------- planning
+
+@dataclass
+class _Entry:
+    spec: str
+    sources: list[AudioSource] | None  # None: a manifest file read lazily
+    count: int
+
+
+class SourcePlan:
+    """The inputs of a run: ``total`` items in all, iterated (lazily) as this
+    shard's ``(k, source)`` pairs in input order."""
+
+    def __init__(self, entries: list[_Entry], shard: Shard | None) -> None:
+        self._entries, self.shard = entries, shard
+        self.total = sum(e.count for e in entries)
+        self.selected = self.total if shard is None else len(
+            range(shard.index, self.total, shard.count))
+
+    def __iter__(self) -> Iterator[tuple[int, AudioSource]]:
+        k = 0
+        for e in self._entries:
+            if e.sources is not None:
+                for src in e.sources:
+                    if self.shard is None or self.shard.takes(k):
+                        yield k, src
+                    k += 1
+                continue
+            seen = 0
+            for _, src in iter_manifest(e.spec):
+                if seen == e.count:
+                    break
+                if self.shard is None or self.shard.takes(k):
+                    yield k, src
+                k += 1
+                seen += 1
+            if seen != e.count:
+                raise UsageError(f"manifest {e.spec} changed while it was being read "
+                                 f"({e.count} lines at first, {seen} now)")
+
+
+def _is_manifest(spec: str, forced: bool) -> bool:
+    return forced or spec.lower().endswith(MANIFEST_EXTENSIONS)
+
+
+def plan_sources(specs: list[str], manifests: list[str] = (), shard: Shard | None = None,
+                 fail: Callable[[str, str], None] | None = None,
+                 stdin: IO[bytes] | None = None) -> SourcePlan:
+    """Expand ``specs`` (files, folders, globs, manifests, ``-``) and ``manifests``
+    (read as manifests whatever their extension) into a :class:`SourcePlan`.
+
+    A spec that matches nothing is reported through ``fail(spec, message)``
+    and skipped -- except with a ``shard``, where it is an error, because the
+    split must be the same in every shard's job.  Duplicate ids are a
+    UsageError naming both places.  ``-`` (audio on stdin) is spooled to a
+    temporary file so that it can be decoded as a stream.
+    """
+    entries: list[_Entry] = []
+    hashes = array("q")
+    all_specs = [(s, False) for s in specs] + [(m, True) for m in manifests]
+    for spec, forced in all_specs:
+        try:
+            if spec == "-":
+                spooled = _spool(stdin if stdin is not None else sys.stdin.buffer)
+                found = [AudioSource(id="stdin", data=None, stream=spooled)]
+            elif _is_manifest(spec, forced) and os.path.isfile(spec):
+                n = 0
+                for _, src in iter_manifest(spec):
+                    hashes.append(hash(src.id))
+                    n += 1
+                if n == 0:
+                    raise AudioError(f"manifest {spec} lists no audio files")
+                entries.append(_Entry(spec, None, n))
+                continue
+            elif forced:
+                if not os.path.exists(spec):
+                    raise AudioError(f"no such file: {spec}")
+                found = [src for _, src in iter_manifest(spec)]  # a pipe: read it once
+                if not found:
+                    raise AudioError(f"manifest {spec} lists no audio files")
+            else:
+                found = _expand(spec)
+        except AudioError as e:
+            if shard is not None:
+                raise AudioError(f"{e} (with --shard every input must be readable, so that "
+                                 f"all shards split the same list)") from None
+            if fail:
+                fail(spec, str(e))
+            continue
+        hashes.extend(hash(s.id) for s in found)
+        entries.append(_Entry(spec, found, len(found)))
+    _check_unique(entries, hashes)
+    return SourcePlan(entries, shard)
+
+
+def _spool(stream: IO[bytes]) -> IO[bytes]:
+    """Copy a (non-seekable) binary stream into a temporary file, rewound."""
+    f = tempfile.TemporaryFile(prefix="soundtok-stdin-")
+    while block := stream.read(1 << 20):
+        f.write(block)
+    f.seek(0)
+    return f
+
+
+def _check_unique(entries: list[_Entry], hashes: array) -> None:
+    """UsageError if two items share an id.  Hashes find candidates cheaply; a
+    second pass over the inputs confirms them (64-bit hashes can collide)."""
+    if len(hashes) < 2:
+        return
+    import numpy as np
+
+    h = np.sort(np.frombuffer(hashes, dtype=np.int64))
+    dup = set(h[1:][h[1:] == h[:-1]].tolist())
+    if not dup:
+        return
+    where: dict[str, str] = {}
+    for e in entries:
+        pairs = ((f"{e.spec} {w}", s) for w, s in iter_manifest(e.spec)) if e.sources is None else (
+            (s.path or "<stdin>", s) for s in e.sources)
+        for place, src in pairs:
+            if hash(src.id) not in dup:
+                continue
+            if src.id in where:
+                raise UsageError(f"duplicate item id {src.id!r} ({where[src.id]} and {place}); "
+                                 f"ids must be unique (rename a file or set \"id\" in a manifest)")
+            where[src.id] = place
+
+
+# --------------------------------------------------------------------------- resumable output
+
+@contextlib.contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """Hold back Ctrl-C while a line is written, so that it is written whole."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    try:
+        old = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    except ValueError:  # signals are not available here
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+        if caught and callable(old):
+            old(signal.SIGINT, None)
+        elif caught and old != signal.SIG_IGN:
+            raise KeyboardInterrupt
+
+
+def _same_stream_kind(a: Header, b: Header, ignore_extra: tuple[str, ...] = ()) -> str | None:
+    """What differs between two headers (codec, rates, sizes, extra), or None."""
+    for key in ("codec", "sample_rate", "hop_lengths", "codebook_sizes"):
+        if getattr(a, key) != getattr(b, key):
+            return f"{key} {getattr(a, key)!r} vs {getattr(b, key)!r}"
+    ea = {k: v for k, v in a.extra.items() if k not in ignore_extra}
+    eb = {k: v for k, v in b.extra.items() if k not in ignore_extra}
+    if ea != eb:
+        return f"extra {ea!r} vs {eb!r}"
+    return None
+
+
+class ResumableWriter:
+    """Append items to the token stream file ``path``, one flushed line per item.
+
+    On :meth:`open`, an existing non-empty file must have a header equal to
+    ``header`` (same codec, rates, sizes and ``extra``, e.g. the shard); its
+    complete lines are validated and their ids put in :attr:`done`; a cut-off
+    last line is truncated away (``on_info`` says so).  A missing file is
+    created when the first item is written (or by :meth:`finish`).  The file is
+    locked (``flock``) while open, so two jobs cannot append to it at once.
+    Ctrl-C never splits a line; ``kill -9`` can cut the last one, which the
+    next :meth:`open` repairs.
+    """
+
+    def __init__(self, path: str, header: Header, on_info: Callable[[str], None] | None = None,
+                 fsync_every: float = 10.0) -> None:
+        self.path, self.header, self.on_info = os.fspath(path), header, on_info
+        self.done: set[str] = set()
+        self.count = 0  # items written by this writer
+        self._f: IO[bytes] | None = None
+        self._created = False
+        self._fsync_every, self._last_sync = fsync_every, 0.0
+
+    # -- opening and checking
+    def open(self) -> ResumableWriter:
+        p = self.path
+        if os.path.isdir(p):
+            raise SoundtokError(f"cannot write {p}: it is a directory")
+        try:
+            f = open(p, "r+b") if os.path.exists(p) else None
+        except OSError as e:
+            raise SoundtokError(f"cannot open {p}: {e.strerror or e}") from None
+        if f is None:
+            folder = os.path.dirname(os.path.abspath(p))
+            if not os.path.isdir(folder):
+                raise SoundtokError(f"cannot write {p}: no such folder {folder}")
+            return self
+        self._f = f
+        self._lock()
+        try:
+            good_end = self._scan()
+            size = os.fstat(f.fileno()).st_size
+            if good_end < size:
+                f.truncate(good_end)
+                if self.on_info:
+                    self.on_info(f"{p}: removed an incomplete last line ({size - good_end} bytes, "
+                                 f"from an interrupted run)")
+            f.seek(good_end)
+            if good_end == 0:
+                self._write_line(self.header.to_json())
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _lock(self) -> None:
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no locking
+            return
+        try:
+            fcntl.flock(self._f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise SoundtokError(f"{self.path} is being written by another process "
+                                f"(two jobs with the same -o?)") from None
+
+    def _scan(self) -> int:
+        """Validate the existing file; return the offset after its last good line."""
+        f, name = self._f, self.path
+        f.seek(0)
+        offset, good_end, lineno, header = 0, 0, 0, None
+        while raw := f.readline():
+            lineno += 1
+            start, offset = offset, offset + len(raw)
+            if not raw.endswith(b"\n"):
+                return start  # cut off mid-line
+            try:
+                text = raw.decode("utf-8")
+                if lineno == 1:
+                    text = text.removeprefix("\ufeff")
+                if not text.strip():
+                    good_end = offset
+                    continue
+                if header is None:
+                    header = Header.from_json(text)
+                else:
+                    item = Item.from_json(text, header)
+                    if item.id in self.done:
+                        raise FormatError(f"item id {item.id!r} occurs twice")
+                    self.done.add(item.id)
+            except (ValueError, UnicodeDecodeError, FormatError) as e:
+                if not f.readline():  # the last line: a write cut short (e.g. a full disk)
+                    return start
+                reason = str(e) if isinstance(e, FormatError) else "garbled line (invalid JSON)"
+                raise FormatError(f"{name}: line {lineno}: {reason}; cannot resume a damaged "
+                                  f"file (fix or remove it)") from None
+            good_end = offset
+        if header is not None:
+            diff = _same_stream_kind(header, self.header)
+            if diff:
+                raise UsageError(f"cannot resume {name}: it was written with other settings "
+                                 f"({diff}); choose another -o or remove it")
+        return good_end
+
+    # -- writing
+    def _ensure_file(self) -> None:
+        if self._f is not None:
+            return
+        try:
+            self._f = open(self.path, "xb")
+        except FileExistsError:
+            raise SoundtokError(f"{self.path} appeared while this run was starting; "
+                                f"another job is writing it") from None
+        except OSError as e:
+            raise SoundtokError(f"cannot write {self.path}: {e.strerror or e}") from None
+        self._created = True
+        self._lock()
+        self._write_line(self.header.to_json())
+
+    def _write_line(self, line: str) -> None:
+        data = (line + "\n").encode("utf-8")
+        f = self._f
+        with _sigint_deferred():
+            try:
+                f.write(data)
+                f.flush()
+            except OSError as e:
+                raise write_error(self.path, e) from None
+        import time
+
+        now = time.monotonic()
+        if now - self._last_sync > self._fsync_every:
+            self._last_sync = now
+            self._sync()
+
+    def _sync(self) -> None:
+        try:
+            os.fsync(self._f.fileno())
+        except OSError as e:
+            raise write_error(self.path, e) from None
+
+    def write(self, item: Item) -> None:
+        """Validate ``item`` against the header and append it as one line."""
+        self.header.check_item(item)
+        line = item.to_json(self.header.sample_rate)
+        self._ensure_file()
+        self._write_line(line)
+        self.done.add(item.id)
+        self.count += 1
+
+    def finish(self) -> None:
+        """Make sure the file exists (a header-only stream if nothing was written)."""
+        self._ensure_file()
+        self._sync()
+
+    def close(self) -> None:
+        f, self._f = self._f, None
+        if f is not None:
+            with contextlib.suppress(OSError):
+                f.close()
+
+    def discard_if_empty(self) -> None:
+        """Remove the file if this writer created it and wrote no item."""
+        if self._created and self.count == 0:
+            self.close()
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+
+    def __enter__(self) -> ResumableWriter:
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# --------------------------------------------------------------------------- merging
+
+def merge_streams(inputs: list[str], output: str = "-",
+                  on_info: Callable[[str], None] | None = None) -> Any:
+    """Concatenate the token stream files ``inputs`` (in the order given) into
+    ``output`` (``-`` = stdout; a file appears atomically, and only if the
+    whole merge succeeds).
+
+    Every header must describe the same codec, rates and sizes (``created_by``
+    may differ); item ids must be unique across all inputs; every line is
+    validated.  Streams written with ``--shard`` must be the shards
+    ``0 .. N-1`` of one split, each exactly once.  The merged header is the
+    first input's without the shard.  Returns a BatchReport.
+    """
+    from .api import BatchReport
+
+    if not inputs:
+        raise UsageError("nothing to merge: give the token stream files to merge")
+    if "-" in inputs:
+        raise UsageError("--merge reads files, not - (stdin)")
+    headers = []
+    for name in inputs:
+        with TokenReader(name) as r:
+            headers.append(r.header)
+    ref, first = headers[0], inputs[0]
+    shards: dict[int, str] = {}
+    split = None
+    for name, h in zip(inputs, headers):
+        diff = _same_stream_kind(ref, h, ignore_extra=("shard",))
+        if diff:
+            raise FormatError(f"cannot merge {name} with {first}: the headers differ ({diff})")
+        sh = h.extra.get("shard")
+        if (sh is None) != (ref.extra.get("shard") is None):
+            raise FormatError(f"cannot merge {name} with {first}: only one of them is a --shard output")
+        if sh is None:
+            continue
+        if not (isinstance(sh, dict) and all(type(sh.get(k)) is int for k in ("index", "count"))
+                and 0 <= sh["index"] < sh["count"]):
+            raise FormatError(f"{name}: header \"extra.shard\" is malformed: {sh!r}")
+        this = (sh["count"], sh.get("total_items"))
+        split = split or this
+        if this != split:
+            raise FormatError(f"{name} is shard {sh['index']}/{sh['count']} of {this[1]} items, "
+                              f"another split than {first} ({split[0]} shards of {split[1]} items)")
+        if sh["index"] in shards:
+            raise FormatError(f"{name} and {shards[sh['index']]} are both shard {sh['index']}/{split[0]}")
+        shards[sh["index"]] = name
+    if split is not None:
+        missing = sorted(set(range(split[0])) - set(shards))
+        if missing:
+            shown = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
+            raise FormatError(f"shard(s) {shown} of {split[0]} missing: merge all of them "
+                              f"(to join a subset, concatenate with jq)")
+    out_header = Header(codec=ref.codec, sample_rate=ref.sample_rate, hop_lengths=ref.hop_lengths,
+                        codebook_sizes=ref.codebook_sizes,
+                        extra={k: v for k, v in ref.extra.items() if k != "shard"})
+    report, seen = BatchReport(), {}
+    with open_token_writer(output, out_header) as w:
+        for name in inputs:
+            with TokenReader(name) as r:
+                for item in r:
+                    if item.id in seen:
+                        raise FormatError(f"{name}: line {r.line_number}: item id {item.id!r} is "
+                                          f"also in {seen[item.id]}; ids must be unique")
+                    seen[item.id] = name
+                    w.write(item)
+                    report.ok += 1
+                    report.audio_seconds += item.num_samples / out_header.sample_rate
+    report.outputs.append(output)
+    if on_info:
+        of = f" of {split[1]}" if split and split[1] is not None else ""
+        on_info(f"merged {report.ok}{of} items from {len(inputs)} stream(s)")
+    return report
