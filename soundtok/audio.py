@@ -482,6 +482,41 @@ class _AudioSink:
         self._snd.write(np.clip(np.nan_to_num(x.astype(np.float32), nan=0.0), -1.0, 1.0))
 
 
+class _GuardedFile:
+    """A file proxy for soundfile's virtual I/O.  soundfile calls ``write``/``seek``
+    from C callbacks, where a raised OSError (a full disk) is printed as a
+    traceback and then ignored; here the first OSError is recorded instead, the
+    call reports failure to libsndfile, and :func:`open_audio_writer` raises
+    one clear error."""
+
+    def __init__(self, f: IO[bytes]) -> None:
+        self._f, self.error = f, None
+
+    def _guard(self, fn: Any, failed: Any, *args: Any) -> Any:
+        if self.error is not None:
+            return failed
+        try:
+            return fn(*args)
+        except OSError as e:
+            self.error = e
+            return failed
+
+    def write(self, data: bytes) -> int:
+        return self._guard(self._f.write, 0, data)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._guard(self._f.seek, -1, offset, whence)
+
+    def tell(self) -> int:
+        return self._guard(self._f.tell, -1)
+
+    def read(self, n: int = -1) -> bytes:
+        return self._guard(self._f.read, b"", n)
+
+    def flush(self) -> None:
+        self._guard(self._f.flush, None)
+
+
 @contextlib.contextmanager
 def open_audio_writer(dest: str, sr: int, fmt: str | None = None,
                       subtype: str | None = None) -> Iterator[_AudioSink]:
@@ -493,28 +528,49 @@ def open_audio_writer(dest: str, sr: int, fmt: str | None = None,
     ``fmt`` or the extension (wav, flac, ogg, mp3; no extension = wav).
     Samples are clamped to [-1, 1] (NaN becomes 0). ``subtype`` is a soundfile
     subtype (default PCM_16 for WAV/FLAC, VORBIS for OGG). If the block raises,
-    nothing is written.
+    nothing is written; a full disk is one SoundtokError naming ``dest``.
     """
+    from soundtok.fileio import DISK_FULL_ERRNOS, write_error
+
     ext = "" if dest == "-" else os.path.splitext(dest)[1]
     sf_format, default_subtype = _write_format(fmt or ext or "wav")
     subtype = subtype or default_subtype
     if not sf.check_format(sf_format, subtype):
         raise UsageError(f"audio subtype {subtype!r} cannot be used with {sf_format}")
+    guard: _GuardedFile | None = None
+    where = "a temporary file for stdout" if dest == "-" else dest
     try:
         if dest == "-":
             with tempfile.TemporaryFile() as f:
-                with sf.SoundFile(f, "w", sr, 1, subtype, format=sf_format) as snd:
+                guard = _GuardedFile(f)
+                with sf.SoundFile(guard, "w", sr, 1, subtype, format=sf_format) as snd:
                     yield _AudioSink(snd)
+                if guard.error is not None:
+                    raise guard.error
                 f.seek(0)
-                shutil.copyfileobj(f, sys.stdout.buffer, 1 << 20)
-                sys.stdout.buffer.flush()
+                try:
+                    shutil.copyfileobj(f, sys.stdout.buffer, 1 << 20)
+                    sys.stdout.buffer.flush()
+                except OSError as e:
+                    if e.errno not in DISK_FULL_ERRNOS:
+                        raise  # BrokenPipeError: the reader went away; the CLI exits quietly
+                    raise write_error("stdout", e) from None
         else:
             with atomic_write(dest, "wb") as f:
-                with sf.SoundFile(f, "w", sr, 1, subtype, format=sf_format) as snd:
+                guard = _GuardedFile(f)
+                with sf.SoundFile(guard, "w", sr, 1, subtype, format=sf_format) as snd:
                     yield _AudioSink(snd)
-    except (sf.SoundFileError, RuntimeError) as e:
-        reason = getattr(e, "error_string", None) or _reason(str(e))
+                if guard.error is not None:
+                    raise guard.error
+    except (sf.SoundFileError, RuntimeError, AssertionError) as e:
+        if guard is not None and guard.error is not None:
+            raise write_error(where, guard.error) from None
+        reason = getattr(e, "error_string", None) or _reason(str(e)) or type(e).__name__
         raise SoundtokError(f"cannot write {dest}: {reason}") from None
+    except OSError as e:
+        if (guard is not None and e is guard.error) or e.errno in DISK_FULL_ERRNOS:
+            raise write_error(where, e) from None
+        raise
 
 
 def write_audio(dest: str, wav: Any, sr: int, fmt: str | None = None,

@@ -10,13 +10,25 @@ token stream or WAV file behind.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from typing import IO, Any, Iterator
 
 from soundtok.errors import SoundtokError
 
-__all__ = ["atomic_write", "iter_jsonl"]
+__all__ = ["atomic_write", "iter_jsonl", "write_error", "DISK_FULL_ERRNOS"]
+
+#: errno values meaning "the disk, the quota or the file size limit is full".
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)})
+
+
+def write_error(path: str | os.PathLike[str], e: OSError) -> SoundtokError:
+    """A one-line error for an OSError raised while writing ``path``."""
+    reason = e.strerror or str(e)
+    if e.errno in DISK_FULL_ERRNOS:
+        reason += " (disk full or file size limit reached)"
+    return SoundtokError(f"cannot write {os.fspath(path)}: {reason}")
 
 
 def _umask() -> int:
@@ -72,9 +84,11 @@ def atomic_write(
         # mkstemp creates files 0600; give the result the usual permissions.
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.errno in DISK_FULL_ERRNOS:
+            raise write_error(target, e) from None
         raise
 
 

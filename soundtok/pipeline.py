@@ -9,13 +9,14 @@ batches of equal length, stream long inputs, deliver items in input order.
   memory stays bounded).  Longer inputs, inputs of unknown length and audio
   from stdin are streamed in the main process.
 * **Encoding** happens in the main process.  Decoded clips are collected in a
-  window (at most ``window`` clips or ``window_seconds`` of audio); clips with
+  window (``4 * batch_size`` clips or 10 minutes of audio at most); clips with
   the *same number of token frames* are encoded together, ``batch_size`` at a
   time.  Only equal lengths are batched: padding a shorter clip to a longer one
   changes its last codes (the encoder would see silence instead of its
   zero-padded edge), while equal-length batches give exactly the codes of
   one-by-one encoding (tested).  The window's items are then delivered in
-  input order.
+  input order -- as soon as the window is full, or when the encoder would
+  otherwise wait for the decoders, so that finished items are written early.
 * **Long audio** goes through :class:`StreamEncoder`, which encodes blocks as
   they are decoded with the chunking of
   :meth:`~soundtok.codec.model.SoundCodec.encode_long` (``chunk_tokens``
@@ -135,7 +136,10 @@ class _Decoder:
                 pending.append((src, fut))
             if not pending:
                 return
-            src, fut = pending.popleft()
+            src, fut = pending[0]
+            if fut is not None and not fut.done():
+                yield src, "wait", None  # the consumer may use the time (flush its batch)
+            pending.popleft()
             if fut is None:
                 kind, payload = self._local(src)
             else:
@@ -303,12 +307,15 @@ class Encoded:
 
 
 def iter_items(sources: Iterator[AudioSource], encoder: ClipEncoder, workers: int = 0,
-               window: int = 64, window_seconds: float = 600.0) -> Iterator[Encoded]:
+               window: int | None = None, window_seconds: float = 600.0) -> Iterator[Encoded]:
     """Decode and encode ``sources``; yield one :class:`Encoded` per source, in
-    input order.  At most ``window`` clips (``window_seconds`` of audio) wait
-    for their batch; long inputs are streamed when their turn comes."""
+    input order.  At most ``window`` clips (default ``4 * batch_size``, 1
+    without batching) and ``window_seconds`` of audio wait for their batch;
+    long inputs are streamed when their turn comes."""
     sr = encoder.model.cfg.sample_rate
-    window = max(window, encoder.batch_size)
+    if window is None:
+        window = 1 if encoder.batch_size == 1 or encoder.llm_codec else 4 * encoder.batch_size
+    window = max(1, window)
     decoder = _Decoder(workers, sr, encoder.whole_max_seconds)
     ok = False
     try:
@@ -327,6 +334,9 @@ def iter_items(sources: Iterator[AudioSource], encoder: ClipEncoder, workers: in
                     yield Encoded(src, next(codes), int(w.shape[0]))
 
         for src, kind, payload in decoder.map(sources):
+            if kind == "wait":  # decoding is behind: encode and deliver what is held
+                yield from flush()
+                continue
             if kind == "long":
                 yield from flush()
                 yield _stream_one(src, encoder)

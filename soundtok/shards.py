@@ -24,7 +24,6 @@ torch is not imported here.
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import signal
 import sys
@@ -36,22 +35,11 @@ from typing import IO, Any, Callable, Iterator
 
 from .audio import MANIFEST_EXTENSIONS, AudioSource, _expand, iter_manifest
 from .errors import AudioError, FormatError, SoundtokError, UsageError
+from .fileio import write_error
 from .tokens import Header, Item, TokenReader, open_token_writer
 
 __all__ = ["Shard", "parse_shard", "SourcePlan", "plan_sources", "ResumableWriter",
-           "merge_streams", "write_error"]
-
-#: errno values that mean "the disk (or the file size limit) is full".
-_FULL = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
-
-
-def write_error(path: str, e: OSError) -> SoundtokError:
-    """A one-line error for an OSError raised while writing ``path``."""
-    reason = e.strerror or str(e)
-    if e.errno in _FULL:
-        reason += " (disk full or file size limit reached)"
-    return SoundtokError(f"cannot write {path}: {reason}")
-
+           "merge_streams"]
 
 # --------------------------------------------------------------------------- shards
 

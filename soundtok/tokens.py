@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any, Iterator
 
 from soundtok.errors import FormatError, SoundtokError
-from soundtok.fileio import atomic_write
+from soundtok.fileio import DISK_FULL_ERRNOS, atomic_write, write_error
 
 if TYPE_CHECKING:
     import torch
@@ -278,14 +278,23 @@ class TokenWriter:
     """Write a v1 stream to ``stream`` (binary or text): the header at once, then
     one validated, flushed line per :meth:`write`."""
 
-    def __init__(self, stream: IO[Any], header: Header) -> None:
+    def __init__(self, stream: IO[Any], header: Header, name: str | None = None) -> None:
         self.stream, self.header, self.count = stream, header, 0
+        if name is None:
+            n = getattr(stream, "name", None)
+            name = n if isinstance(n, str) and n != "<stdout>" else "stdout"
+        self.name = name
         self._text = isinstance(stream, io.TextIOBase)
         self._emit(header.to_json())
 
     def _emit(self, line: str) -> None:
-        self.stream.write(line + "\n" if self._text else (line + "\n").encode("utf-8"))
-        self.stream.flush()
+        try:
+            self.stream.write(line + "\n" if self._text else (line + "\n").encode("utf-8"))
+            self.stream.flush()
+        except OSError as e:
+            if e.errno not in DISK_FULL_ERRNOS:
+                raise  # e.g. BrokenPipeError: the CLI exits quietly
+            raise write_error(self.name, e) from None
 
     def write(self, item: Item) -> None:
         """Validate ``item`` against the header (FormatError) and write it as one line."""
@@ -302,7 +311,7 @@ def open_token_writer(path: str | os.PathLike[str], header: Header) -> Iterator[
         yield TokenWriter(sys.stdout.buffer, header)
         return
     with atomic_write(path, "wb") as f:
-        yield TokenWriter(f, header)
+        yield TokenWriter(f, header, name=os.fspath(path))
 
 
 class TokenReader:

@@ -64,6 +64,17 @@ def command(inputs, output, codec, chunk_seconds, as_text, llm, manifests, shard
       soundtok tokenize --manifest m.jsonl --shard 3/8 --workers 2 -o s3.tok.jsonl --resume
       soundtok tokenize --merge s*.tok.jsonl -o all.tok.jsonl
     """
+    try:
+        _run(inputs, output, codec, chunk_seconds, as_text, llm, manifests, shard, workers, batch_size,
+             resume, merge, console, device)
+    except BrokenPipeError:
+        # The reader of stdout went away (`| head`). click turns EPIPE into exit 1 before
+        # soundtok's handler sees it; leave with the documented 141 instead.
+        raise click.exceptions.Exit(141) from None
+
+
+def _run(inputs, output, codec, chunk_seconds, as_text, llm, manifests, shard, workers, batch_size,
+         resume, merge, console, device):
     if merge:
         used = [flag for flag, value in (("--manifest", manifests), ("--shard", shard),
                                          ("--workers", workers), ("--resume", resume),
