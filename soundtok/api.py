@@ -146,11 +146,30 @@ def tokenize(inputs: list[str], output: str = "-", codec=None, device: str = "cp
     header = codec_header(model)
     sr = model.cfg.sample_rate
     report = BatchReport()
+    held: list[str] = []  # failures not shown yet: until something succeeds (see below)
+    succeeded = [False]
 
     def fail(name: str, msg: str) -> None:
         report.failed.append((name, msg))
-        if on_error:
-            on_error(msg)
+        if succeeded[0] or report.skipped:
+            if on_error:
+                on_error(msg)
+        else:
+            held.append(msg)
+
+    def show_held() -> None:
+        while held:
+            msg = held.pop(0)
+            if on_error:
+                on_error(msg)
+
+    def nothing_tokenized() -> AudioError:
+        # A single failure is the whole story: one line.  Several are listed, then summed up.
+        if len(report.failed) == 1:
+            held.clear()
+            return AudioError(report.failed[0][1])
+        show_held()
+        return AudioError(f"no input could be tokenized ({len(report.failed)} failed)")
 
     plan = plan_sources(list(inputs), list(manifests), shard, fail)
     if shard is not None:
@@ -176,6 +195,8 @@ def tokenize(inputs: list[str], output: str = "-", codec=None, device: str = "cp
                 fail(src.path or src.id, r.error)
                 continue
             report.audio_seconds += r.num_samples / sr
+            succeeded[0] = True
+            show_held()
             yield Item(id=src.id, num_samples=r.num_samples, codes=r.codes, source=src.path,
                        text=src.text, label=src.label, meta=dict(src.meta or {}))
 
@@ -188,7 +209,8 @@ def tokenize(inputs: list[str], output: str = "-", codec=None, device: str = "cp
                     on_item(item)
             if report.ok == 0 and report.failed and not report.skipped:
                 writer.discard_if_empty()
-                raise AudioError(f"no input could be tokenized ({len(report.failed)} failed)")
+                raise nothing_tokenized()
+            show_held()
             if plan.total == 0 and not report.failed:
                 writer.discard_if_empty()
                 raise UsageError("no audio inputs given")
@@ -202,7 +224,7 @@ def tokenize(inputs: list[str], output: str = "-", codec=None, device: str = "cp
     first = next(it, None)
     if first is None:
         if report.failed:
-            raise AudioError(f"no input could be tokenized ({len(report.failed)} failed)")
+            raise nothing_tokenized()
         if shard is None or plan.total == 0:
             raise UsageError("no audio inputs given")
         # an empty shard (more shards than items): a valid stream without items
