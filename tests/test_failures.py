@@ -141,6 +141,38 @@ def test_kill9_sharded_tokenize_then_resume(clips, tiny_codec_dir, tmp_path):
     assert out.read_bytes() == ref.read_bytes()
 
 
+def test_a_dead_decoding_worker_is_one_error_line(clips, tiny_codec_dir, tmp_path):
+    """A worker killed while decoding (as by the OOM killer): one line naming the clip,
+    exit 1; the items before it stay, and --resume finishes the run."""
+    psutil = pytest.importorskip("psutil")
+    fifo = make_fifo(clips)
+    out = tmp_path / "out.jsonl"
+    args = ["tokenize", "--manifest", str(clips / "m.jsonl"), "--codec", str(tiny_codec_dir), "--threads", "1",
+            "--workers", "2", "--resume", "-o", str(out)]
+    p = subprocess.Popen(SOUNDTOK + args, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: out.exists() and len(lines(out)) >= 21, proc=p)
+        for w in psutil.Process(p.pid).children(recursive=True):  # one of them is stuck on the FIFO
+            if "resource_tracker" not in " ".join(w.cmdline()):
+                w.kill()
+        _, err = p.communicate(timeout=60)
+    finally:
+        fifo.unlink()
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 1
+    assert err.decode() == f"error: a decoding worker died while reading {clips / 'fifo.wav'} " \
+                           f"(out of memory, or a crash in the decoder)\n"
+    assert len(lines(out)) == 21
+    use_file(clips)
+    try:
+        r = cli(*args[:-2], "-o", out)
+    finally:
+        (clips / "fifo.wav").unlink()
+    assert r.returncode == 0 and len(lines(out)) == 31
+
+
 TRAIN_TINY = ["--config", json.dumps(TINY), "--batch", "2", "--device", "cpu", "--threads", "1"]
 
 
