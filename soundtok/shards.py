@@ -244,10 +244,12 @@ def _same_stream_kind(a: Header, b: Header, ignore_extra: tuple[str, ...] = ()) 
 class ResumableWriter:
     """Append items to the token stream file ``path``, one flushed line per item.
 
-    On :meth:`open`, an existing non-empty file must have a header equal to
-    ``header`` (same codec, rates, sizes and ``extra``, e.g. the shard); its
-    complete lines are validated and their ids put in :attr:`done`; a cut-off
-    last line is truncated away (``on_info`` says so).  A missing file is
+    On :meth:`open`, an existing non-empty file must be a token stream whose
+    header equals ``header`` (same codec, rates, sizes and ``extra``, e.g. the
+    shard); its complete lines are validated and their ids put in
+    :attr:`done`; a last line without its newline (cut off by a kill or a
+    full disk) is truncated away (``on_info`` says so).  Anything else -- a
+    file that is not a token stream, a damaged complete line -- is refused.  A missing file is
     created when the first item is written (or by :meth:`finish`).  The file is
     locked (``flock``) while open, so two jobs cannot append to it at once.
     Ctrl-C never splits a line; ``kill -9`` can cut the last one, which the
@@ -307,42 +309,52 @@ class ResumableWriter:
                                 f"(two jobs with the same -o?)") from None
 
     def _scan(self) -> int:
-        """Validate the existing file; return the offset after its last good line."""
+        """Validate the existing file; return the offset after its last whole line.
+
+        Only a last line without its newline -- what a kill or a full disk
+        leaves -- is repaired.  A file that is not a token stream, another
+        codec's or shard's stream, or a damaged complete line is refused, so
+        that nothing already written is ever lost."""
         f, name = self._f, self.path
         f.seek(0)
-        offset, good_end, lineno, header = 0, 0, 0, None
+        ours = (self.header.to_json() + "\n").encode("utf-8")
+        offset, lineno, header = 0, 0, None
         while raw := f.readline():
             lineno += 1
             start, offset = offset, offset + len(raw)
-            if not raw.endswith(b"\n"):
-                return start  # cut off mid-line
+            if not raw.endswith(b"\n"):  # cut off mid-line
+                if header is None and not ours.startswith(raw.removeprefix(b"\xef\xbb\xbf")):
+                    raise self._not_ours()
+                return start
             try:
                 text = raw.decode("utf-8")
                 if lineno == 1:
                     text = text.removeprefix("\ufeff")
                 if not text.strip():
-                    good_end = offset
                     continue
                 if header is None:
                     header = Header.from_json(text)
-                else:
-                    item = Item.from_json(text, header)
-                    if item.id in self.done:
-                        raise FormatError(f"item id {item.id!r} occurs twice")
-                    self.done.add(item.id)
+                    diff = _same_stream_kind(header, self.header)
+                    if diff:
+                        raise UsageError(f"cannot resume {name}: it was written with other settings "
+                                         f"({diff}); choose another -o or remove it")
+                    continue
+                item = Item.from_json(text, header)
             except (ValueError, UnicodeDecodeError, FormatError) as e:
-                if not f.readline():  # the last line: a write cut short (e.g. a full disk)
-                    return start
+                if header is None:
+                    raise self._not_ours() from None
                 reason = str(e) if isinstance(e, FormatError) else "garbled line (invalid JSON)"
                 raise FormatError(f"{name}: line {lineno}: {reason}; cannot resume a damaged "
                                   f"file (fix or remove it)") from None
-            good_end = offset
-        if header is not None:
-            diff = _same_stream_kind(header, self.header)
-            if diff:
-                raise UsageError(f"cannot resume {name}: it was written with other settings "
-                                 f"({diff}); choose another -o or remove it")
-        return good_end
+            if item.id in self.done:
+                raise FormatError(f"{name}: line {lineno}: item id {item.id!r} occurs twice; cannot "
+                                  f"resume a damaged file (fix or remove it)")
+            self.done.add(item.id)
+        return offset if header is not None else 0  # only blank lines: start afresh
+
+    def _not_ours(self) -> UsageError:
+        return UsageError(f"cannot resume {self.path}: it is not a soundtok token stream "
+                          f"(refusing to overwrite it)")
 
     # -- writing
     def _ensure_file(self) -> None:

@@ -263,8 +263,19 @@ def test_resume_refuses_other_settings_and_damaged_files(tiny_codec_dir, dataset
     out.write_bytes(b"".join(damaged))
     r = cli("tokenize", *args, "--shard", "0/2", "-o", out, "--resume")
     assert r.returncode == 1 and b"line 3" in r.stderr and b"damaged" in r.stderr
+    # a damaged last line that is complete (has its newline) is not what a kill leaves: refused too
+    out.write_bytes(before + b'{"type": "item", "garb\n')
+    r = cli("tokenize", *args, "--shard", "0/2", "-o", out, "--resume")
+    assert r.returncode == 1 and b"damaged" in r.stderr and out.read_bytes().endswith(b"garb\n")
     r = cli("tokenize", *args, "-o", "-", "--resume")
     assert r.returncode == 2 and b"--resume needs -o FILE" in r.stderr
+    # never overwrite what is not a token stream, with or without a final newline
+    for content in (b"my notes\n", b"my notes", b'{"path": "a.wav"}\n', b"\x00\x01\x02"):
+        other = tmp_path / "notes.txt"
+        other.write_bytes(content)
+        r = cli("tokenize", *args, "-o", other, "--resume")
+        assert r.returncode == 2 and b"not a soundtok token stream" in r.stderr, r.stderr
+        assert other.read_bytes() == content
 
 
 def test_resume_file_is_locked_against_a_second_writer(tiny_codec_dir, wav_file, tmp_path):
