@@ -31,7 +31,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-
 from conftest import TINY, cli, make_tiny_codec, synth
 
 pytest.importorskip("peft")
@@ -392,8 +391,8 @@ def test_bad_input(case: Case, W, tmp_path):
 # --------------------------------------------------------------------------- random bytes (hypothesis)
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))

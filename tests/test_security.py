@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
-
 from conftest import ROOT, TINY, cli, synth
 
 PACKAGE = ROOT / "soundtok"
@@ -158,8 +157,8 @@ def evil(tmp_path_factory, tiny_codec_dir):
     (llm_bin / "pytorch_model.bin").write_bytes(payload)
     wav = root / "a.wav"
     sf.write(wav, synth(0.5), 16000)
-    return dict(root=root, marker=marker, files=files, codec_dir=codec_dir, llm=llm, stream=stream,
-                adapter=adapter, bin_only=bin_only, llm_bin=llm_bin, wav=wav, good_adapter=root / "run" / "final")
+    return {"root": root, "marker": marker, "files": files, "codec_dir": codec_dir, "llm": llm, "stream": stream,
+                "adapter": adapter, "bin_only": bin_only, "llm_bin": llm_bin, "wav": wav, "good_adapter": root / "run" / "final"}
 
 
 def _argv(kind: str, target: str, e: dict) -> list:
