@@ -154,13 +154,13 @@ class _Decoder:
         pool, self.pool = self.pool, None
         if pool is None:
             return
-        if abort:  # Ctrl-C or an error: stop the workers now
-            for p in list(getattr(pool, "_processes", {}).values()):
+        if abort:  # Ctrl-C or an error: stop the workers now, then let the pool clean up
+            for p in list((getattr(pool, "_processes", None) or {}).values()):
                 try:
                     p.terminate()
-                except (OSError, AttributeError):
+                except (OSError, AttributeError, ValueError):
                     pass
-        pool.shutdown(wait=not abort, cancel_futures=True)
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 # --------------------------------------------------------------------------- encoding
