@@ -376,8 +376,6 @@ def test_disk_full_train_codec_keeps_the_last_checkpoint(train_dir, tmp_path):
     assert r.returncode == 0 and b"resuming from ckpt-vae-0000002" in r.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="soundtok/train/checkpoint.py save_checkpoint leaves its "
-                   ".tmp-ckpt-* directory behind when writing fails (full disk, Ctrl-C)")
 def test_disk_full_train_codec_leaves_no_partial_checkpoint(train_dir, tmp_path):
     out = tmp_path / "run"
     args = ["train-codec", train_dir, "-o", out, "--stage", "vae", "--save-every", "2", *TRAIN_TINY]
@@ -460,18 +458,12 @@ def cli_closed_stdout(*args) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(args, code, b"", err.getvalue())
 
 
-_CLICK_EPIPE = ("soundtok/cli/__init__.py main(): click's Command.main catches OSError(EPIPE) even "
-                "with standalone_mode=False and calls sys.exit(1), so the documented exit 141 is never "
-                "returned (observed: exit 1, no message)")
-
-
 def test_sigpipe_tokenize_closed_pipe(tiny_codec_dir, many):
     r = run_closed_stdout(["tokenize", str(many), "--codec", str(tiny_codec_dir), "--threads", "1"])
     assert (r.returncode, r.stderr) == (141, b"")
 
 
 @pytest.mark.parametrize("args", [["--help"], ["tokenize", "--help"], ["--version"]])
-@pytest.mark.xfail(strict=True, reason=_CLICK_EPIPE)
 def test_sigpipe_help_closed_pipe(args):
     r = run_closed_stdout(args)
     assert (r.returncode, r.stderr) == (141, b"")
@@ -499,7 +491,6 @@ def test_sigpipe_in_process_tokenize(tiny_codec_dir, many):
     assert (r.returncode, r.stderr) == (141, b"")
 
 
-@pytest.mark.xfail(strict=True, reason=_CLICK_EPIPE)
 @pytest.mark.parametrize("command", ["detokenize", "caption", "generate", "evaluate recon --json"])
 def test_sigpipe_other_commands(command, adapter, tiny_codec_dir, tmp_path):
     ad, stream = adapter
@@ -658,8 +649,6 @@ def test_ctrl_c_train_codec_keeps_the_last_checkpoint(train_dir, tmp_path, monke
     assert r.returncode == 0 and b"resuming from ckpt-vae-0000002" in r.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="soundtok/train/checkpoint.py save_checkpoint leaves its "
-                   ".tmp-ckpt-* directory behind when interrupted (no cleanup on exception)")
 def test_ctrl_c_while_writing_a_checkpoint_leaves_no_partial_files(train_dir, tmp_path, monkeypatch):
     out = tmp_path / "run"
     args = ["train-codec", train_dir, "-o", out, "--stage", "vae", "--save-every", "1", *TRAIN_TINY]

@@ -202,10 +202,6 @@ def test_pickle_bearing_files_are_refused(evil, kind, what):
     assert not evil["marker"].exists()  # the payload never ran
 
 
-@pytest.mark.xfail(strict=True, reason="soundtok/llm/adapter.py load_adapter: PeftModel.from_pretrained falls "
-                   "back to adapter_model.bin when adapter_model.safetensors is missing and unpickles it "
-                   "(peft's torch_load, weights-only); a benign .bin-only adapter loads (exit 0) instead of "
-                   "being refused as 'not safetensors'")
 def test_a_bin_only_adapter_is_not_loaded(evil, tmp_path):
     import torch
     from safetensors.torch import load_file

@@ -70,8 +70,15 @@ def app() -> None:
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; every error becomes one ``error: ...`` line and an exit code."""
     debug = os.environ.get("SOUNDTOK_DEBUG", "") not in ("", "0")
+    if any(k.endswith("_COMPLETE") and k.startswith("_SOUNDTOK") for k in os.environ):
+        app.main(args=argv, prog_name="soundtok")  # shell completion (completions/): click's own exit
+        return
     try:
-        rv = app.main(args=argv, prog_name="soundtok", standalone_mode=False)
+        # make_context + invoke rather than Command.main: main turns a broken pipe into a silent
+        # exit 1 and prints a blank line on Ctrl-C; here both reach the handlers below.
+        args = sys.argv[1:] if argv is None else [str(a) for a in argv]
+        with app.make_context("soundtok", args) as ctx:
+            rv = app.invoke(ctx)
         code = rv if isinstance(rv, int) else 0
     except click.exceptions.Exit as e:
         code = e.exit_code

@@ -33,7 +33,11 @@ def _read_prompts(prompts: tuple[str, ...], prompts_file: str | None) -> list[tu
         except OSError as e:
             raise UsageError(f"cannot read {prompts_file}: {e.strerror or e}") from None
         with f:
-            for n, line in enumerate(f, 1):
+            try:
+                lines = list(f)
+            except UnicodeDecodeError:
+                raise UsageError(f"{prompts_file} is not valid UTF-8 text (expected JSON Lines prompts)") from None
+            for n, line in enumerate(lines, 1):
                 if not line.strip():
                     continue
                 try:

@@ -308,6 +308,24 @@ def evaluate_recon(inputs: list[str], deg: str | None = None, codec: Any = None,
 
     for b in base_list:
         check_available(b)  # fail before any work
+    # Problems are reported once something has been scored; if nothing can be, a lone
+    # problem becomes the error itself (one line), several are listed before a summary.
+    user_on_error, pending = on_error, []
+
+    def on_error(msg: str) -> None:
+        if pending is None:
+            if user_on_error:
+                user_on_error(msg)
+        else:
+            pending.append(msg)
+
+    def flush_pending() -> None:
+        nonlocal pending
+        for msg in pending or []:
+            if user_on_error:
+                user_on_error(msg)
+        pending = None
+
     clips, pairs, failed = _collect(list(inputs), deg, on_error)
     if codec is None and not pairs and not base_list:
         raise UsageError("nothing to compare: give --codec DIR|default, decoded files (--deg "
@@ -387,11 +405,17 @@ def evaluate_recon(inputs: list[str], deg: str | None = None, codec: Any = None,
             kept.append(Example(clip.id, {"reference": ref,
                                           **{k: v for k, (v, _) in outputs.items()}}))
         scored += 1
+        if pending is not None:
+            flush_pending()
         if on_clip:
             on_clip(clip.id)
 
     if not any(s.clips for s in systems):
+        if len(failed) == 1 and pending is not None:
+            raise AudioError(failed[0][1])
+        flush_pending()
         raise AudioError(f"no clip could be scored ({len(failed)} failed)")
+    flush_pending()
     for s in systems:
         if s._ref_frames:
             s.mel_frechet = M.frechet_distance(np.concatenate(s._ref_frames),

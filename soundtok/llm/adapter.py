@@ -179,7 +179,11 @@ def load_weights(alm, directory: str | os.PathLike) -> None:
     from safetensors.torch import load_file
 
     directory = Path(directory)
-    lora = load_file(str(directory / "adapter_model.safetensors"))
+    try:
+        lora = load_file(str(directory / "adapter_model.safetensors"))
+    except Exception as e:
+        raise ModelError(f"cannot read {directory / 'adapter_model.safetensors'}: "
+                         f"{str(e).splitlines()[0]}") from None
     result = set_peft_model_state_dict(alm.lm, lora)
     missing = [k for k in getattr(result, "unexpected_keys", []) if "lora_" in k]
     if missing:
@@ -249,6 +253,8 @@ def load_adapter(adapter: str | os.PathLike | None = None, *, llm: str | None = 
     if model.get_input_embeddings().num_embeddings != vocab.base_size:
         raise ModelError(f"adapter {directory} expects {vocab.base_size} LLM vocabulary rows, "
                          f"the LLM has {model.get_input_embeddings().num_embeddings}")
+    if not (Path(directory) / "adapter_model.safetensors").is_file():  # never let peft fall back to a pickle
+        raise ModelError(f"{directory} has no adapter_model.safetensors (only safetensors adapters are loaded)")
     try:
         with _quiet():
             peft_model = PeftModel.from_pretrained(model, str(directory), is_trainable=False)

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import torch
 
+from ..errors import SoundtokError
+
 
 def optimizer_to_flat(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
     """Split ``opt.state_dict()`` into a flat tensor dict and a JSON-able remainder."""
@@ -52,11 +54,17 @@ def save_checkpoint(run_dir: Path, model, opt: torch.optim.Optimizer, state: dic
     final = run_dir / f"ckpt-{name}"
     tmp = run_dir / f".tmp-ckpt-{name}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tensors, meta = optimizer_to_flat(opt)
-    save_file(tensors, str(tmp / "optimizer.safetensors"))
-    (tmp / "state.json").write_text(json.dumps({**state, "optimizer": meta}, indent=1))
-    _fsync_dir(tmp)
+    try:
+        model.save_pretrained(tmp)
+        tensors, meta = optimizer_to_flat(opt)
+        save_file(tensors, str(tmp / "optimizer.safetensors"))
+        (tmp / "state.json").write_text(json.dumps({**state, "optimizer": meta}, indent=1))
+        _fsync_dir(tmp)
+    except BaseException as e:  # disk full, Ctrl-C, ...: leave no half-written folder behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, Exception) and not isinstance(e, SoundtokError):
+            raise SoundtokError(f"cannot write checkpoint {final}: {e}") from e
+        raise
     if final.exists():
         shutil.rmtree(final)
     tmp.rename(final)

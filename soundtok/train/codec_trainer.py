@@ -226,6 +226,11 @@ def train_codec(opts: TrainCodecOptions, echo=None) -> Path:
     clips, errors = load_clips(opts.train, sr, log=info)
     for e in errors:
         info(f"skipped: {e}")
+    if not clips:
+        from ..errors import AudioError
+        first = f": {errors[0]}" if errors else ""
+        raise AudioError(f"no usable training audio in {', '.join(map(str, opts.train))} "
+                         f"({len(errors)} input(s) failed){first}")
     val_clips, _ = load_clips(opts.val, sr) if opts.val else ([], [])
     if val_clips and len(val_clips) > 64:
         val_clips = val_clips[:: len(val_clips) // 64][:64]

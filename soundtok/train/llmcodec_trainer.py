@@ -210,6 +210,11 @@ def train_llm_codec(opts: TrainLLMCodecOptions, echo=None,
     clips, errors = load_labelled_clips(opts.train, codec.cfg.sample_rate)
     for e in errors:
         info(f"skipped: {e}")
+    if not clips:
+        from ..errors import AudioError
+        first = f": {errors[0]}" if errors else ""
+        raise AudioError(f"no usable training audio in {', '.join(map(str, opts.train))} "
+                         f"({len(errors)} input(s) failed){first}")
     crop = int(opts.crop_seconds * codec.cfg.sample_rate)
     crop = max(codec.cfg.max_hop, crop - crop % codec.cfg.max_hop)
     labels = sorted({c.label for c in clips if c.label is not None})
