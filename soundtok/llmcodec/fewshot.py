@@ -136,19 +136,24 @@ def rank_labels_shared(model: Any, tokenizer: Any, prompts: list[list], labels: 
     with torch.inference_mode():
         prefix = model(input_ids=torch.tensor([ids[0][:n]], device=device), use_cache=True)
         for full in ids:
-            suffix = full[n:]
+            # the query's own tokens once (batch 1) ...
             cache = copy.deepcopy(prefix.past_key_values)
-            cache.batch_repeat_interleave(len(cands))
-            width = len(suffix) + max(len(c) for c in cands)
-            # right padding: causal attention keeps real tokens from seeing the pads
-            x = torch.full((len(cands), width), pad, dtype=torch.long)
-            for i, c in enumerate(cands):
-                x[i, :len(suffix) + len(c)] = torch.tensor(suffix + c)
-            logits = model(input_ids=x.to(device), past_key_values=cache, use_cache=True).logits.float()
-            logp = torch.log_softmax(logits, dim=-1).cpu()
-            m = len(suffix)
-            out.append([float(logp[i, torch.arange(m - 1, m - 1 + len(c)), torch.tensor(c)].sum())
-                        for i, c in enumerate(cands)])
+            q = model(input_ids=torch.tensor([full[n:]], device=device), past_key_values=cache, use_cache=True)
+            first = torch.log_softmax(q.logits[0, -1].float(), dim=-1).cpu()
+            scores = [float(first[c[0]]) for c in cands]
+            # ... then every candidate's later tokens (batch N) on that cache; right padding keeps
+            # real tokens from attending to pads (causal attention)
+            longest = max(len(c) for c in cands)
+            if longest > 1:
+                cache.batch_repeat_interleave(len(cands))
+                x = torch.full((len(cands), longest - 1), pad, dtype=torch.long)
+                for i, c in enumerate(cands):
+                    x[i, :len(c) - 1] = torch.tensor(c[:-1])
+                logp = torch.log_softmax(model(input_ids=x.to(device), past_key_values=cache,
+                                               use_cache=True).logits.float(), dim=-1).cpu()
+                for i, c in enumerate(cands):
+                    scores[i] += sum(float(logp[i, j - 1, c[j]]) for j in range(1, len(c)))
+            out.append(scores)
     return out
 
 
@@ -301,11 +306,15 @@ def run_fewshot(model: Any, tokenizer: Any, header, items: list, ways: int = 5, 
                 episodes: int = 100, seed: int = 0, repeats: int = 1, instruction: bool = True,
                 mode: str = "rank", scales=None, check: bool = True,
                 progress: Callable[[int], None] | None = None,
-                demo_items: list | None = None, demo_header=None) -> FewShotResult:
+                demo_items: list | None = None, demo_header=None, calibrate: bool = False) -> FewShotResult:
     """Run N-way K-shot episodes over labelled ``items`` of an llm-codec stream.
 
     ``demo_items`` (with its stream's ``demo_header``) is a separate pool of
-    demonstrations; without it demonstrations come from ``items`` too."""
+    demonstrations; without it demonstrations come from ``items`` too.
+    ``calibrate`` (rank mode): contextual calibration (Zhao et al., 2021) --
+    every label's score has its score for a content-free query (the same
+    prompt with no audio) subtracted, which removes the LLM's preference for
+    some labels whatever the sound."""
     from .model import check_llm
     from .text import codes_to_parts, header_vocabularies
 
@@ -345,7 +354,11 @@ def run_fewshot(model: Any, tokenizer: Any, header, items: list, ways: int = 5, 
             demos = [(parts(i, demo=True), pool[i].label) for i in order]
             prompts = [build_prompt(demos, parts(q), ep.labels, instruction) for q in ep.queries]
             if mode == "rank":
-                all_scores = rank_labels_shared(model, tokenizer, prompts, ep.labels)
+                extra = [build_prompt(demos, [], ep.labels, instruction)] if calibrate else []
+                all_scores = rank_labels_shared(model, tokenizer, prompts + extra, ep.labels)
+                if calibrate:
+                    free = all_scores.pop()
+                    all_scores = [[a - b for a, b in zip(sc, free)] for sc in all_scores]
             for j, (q, prompt) in enumerate(zip(ep.queries, prompts)):
                 if mode == "rank":
                     scores = all_scores[j]
