@@ -33,6 +33,16 @@ default-codec-voc: manifests
 	  -o $(RUNS)/default-codec/voc --stage vocoder --vocoder-steps 5000 \
 	  --threads $(THREADS) --device cpu --resume -v
 
+# The default LLM-Codec (soundtok/llmcodec/default): Gemma 3 270M's frozen embeddings as
+# codebooks, trained on FSDD train + ESC-10 folds 1-3; resumes if interrupted.
+.PHONY: default-llm-codec eval-fewshot
+default-llm-codec: manifests
+	$(PY) scripts/train_default_llm_codec.py --data $(DATA) --runs $(RUNS) --threads $(THREADS)
+
+# Few-shot accuracy of the shipped LLM-Codec + Gemma 3 270M (ESC-10 fold 4, FSDD test).
+eval-fewshot:
+	$(PY) scripts/eval_fewshot.py --runs $(RUNS) --threads $(THREADS)
+
 completions:
 	$(PY) scripts/make_completions.py
 

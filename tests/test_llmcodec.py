@@ -206,12 +206,12 @@ def test_codes_to_words_and_golden_prompt(llm):
     demos = [(codes_to_parts(dog, h), "dog"), (codes_to_parts(rain, h), "rain")]
     parts = build_prompt(demos, codes_to_parts(q, h), ["dog", "rain"])
     assert render_prompt(parts, tok) == (
-        "Each sound below is written in words. Answer with one of: dog, rain.\n\n"
-        "Sound: dog |baba\nAnswer: dog\n\n"
-        "Sound: rain |abab\nAnswer: rain\n\n"
-        "Sound: bird dog |aaaaaaaa\nAnswer:")
+        "Each line is a sound written in words, then its label (dog, rain).\n\n"
+        " dog |baba: dog\n"
+        " rain |abab: rain\n"
+        " bird dog |aaaaaaaa:")
     assert render_prompt(build_prompt(demos[:1], codes_to_parts(q, h, [0]), instruction=False),
-                         tok) == "Sound: dog |baba\nAnswer: dog\n\nSound: bird dog\nAnswer:"
+                         tok) == " dog |baba: dog\n bird dog:"
     ids = prompt_ids(parts, tok)
     assert ids[0] == tok.bos_token_id and h.extra["vocabularies"][0][2] in ids
     with pytest.raises(FormatError, match="not an llm-codec"):

@@ -35,7 +35,7 @@ from .common import resolve_device, runtime_options
 @click.option("--instruction/--no-instruction", default=True, show_default=True,
               help="With --shots: start the prompt with an instruction naming the labels.")
 @click.option("--scales", default=None, metavar="LIST",
-              help="With --shots: llm-codec scales shown to the LLM, e.g. 0 (default: all).")
+              help="With --shots: llm-codec scales shown to the LLM: 0 (the words; default), e.g. 0,1, or all.")
 @runtime_options
 def command(stream, adapter, llm, fmt, max_new_tokens, beams, sample, temperature, top_p, seed, batch_size,
             shots_file, labels, instruction, scales, console, device):
@@ -99,7 +99,7 @@ def _few_shot(stream, shots_file, labels, instruction, scales, llm, fmt, max_new
     if labels is not None and not names:
         raise UsageError("--labels is empty")
     try:
-        picked = [int(x) for x in scales.split(",")] if scales else None
+        picked = None if scales == "all" else [int(x) for x in (scales or "0").split(",")]
     except ValueError:
         raise UsageError(f"--scales must be comma-separated integers, not {scales!r}") from None
     with TokenReader(shots_file) as r:

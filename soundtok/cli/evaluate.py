@@ -264,7 +264,7 @@ def caption(hyps, refs, labels, synonyms, no_embedding, as_json, per_item, conso
               help="rank: the label with the highest log-likelihood; generate: greedy text, "
                    "matched to a label.")
 @click.option("--scales", default=None, metavar="LIST",
-              help="Scales shown to the LLM, e.g. 0 (words only) or 0,1 (default: all).")
+              help="Scales shown to the LLM: 0 (the words; the default, measured best), e.g. 0,1, or all.")
 @click.option("--demos", default=None, metavar="STREAM",
               help="Take demonstrations from this labelled llm-codec stream (e.g. training folds) and "
                    "queries from TOKENS (default: both from TOKENS).")
@@ -293,7 +293,7 @@ def fewshot(tokens, ways, shots, episodes, seed, repeats, llm, instruction, mode
     from ..llmcodec.fewshot import read_labelled_stream, run_fewshot
 
     try:
-        picked = [int(s) for s in scales.split(",")] if scales else None
+        picked = None if scales == "all" else [int(s) for s in (scales or "0").split(",")]
     except ValueError:
         raise UsageError(f"--scales must be comma-separated integers, not {scales!r}") from None
     header, items = read_labelled_stream(tokens)

@@ -304,7 +304,7 @@ class FewShotResult:
 # -------------------------------------------------------------------- runs
 def run_fewshot(model: Any, tokenizer: Any, header, items: list, ways: int = 5, shots: int = 1,
                 episodes: int = 100, seed: int = 0, repeats: int = 1, instruction: bool = True,
-                mode: str = "rank", scales=None, check: bool = True,
+                mode: str = "rank", scales=(0,), check: bool = True,
                 progress: Callable[[int], None] | None = None,
                 demo_items: list | None = None, demo_header=None, calibrate: bool = False) -> FewShotResult:
     """Run N-way K-shot episodes over labelled ``items`` of an llm-codec stream.
@@ -385,7 +385,7 @@ def run_fewshot(model: Any, tokenizer: Any, header, items: list, ways: int = 5, 
 
 
 def answer_stream(model: Any, tokenizer: Any, header, queries, demo_items: list, demo_header=None,
-                  labels: list[str] | None = None, instruction: bool = True, scales=None,
+                  labels: list[str] | None = None, instruction: bool = True, scales=(0,),
                   max_new_tokens: int = 8, batch_size: int = 8, check: bool = True):
     """In-context answers for every item of ``queries`` (an iterable of items of
     an llm-codec stream with ``header``), the prompt holding all ``demo_items``
