@@ -121,8 +121,10 @@ def test_kill9_sharded_tokenize_then_resume(clips, tiny_codec_dir, tmp_path):
     no item lost or repeated: the file equals an uninterrupted run's."""
     psutil = pytest.importorskip("psutil")
     ref, out = tmp_path / "ref.jsonl", tmp_path / "out.jsonl"
+    # --batch-size 1: each item is written as soon as it is encoded (with batching, a window
+    # of clips is written together, whatever the decoders are doing, so outputs never depend on timing)
     args = ["tokenize", "--manifest", clips / "m.jsonl", "--shard", "0/2", "--codec", tiny_codec_dir,
-            "--threads", "1", "--resume", "--workers", "2"]
+            "--threads", "1", "--resume", "--workers", "2", "--batch-size", "1"]
     use_file(clips)
     r = cli(*args, "-o", ref)
     assert r.returncode == 0, r.stderr
@@ -157,7 +159,7 @@ def test_a_dead_decoding_worker_is_one_error_line(clips, tiny_codec_dir, tmp_pat
     fifo = make_fifo(clips)
     out = tmp_path / "out.jsonl"
     args = ["tokenize", "--manifest", str(clips / "m.jsonl"), "--codec", str(tiny_codec_dir), "--threads", "1",
-            "--workers", "2", "--resume", "-o", str(out)]
+            "--workers", "2", "--resume", "--batch-size", "1", "-o", str(out)]
     p = subprocess.Popen(SOUNDTOK + args, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         wait_for(lambda: out.exists() and len(lines(out)) >= 21, proc=p)
@@ -546,7 +548,7 @@ def test_ctrl_c_tokenize_resume_with_workers_keeps_whole_items(clips, tiny_codec
     out = tmp_path / "out.jsonl"
     p = subprocess.Popen(SOUNDTOK + ["tokenize", "--manifest", str(clips / "m.jsonl"), "--codec",
                                      str(tiny_codec_dir), "--threads", "1", "--workers", "2", "--resume",
-                                     "-o", str(out)],
+                                     "--batch-size", "1", "-o", str(out)],
                          env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     try:
         wait_for(lambda: out.exists() and len(lines(out)) >= 21, proc=p)
