@@ -523,12 +523,19 @@ def ctrl_c(p: subprocess.Popen) -> tuple[int, bytes]:
     return p.returncode, err
 
 
+def _sigint_default() -> None:
+    """In the child: SIGINT back to its default, as under a terminal.  A shell that runs the
+    suite as a background job starts it with SIGINT ignored, which children would inherit."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_tokenize_atomic_leaves_nothing(clips, tiny_codec_dir, tmp_path):
     fifo = make_fifo(clips)
     out = tmp_path / "out.jsonl"
     p = subprocess.Popen(SOUNDTOK + ["tokenize", "--manifest", str(clips / "m.jsonl"), "--codec",
                                      str(tiny_codec_dir), "--threads", "1", "--batch-size", "1", "-o", str(out)],
-                         env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+                         env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                         preexec_fn=_sigint_default)
     try:
         # the temporary output holds the 20 items before the FIFO
         wait_for(lambda: any(len(lines(f)) >= 21 for f in tmp_path.glob(".out.jsonl.*")), proc=p)
@@ -549,7 +556,8 @@ def test_ctrl_c_tokenize_resume_with_workers_keeps_whole_items(clips, tiny_codec
     p = subprocess.Popen(SOUNDTOK + ["tokenize", "--manifest", str(clips / "m.jsonl"), "--codec",
                                      str(tiny_codec_dir), "--threads", "1", "--workers", "2", "--resume",
                                      "--batch-size", "1", "-o", str(out)],
-                         env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+                         env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                         preexec_fn=_sigint_default)
     try:
         wait_for(lambda: out.exists() and len(lines(out)) >= 21, proc=p)
         workers = psutil.Process(p.pid).children(recursive=True)
@@ -575,7 +583,8 @@ def test_ctrl_c_detokenize_folder_keeps_only_whole_files(tiny_codec_dir, many, t
     dec = tmp_path / "dec"
     p = subprocess.Popen(SOUNDTOK + ["detokenize", str(stream), f"{dec}/", "--codec", str(tiny_codec_dir),
                                      "--threads", "1", "--steps", "40"],
-                         env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+                         env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                         preexec_fn=_sigint_default)
     wait_for(lambda: dec.is_dir() and len([f for f in dec.iterdir() if f.suffix == ".wav"]) >= 2, proc=p)
     code, err = ctrl_c(p)
     assert code == 130 and err.decode().strip().splitlines()[-1] == "error: interrupted"
@@ -594,7 +603,8 @@ def test_ctrl_c_generate_leaves_nothing(adapter, tmp_path):
     out.write_text("the previous result\n")
     p = subprocess.Popen(SOUNDTOK + ["generate", "--prompts", str(prompts), "--adapter", str(ad), "-o", str(out),
                                      "--duration", "5", "--batch-size", "1", "--threads", "1"],
-                         env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+                         env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                         preexec_fn=_sigint_default)
     wait_for(lambda: any(f.name.startswith(".gen.jsonl.") and f.stat().st_size > 300
                          for f in tmp_path.iterdir()), proc=p)
     code, err = ctrl_c(p)
