@@ -114,6 +114,26 @@ def _decode(path: str | None, data: bytes | None, label: str) -> tuple[np.ndarra
     return decoded
 
 
+def _check_path(path: str, label: str) -> tuple[str | None, bytes | None]:
+    """``(path, None)`` for a readable, non-empty regular file; ``(None, bytes)``
+    for a pipe (/dev/stdin, ``<(...)``), read whole; AudioError otherwise."""
+    if not os.path.exists(path):
+        raise AudioError(f"no such file: {path}")
+    if os.path.isdir(path):
+        raise AudioError(f"{path} is a directory, not an audio file")
+    try:
+        if not os.path.isfile(path):  # a pipe such as /dev/stdin or <(...)
+            with open(path, "rb") as f:
+                return None, f.read()
+        if not os.access(path, os.R_OK):
+            raise PermissionError(13, "permission denied")
+        if os.path.getsize(path) == 0:
+            raise AudioError(f"cannot decode {path} as audio: the input is empty")
+    except OSError as e:
+        raise AudioError(f"cannot read {label}: {e.strerror or e}") from None
+    return path, None
+
+
 def load_audio(src: AudioInput, target_sr: int, min_sr: int = 4000,
                name: str | None = None) -> torch.Tensor:
     """Load ``src`` as a mono waveform resampled to ``target_sr`` Hz.
@@ -131,22 +151,8 @@ def load_audio(src: AudioInput, target_sr: int, min_sr: int = 4000,
     path: str | None = None
     data: bytes | None = None
     if isinstance(src, (str, os.PathLike)):
-        path = os.fspath(src)
-        label = name or path
-        if not os.path.exists(path):
-            raise AudioError(f"no such file: {path}")
-        if os.path.isdir(path):
-            raise AudioError(f"{path} is a directory, not an audio file")
-        try:
-            if not os.path.isfile(path):  # a pipe such as /dev/stdin or <(...)
-                with open(path, "rb") as f:
-                    data, path = f.read(), None
-            elif not os.access(path, os.R_OK):
-                raise PermissionError(13, "permission denied")
-            elif os.path.getsize(path) == 0:
-                raise AudioError(f"cannot decode {path} as audio: the input is empty")
-        except OSError as e:
-            raise AudioError(f"cannot read {label}: {e.strerror or e}") from None
+        label = name or os.fspath(src)
+        path, data = _check_path(os.fspath(src), label)
     else:
         data = bytes(src) if isinstance(src, (bytes, bytearray, memoryview)) else src.read()
         label = name or "<stdin>"
@@ -198,22 +204,8 @@ class AudioStream:
         path: str | None = None
         data: Any = None
         if isinstance(src, (str, os.PathLike)):
-            path = os.fspath(src)
-            self.label = name or path
-            if not os.path.exists(path):
-                raise AudioError(f"no such file: {path}")
-            if os.path.isdir(path):
-                raise AudioError(f"{path} is a directory, not an audio file")
-            try:
-                if not os.path.isfile(path):  # a pipe such as /dev/stdin or <(...)
-                    with open(path, "rb") as f:
-                        data, path = f.read(), None
-                elif not os.access(path, os.R_OK):
-                    raise PermissionError(13, "permission denied")
-                elif os.path.getsize(path) == 0:
-                    raise AudioError(f"cannot decode {path} as audio: the input is empty")
-            except OSError as e:
-                raise AudioError(f"cannot read {self.label}: {e.strerror or e}") from None
+            self.label = name or os.fspath(src)
+            path, data = _check_path(os.fspath(src), self.label)
         elif isinstance(src, (bytes, bytearray, memoryview)):
             data, self.label = bytes(src), name or "<stdin>"
         else:
