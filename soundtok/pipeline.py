@@ -27,7 +27,8 @@ batches of equal length, stream long inputs, deliver items in input order.
   whole-file encoding and memory does not grow with duration.
 
 LLM-Codec models (whose chunking lives in their own ``encode_long``) are fed
-whole decoded clips one at a time.
+decoded clips one at a time; long inputs stream through
+:class:`LLMStreamEncoder`, which cuts them as ``encode_long`` does.
 """
 
 from __future__ import annotations
@@ -238,9 +239,67 @@ class StreamEncoder:
         self.codes.append(codes[0, :, a - s:b - s].cpu())
 
 
+class LLMStreamEncoder:
+    """Encode a signal that arrives in blocks with an LLM-Codec, cut as
+    ``LLMCodec.encode_long(wav, chunk_seconds)`` cuts it: the result is identical.
+
+    A chunk ``[a, b)`` (samples, multiples of the coarsest hop) is encoded,
+    within ``[a - ctx, b + ctx)``, as soon as its right context has arrived;
+    audio no later chunk needs is dropped, so memory holds about one chunk.
+    """
+
+    def __init__(self, model: Any, chunk_seconds: float, context_hops: int = 2) -> None:
+        self.model = model
+        H = model.cfg.max_hop
+        self.step = max(1, int(chunk_seconds * model.cfg.sample_rate) // H) * H
+        self.ctx = context_hops * H
+        self.buf = np.zeros(0, np.float32)
+        self.buf_start, self.n, self.a = 0, 0, 0
+        self.pieces: list[list[Any]] = [[] for _ in model.cfg.hop_lengths]
+
+    def push(self, block: np.ndarray) -> None:
+        self.buf = np.concatenate([self.buf, np.asarray(block, np.float32)])
+        self.n += int(block.shape[0])
+        while self.n >= self.a + self.step + self.ctx:
+            b = self.a + self.step
+            self._encode(self.a, b, b + self.ctx)
+            self.a = b
+            keep = max(0, self.a - self.ctx)
+            if keep > self.buf_start:
+                self.buf = self.buf[keep - self.buf_start:].copy()
+                self.buf_start = keep
+
+    def finish(self) -> tuple[list[list[int]], int]:
+        """``(codes per scale, number of samples)`` once the input has ended."""
+        import torch
+
+        total = self.model.padded_length(self.n)
+        while self.a < total:
+            b = min(total, self.a + self.step)
+            self._encode(self.a, b, min(total, b + self.ctx))
+            self.a = b
+        self.buf = np.zeros(0, np.float32)
+        frames = self.model.num_frames(self.n)
+        return [torch.cat(p, dim=-1)[0, :t].tolist() for p, t in zip(self.pieces, frames)], self.n
+
+    def _encode(self, a: int, b: int, hi: int) -> None:
+        import torch
+
+        lo = max(0, a - self.ctx)
+        seg = np.zeros(hi - lo, np.float32)
+        top = min(hi, self.n)
+        if top > lo:
+            if lo < self.buf_start:
+                raise AssertionError("LLMStreamEncoder dropped audio it still needed")
+            seg[:top - lo] = self.buf[lo - self.buf_start:top - self.buf_start]
+        codes = self.model.encode(torch.from_numpy(seg)[None])
+        for k, (c, h) in enumerate(zip(codes, self.model.cfg.hop_lengths)):
+            self.pieces[k].append(c[:, (a - lo) // h:(b - lo) // h])
+
+
 class ClipEncoder:
     """Encode decoded clips: equal-length batches for the sound codec, one by
-    one for an LLM-Codec; streaming for long inputs (sound codec only)."""
+    one for an LLM-Codec; long inputs are streamed."""
 
     def __init__(self, model: Any, chunk_seconds: float, batch_size: int = 16) -> None:
         self.model = model
@@ -251,8 +310,8 @@ class ClipEncoder:
 
     @property
     def whole_max_seconds(self) -> float:
-        """Clips longer than this are streamed (never, for an LLM-Codec)."""
-        return float("inf") if self.llm_codec else WHOLE_MAX_SECONDS
+        """Clips longer than this are streamed."""
+        return WHOLE_MAX_SECONDS
 
     def frames(self, n: int) -> int:
         return self.model.num_frames(n)
@@ -288,10 +347,8 @@ class ClipEncoder:
 
     def encode_stream(self, stream: AudioStream) -> tuple[list[list[int]], int]:
         """Codes and sample count of an input streamed block by block."""
-        if self.llm_codec:
-            wav = stream.read_all()
-            return self.encode_many([wav])[0], int(wav.shape[0])
-        enc = StreamEncoder(self.model, self.chunk_tokens)
+        enc: Any = LLMStreamEncoder(self.model, self.chunk_seconds) if self.llm_codec \
+            else StreamEncoder(self.model, self.chunk_tokens)
         for block in stream.blocks(BLOCK_FRAMES):
             enc.push(block)
         return enc.finish()

@@ -146,6 +146,114 @@ def test_training_step_leaves_codebooks_unchanged(codec):
         assert c.rvq.codebook(k).grad is None
 
 
+def test_separable_resamplers_are_small_and_keep_lengths(llm):
+    from soundtok.llmcodec import LLMCodec, LLMCodecConfig
+    from soundtok.llmcodec.quantizer import SeparableDown, SeparableUp
+
+    x = torch.randn(2, 16, 64)
+    for s in (4, 8, 32):
+        y = SeparableDown(16, s)(x)
+        assert y.shape == (2, 16, 64 // s)
+        assert SeparableUp(16, s)(y).shape == x.shape
+    _, model, tok = llm
+    cfg = dict(TINY_CODEC, dim=64)
+    sizes = {}
+    for kind in ("separable", "conv"):
+        c = LLMCodec.from_llm(LLMCodecConfig(resampler=kind, **cfg), model, tok)
+        sizes[kind] = sum(p.numel() for n, p in c.named_parameters()
+                          if n.startswith(("rvq.down", "rvq.up")))
+    # full convs: dim^2 * (2s + 2s+1) per scale; separable: ~2 dim^2 + dim * (4s+1)
+    assert sizes["conv"] == sum(64 * 64 * (4 * s + 1) + 2 * 64 for s in (32, 8, 4))
+    assert sizes["separable"] < sizes["conv"] / 15
+
+
+def test_centred_codebooks_and_usage_loss(codec):
+    import torch.nn.functional as F
+
+    from soundtok.llmcodec.quantizer import usage_loss
+
+    assert codec.cfg.center_codebooks and codec.rvq.center
+    raw = codec.rvq.codebook(1).float()
+    cb = codec.rvq.normalized_codebook(1)
+    assert torch.allclose(cb, F.normalize(raw - raw.mean(0), dim=-1), atol=1e-6)
+    assert torch.allclose(cb.norm(dim=-1), torch.ones(cb.shape[0]), atol=1e-5)
+    # codes are the nearest centred rows, and still index the LLM vocabulary
+    wav = torch.from_numpy(synth(0.64, seed=5))[None][:, :10240]
+    _, h = codec.features(wav)
+    e = F.normalize(codec.rvq.proj_in[0](codec.rvq.down[0](h)).transpose(1, 2), dim=-1)
+    assert torch.equal(codec.encode(wav)[0], (e @ codec.rvq.normalized_codebook(0).t()).argmax(-1))
+    # usage loss: frames spread over many rows score lower than frames on one row
+    eye = torch.eye(24)
+    spread = usage_loss(eye[None, :24], eye, 0.05)
+    collapsed = usage_loss(eye[None, [0] * 24], eye, 0.05)
+    assert float(spread) < -0.9 and abs(float(collapsed)) < 0.05
+    import copy
+
+    c = copy.deepcopy(codec).train()
+    assert codec.cfg.entropy_weight == 0 and "usage" not in c(wav)  # off by default
+    c.rvq.entropy_weight = 0.1
+    out = c(wav)
+    assert float(out["usage"].detach()) < 0 and "usage" not in c.eval()(wav)  # training only
+
+
+def test_low_dimensional_lookup(llm, codec):
+    """``lookup_dim``: nearest rows searched in the rows' top principal directions,
+    derived from the frozen LLM rows alone (not stored), the same on every load."""
+    import torch.nn.functional as F
+
+    from soundtok.llmcodec import LLMCodec, LLMCodecConfig
+
+    _, model, tok = llm
+    torch.manual_seed(0)
+    c = LLMCodec.from_llm(LLMCodecConfig(lookup_dim=4, **TINY_CODEC), model, tok).eval()
+    assert c.rvq.lookup_dim == 4 and c.semantic.in_features == 4
+    for k in range(3):
+        raw = c.rvq.codebook(k).double()
+        x = raw - raw.mean(0)
+        u, sv, vh = torch.linalg.svd(x, full_matrices=False)
+        look = c.rvq.normalized_codebook(k)
+        assert look.shape == (c.cfg.vocab_sizes[k], 4)
+        # equal to the normalised projection on the top-4 directions, up to each one's sign
+        ref = F.normalize(x @ vh[:4].t(), dim=-1).float()
+        assert torch.allclose(look.abs(), ref.abs(), atol=1e-5)
+        assert torch.equal(look, c.rvq.lookup_rows(c.rvq.codebook(k)))  # deterministic
+    wav = torch.from_numpy(synth(0.64, seed=7))[None][:, :10240]
+    codes = c.encode(wav)
+    assert [x.shape[-1] for x in codes] == [2, 8, 16]
+    c.eval()(wav)  # the forward pass runs in the low-d space
+
+
+def test_vocoder_taken_by_reference_from_the_builtin_codec(tmp_path, llm, monkeypatch):
+    """A frozen vocoder is the built-in codec's: not stored, read back at load time,
+    and refused with one line when the built-in codec's file has changed."""
+    from safetensors.torch import load_file
+
+    from soundtok.codec import DEFAULT_CODEC_DIR, load_codec
+    from soundtok.llmcodec import LLMCodec, LLMCodecConfig
+
+    _, model, tok = llm
+    cfg = LLMCodecConfig(dim=12, enc_layers=1, dec_layers=1, semantic_dim=12, vocab_sizes=[8, 24, 24])
+    c = LLMCodec.from_llm(cfg, model, tok)
+    c.vocoder_by_reference("default")
+    ref = load_codec("default").vocoder.state_dict()
+    assert all(torch.equal(v, ref[k].float()) for k, v in c.vocoder.state_dict().items())
+    c.save_pretrained(tmp_path / "c")
+    state = load_file(str(tmp_path / "c" / "model.safetensors"))
+    assert not [k for k in state if k.startswith("vocoder.")]
+    saved = json.loads((tmp_path / "c" / "config.json").read_text())
+    assert saved["vocoder_from"] == "default" and len(saved["vocoder_sha256"]) == 64
+    loaded = LLMCodec.from_pretrained(tmp_path / "c", llm=model)
+    assert all(torch.equal(v, ref[k].float()) for k, v in loaded.vocoder.state_dict().items())
+    wav = torch.from_numpy(synth(0.7, seed=6))[None]
+    assert torch.equal(loaded.decode(c.encode(wav), 11200), c.decode(c.encode(wav), 11200))
+    saved["vocoder_sha256"] = "0" * 64
+    (tmp_path / "c" / "config.json").write_text(json.dumps(saved))
+    with pytest.raises(ModelError, match="takes its vocoder from the built-in codec") as e:
+        LLMCodec.from_pretrained(tmp_path / "c", llm=model)
+    assert "\n" not in str(e.value)
+    assert (DEFAULT_CODEC_DIR / "model.safetensors").is_file()
+
+
 # ------------------------------------------------------------- save and load
 def test_save_load_round_trip_without_embeddings(tmp_path, llm, codec):
     from safetensors.torch import load_file
@@ -434,6 +542,43 @@ def test_encode_long_matches_whole_clip(codec):
     assert all(torch.isfinite(p).all() for p in pieces)
 
 
+@pytest.mark.parametrize("block", [777, 5120, 40000])
+def test_streamed_long_input_equals_encode_long(codec, block):
+    """tokenize streams long inputs through LLMStreamEncoder: same codes as encode_long."""
+    from soundtok.pipeline import LLMStreamEncoder
+
+    wav = synth(3.3, seed=8)
+    enc = LLMStreamEncoder(codec, chunk_seconds=1.0)
+    for i in range(0, wav.shape[0], block):
+        enc.push(wav[i:i + block])
+        assert enc.buf.shape[0] <= 2 * (16384 + 2 * 5120) + block  # about one chunk held
+    codes, n = enc.finish()
+    ref = codec.encode_long(torch.from_numpy(wav), chunk_seconds=1.0)
+    assert n == wav.shape[0] and codes == [c[0].tolist() for c in ref]
+
+
+def test_cli_tokenize_long_input_streams_with_llm_codec(tmp_path, llm, codec, monkeypatch):
+    import soundfile as sf
+
+    from soundtok import api, pipeline
+
+    monkeypatch.setattr(pipeline, "WHOLE_MAX_SECONDS", 1.0)  # 3.3 s counts as long
+    pushed = []
+    real_push = pipeline.LLMStreamEncoder.push
+    monkeypatch.setattr(pipeline.LLMStreamEncoder, "push",
+                        lambda self, block: (pushed.append(len(block)), real_push(self, block)))
+    wav = synth(3.3, seed=9)
+    sf.write(tmp_path / "long.wav", wav, 16000)
+    api.tokenize([str(tmp_path / "long.wav")], str(tmp_path / "t.jsonl"), codec=codec,
+                 chunk_seconds=1.0)
+    with TokenReader(str(tmp_path / "t.jsonl")) as r:
+        (item,) = list(r)
+    ref = codec.encode_long(torch.from_numpy(sf.read(tmp_path / "long.wav", dtype="float32")[0]),
+                            chunk_seconds=1.0)
+    assert item.codes == [c[0].tolist() for c in ref]
+    assert sum(pushed) == wav.shape[0] and len(pushed) >= 1  # it went through the stream encoder
+
+
 def test_cli_tokenize_as_text_and_round_trip(tmp_path, llm, codec):
     import soundfile as sf
     from conftest import cli
@@ -520,9 +665,12 @@ def test_default_llm_codec_with_real_gemma(tmp_path):
 
     from safetensors import safe_open
 
-    with safe_open(str(DEFAULT_LLM_CODEC_DIR / "model.safetensors"), "pt") as f:  # no LLM rows stored
+    weights = DEFAULT_LLM_CODEC_DIR / "model.safetensors"
+    assert weights.stat().st_size <= 20e6  # the package's size budget for it
+    with safe_open(str(weights), "pt") as f:  # no LLM rows stored, nor the built-in vocoder
         shapes = {k: f.get_slice(k).get_shape() for k in f.keys()}
     assert not [k for k, sh in shapes.items() if "codebook" in k or (len(sh) == 2 and sh[0] >= 4096)]
+    assert not [k for k in shapes if k.startswith("vocoder.")]
     esc = SHARED_DATA / "esc10"
     clips = sorted(esc.glob("*/*.ogg"))[:1] + sorted(esc.glob("*Rain*/*.ogg"))[:1] if esc.is_dir() else []
     if len(clips) < 2:

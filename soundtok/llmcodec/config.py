@@ -41,12 +41,30 @@ class LLMCodecConfig:
     min_word_letters: int = 3
     word_filter: str = "english"  # "english" (MiniLM's BERT word list) or "none"
     commitment_weight: float = 0.25
+    # "separable": depthwise strided conv + 1x1 (small); "conv": full strided conv
+    resampler: str = "separable"
+    # cosine nearest-row search after subtracting each codebook's mean row: the
+    # LLM rows share a common direction (mean pairwise cosine ~0.2-0.3 for
+    # Gemma 3), which otherwise funnels most frames onto a few "hub" tokens
+    center_codebooks: bool = True
+    # > 0: nearest rows are searched (and the quantised vectors live) in the
+    # top lookup_dim principal directions of each scale's rows; 0: full hidden size
+    lookup_dim: int = 0
+    # weight of the code-usage loss (per-frame entropy minus batch entropy of
+    # the soft assignments, / log V); 0 disables it
+    entropy_weight: float = 0.0
+    entropy_temperature: float = 0.05
     # semantic loss: pooled scale-0 vectors -> semantic_dim, cosine to MiniLM(label)
     semantic_dim: int = 384
     semantic_weight: float = 1.0
     # vocoder (soundtok.codec.vocoder.Vocoder)
     voc_dim: int = 192
     voc_layers: int = 8
+    # "default": the vocoder is the built-in soundtok codec's (frozen), read
+    # from it at load time and not stored in model.safetensors; its file's
+    # sha256 is ``vocoder_sha256``.  None: the vocoder is stored with the codec.
+    vocoder_from: str | None = None
+    vocoder_sha256: str | None = None
     # filled in when a codec is built from an LLM (llm_identity of it)
     llm: dict = field(default_factory=dict)
 
@@ -61,6 +79,11 @@ class LLMCodecConfig:
             raise ValueError("strides must run from the coarsest scale to the finest")
         if any(not isinstance(v, int) or v < 2 for v in self.vocab_sizes):
             raise ValueError("every vocab size must be an integer >= 2")
+        if self.resampler not in ("separable", "conv"):
+            raise ValueError(f"resampler {self.resampler!r}: choose separable or conv")
+        if self.vocoder_from not in (None, "default"):
+            raise ValueError(f"vocoder_from {self.vocoder_from!r}: only 'default' (the "
+                             "built-in codec's vocoder) or null (stored) are known")
         if (self.n_fft - self.hop_length) % 2:
             raise ValueError("n_fft - hop_length must be even")
 

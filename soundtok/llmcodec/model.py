@@ -16,11 +16,14 @@ Saved state (``model.safetensors``): the trainable weights plus the
 vocabulary ids of each scale (``vocab_k``, int64).  The codebooks -- rows of
 the LLM's input embedding -- are *not* stored; :meth:`LLMCodec.from_pretrained`
 takes them from the LLM, after checking it is the one recorded in
-``config.json`` (:func:`soundtok.llm.loader.llm_identity`).
+``config.json`` (:func:`soundtok.llm.loader.llm_identity`).  Likewise with
+``vocoder_from="default"`` the (frozen) vocoder is read from the built-in
+soundtok codec, whose file must still have the recorded ``vocoder_sha256``.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from pathlib import Path
@@ -65,11 +68,13 @@ class LLMCodec(nn.Module):
         self.enc = Stack(d, cfg.enc_layers, cfg.kernel_size)
         self.enc_norm = ChannelNorm(d)
         self.rvq = FrozenEmbeddingRVQ(d, hidden, cfg.strides, cfg.vocab_sizes,
-                                      cfg.commitment_weight)
+                                      cfg.commitment_weight, cfg.resampler,
+                                      cfg.center_codebooks, cfg.entropy_weight,
+                                      cfg.entropy_temperature, cfg.lookup_dim)
         self.dec = Stack(d, cfg.dec_layers, cfg.kernel_size)
         self.dec_norm = ChannelNorm(d)
         self.out = nn.Conv1d(d, cfg.n_mels, cfg.kernel_size, padding=cfg.kernel_size // 2)
-        self.semantic = nn.Linear(hidden, cfg.semantic_dim)
+        self.semantic = nn.Linear(self.rvq.lookup_dim, cfg.semantic_dim)
         self.vocoder = Vocoder(cfg.vocoder_config())
         self.sha256: str = "untrained"
         self.codebooks_loaded = False
@@ -150,7 +155,7 @@ class LLMCodec(nn.Module):
                 "quantized": quantized, **losses}
 
     def semantic_embedding(self, quantized0: torch.Tensor) -> torch.Tensor:
-        """Pooled scale-0 vectors ``(B, T0, hidden)`` -> ``(B, semantic_dim)``."""
+        """Pooled scale-0 vectors ``(B, T0, lookup_dim)`` -> ``(B, semantic_dim)``."""
         return self.semantic(quantized0.mean(dim=1))
 
     def _check_ready(self) -> None:
@@ -272,15 +277,28 @@ class LLMCodec(nn.Module):
                     **fields)
 
     # ------------------------------------------------------- save and load
+    def vocoder_by_reference(self, source: str = "default") -> None:
+        """Mark the vocoder as the built-in codec's (``source="default"``): it is
+        then not saved, and loading reads it from that codec.  Copies the
+        weights in and records the codec file's sha256."""
+        from ..codec import DEFAULT_CODEC_DIR
+
+        self.vocoder.load_state_dict(_vocoder_state(DEFAULT_CODEC_DIR, self.cfg, None))
+        self.cfg.vocoder_from = source
+        self.cfg.vocoder_sha256 = file_sha256(DEFAULT_CODEC_DIR / "model.safetensors")
+
     def save_pretrained(self, directory: str | Path, dtype: torch.dtype | None = None) -> Path:
         """Write ``config.json`` and ``model.safetensors`` (trainable weights +
-        ``vocab_k`` ids; never the LLM embedding rows) into ``directory``."""
+        ``vocab_k`` ids; never the LLM embedding rows, nor a vocoder taken by
+        reference) into ``directory``."""
         from safetensors.torch import save_file
 
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
+        by_ref = self.cfg.vocoder_from is not None
         state = {k: (v.to(dtype) if dtype and v.is_floating_point() else v).contiguous().cpu()
-                 for k, v in self.state_dict().items()}
+                 for k, v in self.state_dict().items()
+                 if not (by_ref and k.startswith("vocoder."))}
         tmp = d / ".model.safetensors.tmp"
         save_file(state, str(tmp), metadata={"format": "pt", "architecture": ARCHITECTURE,
                                              "llm_sha256": str(self.cfg.llm.get("sha256"))})
@@ -318,6 +336,11 @@ class LLMCodec(nn.Module):
         except (ValueError, TypeError, KeyError, SafetensorError, OSError) as e:
             raise ModelError(f"cannot load llm-codec from {path}: {e}") from None
         state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+        if cfg.vocoder_from is not None:
+            from ..codec import DEFAULT_CODEC_DIR
+
+            voc = _vocoder_state(DEFAULT_CODEC_DIR, cfg, cfg.vocoder_sha256, where=str(path))
+            state.update({f"vocoder.{k}": v for k, v in voc.items()})
         try:
             missing, unexpected = model.load_state_dict(state, strict=False)
         except RuntimeError:
@@ -330,6 +353,32 @@ class LLMCodec(nn.Module):
         model.attach_embeddings(llm_model.get_input_embeddings().weight)
         model.sha256 = file_sha256(w_path)
         return model.eval().to(device)
+
+
+def _vocoder_state(codec_dir: Path, cfg: LLMCodecConfig, sha256: str | None,
+                   where: str = "the llm-codec") -> dict:
+    """The ``vocoder.*`` weights of the soundtok codec in ``codec_dir`` (float32,
+    prefix stripped), after checking its file's sha256 (when given) and that its
+    mel front end and vocoder size are ``cfg``'s."""
+    from safetensors import safe_open
+
+    w = Path(codec_dir) / "model.safetensors"
+    if not w.is_file():
+        raise ModelError(f"{where} takes its vocoder from the codec in {codec_dir}, "
+                         "which has no model.safetensors")
+    if sha256 is not None and file_sha256(w) != sha256:
+        raise ModelError(f"{where} takes its vocoder from the built-in codec with sha256 "
+                         f"{sha256[:12]}, but {w} is another file; retrain or re-install "
+                         "the llm-codec for this codec")
+    raw = json.loads((Path(codec_dir) / "config.json").read_text())
+    for k in ("sample_rate", "n_fft", "hop_length", "n_mels", "voc_dim", "voc_layers",
+              "kernel_size"):
+        if raw.get(k) != getattr(cfg, k):
+            raise ModelError(f"the codec in {codec_dir} has {k}={raw.get(k)!r}, the "
+                             f"llm-codec needs {getattr(cfg, k)!r} for its vocoder")
+    with safe_open(str(w), "pt") as f:
+        return {k[len("vocoder."):]: f.get_tensor(k).float() for k in f.keys()
+                if k.startswith("vocoder.")}
 
 
 def _resolve_llm_model(llm: Any):

