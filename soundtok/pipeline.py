@@ -250,9 +250,8 @@ class LLMStreamEncoder:
 
     def __init__(self, model: Any, chunk_seconds: float, context_hops: int = 2) -> None:
         self.model = model
-        H = model.cfg.max_hop
-        self.step = max(1, int(chunk_seconds * model.cfg.sample_rate) // H) * H
-        self.ctx = context_hops * H
+        self.step = model.cfg.chunk_step(chunk_seconds)
+        self.ctx = context_hops * model.cfg.max_hop
         self.buf = np.zeros(0, np.float32)
         self.buf_start, self.n, self.a = 0, 0, 0
         self.pieces: list[list[Any]] = [[] for _ in model.cfg.hop_lengths]

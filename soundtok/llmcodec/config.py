@@ -18,6 +18,10 @@ from pathlib import Path
 
 ARCHITECTURE = "llm-codec"
 
+#: Config fields a soundtok codec must share with an llm-codec to lend it its vocoder.
+VOCODER_FIELDS = ("sample_rate", "n_fft", "hop_length", "n_mels", "voc_dim", "voc_layers",
+                  "kernel_size")
+
 
 @dataclass
 class LLMCodecConfig:
@@ -97,6 +101,11 @@ class LLMCodecConfig:
         """Tokens per second of each scale (Hz)."""
         return [self.sample_rate / h for h in self.hop_lengths]
 
+    def chunk_step(self, chunk_seconds: float) -> int:
+        """Samples per chunk of long-audio coding: ``chunk_seconds`` rounded down
+        to a multiple of the coarsest hop (at least one hop)."""
+        return max(1, int(chunk_seconds * self.sample_rate) // self.max_hop) * self.max_hop
+
     @property
     def max_hop(self) -> int:
         """Audio is padded to a multiple of this (the coarsest scale's hop)."""
@@ -126,7 +135,4 @@ class LLMCodecConfig:
         shared :class:`~soundtok.codec.vocoder.Vocoder` reads."""
         from ..codec.config import CodecConfig
 
-        return CodecConfig(sample_rate=self.sample_rate, n_fft=self.n_fft,
-                           hop_length=self.hop_length, n_mels=self.n_mels,
-                           voc_dim=self.voc_dim, voc_layers=self.voc_layers,
-                           kernel_size=self.kernel_size)
+        return CodecConfig(**{k: getattr(self, k) for k in VOCODER_FIELDS})

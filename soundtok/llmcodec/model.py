@@ -38,7 +38,7 @@ from ..codec.model import file_sha256
 from ..codec.vocoder import Vocoder
 from ..errors import ModelError
 from ..modelfiles import read_model_dir
-from .config import ARCHITECTURE, LLMCodecConfig
+from .config import ARCHITECTURE, VOCODER_FIELDS, LLMCodecConfig
 from .quantizer import FrozenEmbeddingRVQ
 
 
@@ -212,8 +212,7 @@ class LLMCodec(nn.Module):
     def _windows(self, n: int, chunk_seconds: float, context_hops: int):
         """``(a, b, lo, hi)`` sample spans: chunk ``[a, b)`` encoded/decoded within
         ``[lo, hi)``; all are multiples of the coarsest hop except the final ``b``/``hi``."""
-        H = self.cfg.max_hop
-        step = max(1, int(chunk_seconds * self.cfg.sample_rate) // H) * H
+        H, step = self.cfg.max_hop, self.cfg.chunk_step(chunk_seconds)
         total = self.padded_length(n)
         for a in range(0, total, step):
             b = min(total, a + step)
@@ -371,8 +370,7 @@ def _vocoder_state(codec_dir: Path, cfg: LLMCodecConfig, sha256: str | None,
                          f"{sha256[:12]}, but {w} is another file; retrain or re-install "
                          "the llm-codec for this codec")
     raw = json.loads((Path(codec_dir) / "config.json").read_text())
-    for k in ("sample_rate", "n_fft", "hop_length", "n_mels", "voc_dim", "voc_layers",
-              "kernel_size"):
+    for k in VOCODER_FIELDS:
         if raw.get(k) != getattr(cfg, k):
             raise ModelError(f"the codec in {codec_dir} has {k}={raw.get(k)!r}, the "
                              f"llm-codec needs {getattr(cfg, k)!r} for its vocoder")

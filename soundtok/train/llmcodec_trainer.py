@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from ..codec.vocoder import stft_loss
-from ..llmcodec.config import LLMCodecConfig
+from ..llmcodec.config import VOCODER_FIELDS, LLMCodecConfig
 from ..llmcodec.model import LLMCodec
 from .checkpoint import latest_checkpoint, load_training_state, optimizer_from_flat, save_checkpoint
 
@@ -169,8 +169,7 @@ def _init_vocoder(codec: LLMCodec, spec: str | None, info) -> None:
         info(f"vocoder starts from scratch ({e})")
         return
     a, b = src.cfg, codec.cfg
-    same = all(getattr(a, k) == getattr(b, k) for k in
-               ("sample_rate", "n_fft", "hop_length", "n_mels", "voc_dim", "voc_layers", "kernel_size"))
+    same = all(getattr(a, k) == getattr(b, k) for k in VOCODER_FIELDS)
     if not same:
         info(f"vocoder starts from scratch ({spec} has another mel front end or vocoder size)")
         return
