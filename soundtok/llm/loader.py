@@ -264,13 +264,10 @@ def _parse_dtype(dtype: Any):
 
 
 def cache_dir() -> Path:
-    """Where converted LLMs live: ``$SOUNDTOK_CACHE/llm`` or ``~/.cache/soundtok/llm``."""
-    root = os.environ.get("SOUNDTOK_CACHE")
-    if root:
-        return Path(root).expanduser() / "llm"
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "soundtok" / "llm"
+    """Where converted LLMs live: ``llm/`` under :func:`soundtok.cache.cache_root`."""
+    from ..cache import cache_dir as _cache_dir
+
+    return _cache_dir("llm")
 
 
 def converted_dir(spec: LLMSpec) -> Path:
