@@ -3,27 +3,29 @@
     python scripts/make_completions.py          # write completions/
     python scripts/make_completions.py --check  # exit 1 if completions/ is stale
 
-Uses click's completion machinery (the same scripts that
-``_SOUNDTOK_COMPLETE=bash_source soundtok`` prints), so they always match the app.
+Each script is what the app prints for ``_SOUNDTOK_COMPLETE=source_<shell> soundtok``
+(typer's completion support; ``soundtok --show-completion`` prints the one for the
+current shell), so the files always match the app.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import sys
 from pathlib import Path
-
-from click.shell_completion import get_completion_class
-
-from soundtok.cli import app
 
 ROOT = Path(__file__).resolve().parents[1]
 FILES = {"bash": "soundtok.bash", "zsh": "_soundtok", "fish": "soundtok.fish"}
 
 
 def render(shell: str) -> str:
-    cls = get_completion_class(shell)
-    return cls(app, {}, "soundtok", "_SOUNDTOK_COMPLETE").source()
+    env = {**os.environ, "_SOUNDTOK_COMPLETE": f"source_{shell}",
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    r = subprocess.run([sys.executable, "-m", "soundtok"], env=env, capture_output=True, text=True,
+                       check=True)
+    return r.stdout
 
 
 def main() -> int:

@@ -1,11 +1,11 @@
-"""The shipped shell completions match what the app generates now."""
+"""The shipped shell completions match what the app generates now, and the app answers them."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 
-from conftest import ROOT
+from conftest import ROOT, cli
 
 
 def test_completions_are_current():
@@ -14,14 +14,27 @@ def test_completions_are_current():
     assert r.returncode == 0, r.stderr.decode()
 
 
+def test_completion_scripts_call_the_app():
+    # each shipped script asks `soundtok` itself, through the variable the app answers to
+    for name, shell in (("soundtok.bash", "bash"), ("_soundtok", "zsh"), ("soundtok.fish", "fish")):
+        text = (ROOT / "completions" / name).read_text()
+        assert f"_SOUNDTOK_COMPLETE=complete_{shell}" in text, name
+
+
+def _complete(monkeypatch, words: str, cword: int) -> list[str]:
+    """What bash's completion function gets back from the app (the completions/ protocol)."""
+    monkeypatch.setenv("_SOUNDTOK_COMPLETE", "complete_bash")
+    monkeypatch.setenv("COMP_WORDS", words)
+    monkeypatch.setenv("COMP_CWORD", str(cword))
+    r = cli()
+    assert r.returncode == 0, r.stderr
+    return r.stdout.decode().split()
+
+
 def test_completion_lists_subcommands(monkeypatch):
-    from click.shell_completion import ShellComplete
-
-    from soundtok.cli import app
-
-    comp = ShellComplete(app, {}, "soundtok", "_SOUNDTOK_COMPLETE")
-    names = [c.value for c in comp.get_completions([], "")]
-    for cmd in ("tokenize", "detokenize", "train-codec"):
+    names = _complete(monkeypatch, "soundtok ", 1)
+    for cmd in ("tokenize", "detokenize", "train-codec", "finetune-llm", "caption", "generate",
+                "evaluate"):
         assert cmd in names
-    opts = [c.value for c in comp.get_completions(["tokenize"], "--ch")]
-    assert opts == ["--chunk-seconds"]
+    assert _complete(monkeypatch, "soundtok tokenize --ch", 2) == ["--chunk-seconds"]
+    assert _complete(monkeypatch, "soundtok evaluate re", 2) == ["recon"]

@@ -400,7 +400,7 @@ def test_cli_recon_end_to_end(clips, tiny_codec_dir, tmp_path):
 
 
 def test_cli_recon_human_output_and_usage_error(clips):
-    from click.testing import CliRunner
+    from typer.testing import CliRunner
 
     from soundtok.cli import app
 

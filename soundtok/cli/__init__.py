@@ -1,8 +1,9 @@
 """Command-line interface: a thin layer over the library.
 
-Each subcommand lives in ``soundtok/cli/<name>.py``, parses its flags, calls one
-library function and prints the result. Subcommand modules are imported only
-when used, so ``soundtok --help`` is fast.
+The CLI is built on typer. Each subcommand lives in ``soundtok/cli/<name>.py`` (a
+``typer.Typer`` called ``app``), parses its flags, calls one library function and prints
+the result; options several commands share are declared once, in ``options.py``.
+Subcommand modules are imported only when used, so ``soundtok --help`` is fast.
 
 Exit codes: 0 success; 1 failure (bad input, I/O error, some items of a batch
 failed); 2 usage error; 130 interrupted (Ctrl-C); 141 the reader of stdout went
@@ -14,11 +15,14 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from typing import Annotated
 
-import click
+import typer
+from typer.core import TyperGroup
 
 from .. import __version__
 from ..errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, SoundtokError
+from .options import APP_SETTINGS
 
 EXIT_BROKEN_PIPE = 141
 
@@ -33,26 +37,43 @@ COMMANDS = {
 }
 
 
-class LazyGroup(click.Group):
-    """A click group whose subcommands are imported on first use."""
+class LazyGroup(TyperGroup):
+    """The top-level group: a subcommand's module (``soundtok/cli/<name>.py``, which holds a
+    ``typer.Typer`` called ``app``) is imported on first use."""
 
-    def list_commands(self, ctx: click.Context) -> list[str]:
+    def list_commands(self, ctx) -> list[str]:
         return [name for name in COMMANDS if _module_exists(name)]
 
-    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+    def get_command(self, ctx, name: str):
         if name not in COMMANDS or not _module_exists(name):
             return None
         mod = importlib.import_module(f"soundtok.cli.{name.replace('-', '_')}")
-        return mod.command
+        return typer.main.get_command(mod.app)
+
+    def format_commands(self, ctx, formatter) -> None:
+        # the one-line summaries, without importing every subcommand to read its docstring
+        rows = [(name, COMMANDS[name]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
 
 def _module_exists(name: str) -> bool:
     return importlib.util.find_spec(f"soundtok.cli.{name.replace('-', '_')}") is not None
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="soundtok")
-def app() -> None:
+app = typer.Typer(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]},
+                  **{**APP_SETTINGS, "add_completion": True})
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"soundtok, version {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                help="Show the version and exit.")] = False) -> None:
     """soundtok: sound <-> a few discrete tokens per second, for language models.
 
     \b
@@ -70,27 +91,29 @@ def app() -> None:
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; every error becomes one ``error: ...`` line and an exit code."""
     debug = os.environ.get("SOUNDTOK_DEBUG", "") not in ("", "0")
+    cmd = typer.main.get_command(app)
     if any(k.endswith("_COMPLETE") and k.startswith("_SOUNDTOK") for k in os.environ):
-        app.main(args=argv, prog_name="soundtok")  # shell completion (completions/): click's own exit
+        cmd.main(args=argv, prog_name="soundtok")  # shell completion (completions/): typer's own exit
         return
     try:
         # make_context + invoke rather than Command.main: main turns a broken pipe into a silent
         # exit 1 and prints a blank line on Ctrl-C; here both reach the handlers below.
         args = sys.argv[1:] if argv is None else [str(a) for a in argv]
-        with app.make_context("soundtok", args) as ctx:
-            rv = app.invoke(ctx)
+        with cmd.make_context("soundtok", args) as ctx:
+            rv = cmd.invoke(ctx)
         code = rv if isinstance(rv, int) else 0
-    except click.exceptions.Exit as e:
+    except typer.Exit as e:
         code = e.exit_code
-    except click.exceptions.Abort:
+    except typer.Abort:
         _err("interrupted")
         code = EXIT_INTERRUPTED
-    except click.ClickException as e:  # usage errors: bad flags, missing arguments
+    except typer.TyperException as e:  # usage errors (bad flags, missing arguments) are exit 2
+        code = getattr(e, "exit_code", EXIT_FAILURE)
         hint = ""
-        if isinstance(e, click.UsageError) and e.ctx is not None:
-            hint = f" (see '{e.ctx.command_path} --help')"
+        ctx = getattr(e, "ctx", None)
+        if code == EXIT_USAGE and ctx is not None:
+            hint = f" (see '{ctx.command_path} --help')"
         _err(e.format_message().replace("\n", " ") + hint)
-        code = EXIT_USAGE if isinstance(e, click.UsageError) else e.exit_code
     except BrokenPipeError:
         code = _broken_pipe()
     except KeyboardInterrupt:

@@ -4,45 +4,51 @@ from __future__ import annotations
 
 import json
 
-import click
+from typing import Annotated, Literal
 
-from .common import resolve_device, runtime_options
+import typer
+
+from .common import resolve_device, runtime
+from .options import (APP_SETTINGS, Adapter, BatchSize, Device, Instruction, Llm, Quiet, Scales,
+                      Seed, Temperature, Threads, TopP, Verbose)
+
+app = typer.Typer(**APP_SETTINGS)
 
 
-@click.command("caption")
-@click.argument("stream", default="-")
-@click.option("--adapter", default=None, metavar="DIR", help="Adapter directory (default: the shipped one).")
-@click.option("--llm", default=None, metavar="SPEC",
-              help="Where to load the adapter's LLM from (default: what the adapter records).")
-@click.option("--format", "fmt", type=click.Choice(["jsonl", "text"]), default="jsonl", show_default=True,
-              help='jsonl: {"id", "caption"} per line; text: one caption per line.')
-@click.option("--max-new-tokens", type=click.IntRange(min=1), default=32, show_default=True)
-@click.option("--beams", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Beam search with N beams (1 = greedy).")
-@click.option("--sample", is_flag=True, help="Sample instead of greedy decoding.")
-@click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
-              help="With --sample.")
-@click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=1.0, show_default=True,
-              help="With --sample: nucleus sampling.")
-@click.option("--seed", type=int, default=0, show_default=True, help="With --sample.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
-@click.option("--shots", "shots_file", default=None, metavar="DEMOS",
-              help="Few-shot, no adapter: a labelled llm-codec token stream whose items are put into the "
-                   "prompt as demonstrations; a frozen LLM answers in context (docs/llm-codec.md).")
-@click.option("--labels", default=None, metavar="A,B,...",
-              help="With --shots: answer by ranking these labels by log-likelihood (default: free "
-                   "generation).")
-@click.option("--instruction/--no-instruction", default=True, show_default=True,
-              help="With --shots: start the prompt with an instruction naming the labels.")
-@click.option("--scales", default=None, metavar="LIST",
-              help="With --shots: llm-codec scales shown to the LLM: 0 (the words; default), e.g. 0,1, or all.")
-@runtime_options
-def command(stream, adapter, llm, fmt, max_new_tokens, beams, sample, temperature, top_p, seed, batch_size,
-            shots_file, labels, instruction, scales, console, device):
+@app.command("caption")
+def command(
+    stream: Annotated[str, typer.Argument(metavar="STREAM", help="Token stream file (- = stdin).")] = "-",
+    adapter: Adapter = None,
+    llm: Llm = None,
+    fmt: Annotated[Literal["jsonl", "text"], typer.Option(
+        "--format", help='jsonl: {"id", "caption"} per line; text: one caption per line.')] = "jsonl",
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", min=1, metavar="N",
+                                                help="Longest caption, in LLM tokens.")] = 32,
+    beams: Annotated[int, typer.Option("--beams", min=1, metavar="N",
+                                       help="Beam search with N beams (1 = greedy).")] = 1,
+    sample: Annotated[bool, typer.Option("--sample", help="Sample instead of greedy decoding.")] = False,
+    temperature: Temperature = 1.0,
+    top_p: TopP = 1.0,
+    seed: Seed = 0,
+    batch_size: BatchSize = 8,
+    shots_file: Annotated[str | None, typer.Option(
+        "--shots", metavar="DEMOS", show_default=False,
+        help="Few-shot, no adapter: a labelled llm-codec token stream whose items are put into the "
+             "prompt as demonstrations; a frozen LLM answers in context (docs/llm-codec.md).")] = None,
+    labels: Annotated[str | None, typer.Option(
+        "--labels", metavar="A,B,...", show_default=False,
+        help="With --shots: answer by ranking these labels by log-likelihood (default: free "
+             "generation).")] = None,
+    instruction: Instruction = True,
+    scales: Scales = None,
+    device: Device = "auto", threads: Threads = None, quiet: Quiet = False, verbose: Verbose = False,
+):
     """Describe the audio of each item of a token STREAM (file or - for stdin).
 
     The stream must come from the codec the adapter was trained with.
-    Captions are written in input order, one line per item.
+    Captions are written in input order, one line per item. --temperature,
+    --top-p and --seed apply with --sample; --instruction and --scales with
+    --shots.
 
     \b
     Examples:
@@ -55,6 +61,7 @@ def command(stream, adapter, llm, fmt, max_new_tokens, beams, sample, temperatur
     """
     from ..errors import UsageError
 
+    console = runtime(threads, quiet, verbose)
     if shots_file:
         if adapter or beams > 1 or sample:
             raise UsageError("--shots uses a frozen LLM in context: --adapter, --beams and --sample do not apply")
@@ -79,9 +86,9 @@ def command(stream, adapter, llm, fmt, max_new_tokens, beams, sample, temperatur
     with console.progress(None, "captioning") as bar:
         for item, caption in caption_stream(alm, tokenizer, reader, opts):
             if fmt == "text":
-                click.echo(" ".join(caption.split()))
+                typer.echo(" ".join(caption.split()))
             else:
-                click.echo(json.dumps({"id": item.id, "caption": caption}, ensure_ascii=False))
+                typer.echo(json.dumps({"id": item.id, "caption": caption}, ensure_ascii=False))
             n += 1
             bar.advance()
     console.info(f"captioned {n} item(s)")
@@ -116,12 +123,12 @@ def _few_shot(stream, shots_file, labels, instruction, scales, llm, fmt, max_new
                                                       labels=names, instruction=instruction, scales=picked,
                                                       max_new_tokens=max_new_tokens, batch_size=batch_size):
                 if fmt == "text":
-                    click.echo(" ".join(answer.split()))
+                    typer.echo(" ".join(answer.split()))
                 else:
                     row = {"id": item.id, "caption": answer}
                     if scores is not None:
                         row["scores"] = {k: round(v, 4) for k, v in scores.items()}
-                    click.echo(json.dumps(row, ensure_ascii=False))
+                    typer.echo(json.dumps(row, ensure_ascii=False))
                 n += 1
                 bar.advance()
     console.info(f"answered {n} item(s) from {len(demos)} demonstration(s)")

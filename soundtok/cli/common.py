@@ -1,4 +1,4 @@
-"""Options and console helpers shared by every subcommand.
+"""Console helpers shared by every subcommand (the shared options are in ``options.py``).
 
 * ``--device auto|cpu|cuda|cuda:N`` and ``--threads N``;
 * ``--quiet`` silences progress and info; progress bars and info messages are
@@ -9,12 +9,11 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import re
 import sys
 from dataclasses import dataclass
 
-import click
+import typer
 
 from ..errors import UsageError
 
@@ -32,10 +31,10 @@ class Console:
 
     def info(self, msg: str) -> None:
         if self.verbose or self.interactive:
-            click.echo(f"soundtok: {msg}", err=True)
+            typer.echo(f"soundtok: {msg}", err=True)
 
     def error(self, msg: str) -> None:
-        click.echo(f"error: {msg}", err=True)
+        typer.echo(f"error: {msg}", err=True)
 
     def progress(self, total: int | None, description: str):
         """A rich progress bar on stderr, or a no-op when not interactive."""
@@ -90,22 +89,9 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def runtime_options(f):
-    """Add ``--device``, ``--threads``, ``--quiet`` and ``--verbose``; the wrapped
-    command receives ``console`` and ``device`` instead of the raw flags."""
-
-    @click.option("--device", default="auto", show_default=True, metavar="DEV",
-                  help="auto, cpu, cuda or cuda:N.")
-    @click.option("--threads", type=click.IntRange(min=1), default=None, metavar="N",
-                  help="CPU threads for torch (default: torch's choice).")
-    @click.option("-q", "--quiet", is_flag=True, help="No progress or info on stderr.")
-    @click.option("-v", "--verbose", is_flag=True, help="Info messages even when stderr is not a terminal.")
-    @functools.wraps(f)
-    def wrapper(*args, device, threads, quiet, verbose, **kw):
-        if threads:
-            import torch
-            torch.set_num_threads(threads)
-        console = Console(quiet=quiet, verbose=verbose and not quiet)
-        return f(*args, console=console, device=device, **kw)
-
-    return wrapper
+def runtime(threads: int | None, quiet: bool, verbose: bool) -> Console:
+    """Apply ``--threads`` and return the console ``--quiet``/``--verbose`` ask for."""
+    if threads:
+        import torch
+        torch.set_num_threads(threads)
+    return Console(quiet=quiet, verbose=verbose and not quiet)

@@ -2,38 +2,45 @@
 
 from __future__ import annotations
 
-import click
+from typing import Annotated, Literal
 
-from .common import resolve_device, runtime_options
+import typer
+
+from .common import resolve_device, runtime
+from .options import (APP_SETTINGS, ChunkSeconds, Codec, DecodeSteps, Decoder, Device, Llm, Quiet,
+                      Seed, Threads, Verbose)
+
+app = typer.Typer(**APP_SETTINGS)
 
 
-@click.command("detokenize")
-@click.argument("stream", default="-")
-@click.argument("output", default="-")
-@click.option("--codec", default=None, metavar="DIR",
-              help='Codec directory or "llm-codec" (default: the built-in codec, or the built-in LLM-Codec '
-                   'for an llm-codec stream; its one deterministic decoder ignores --decoder/--steps/--seed).')
-@click.option("--decoder", type=click.Choice(["flow", "mse"]), default="flow", show_default=True,
-              help="flow: conditional flow matching (probabilistic); mse: deterministic baseline.")
-@click.option("--steps", type=click.IntRange(min=1), default=None,
-              help="ODE steps of the flow decoder (default: the codec's, 6 for the built-in).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Noise seed of the flow decoder.")
-@click.option("--guidance", type=float, default=1.0, show_default=True,
-              help="Classifier-free guidance scale (1 = none).")
-@click.option("--solver", type=click.Choice(["euler", "midpoint"]), default="euler", show_default=True)
-@click.option("--format", "fmt", type=click.Choice(["wav", "flac"]), default=None,
-              help="Audio format (default: from the file extension, wav for stdout).")
-@click.option("--chunk-seconds", type=click.FloatRange(min=1.0), default=30.0, show_default=True)
-@click.option("--llm", default=None, metavar="SPEC",
-              help="LLM-Codec only: where to load its LLM from (default: the one it records).")
-@runtime_options
-def command(stream, output, codec, decoder, steps, seed, guidance, solver, fmt, chunk_seconds, llm,
-            console, device):
+@app.command("detokenize")
+def command(
+    stream: Annotated[str, typer.Argument(metavar="STREAM", help="Token stream file (- = stdin).")] = "-",
+    output: Annotated[str, typer.Argument(metavar="OUTPUT", help="Audio file, folder or - (WAV on stdout).")] = "-",
+    codec: Codec = None,
+    decoder: Decoder = "flow",
+    steps: DecodeSteps = None,
+    seed: Seed = 0,
+    guidance: Annotated[float, typer.Option("--guidance", metavar="G",
+                                            help="Classifier-free guidance scale (1 = none).")] = 1.0,
+    solver: Annotated[Literal["euler", "midpoint"], typer.Option(
+        "--solver", help="ODE solver of the flow decoder.")] = "euler",
+    fmt: Annotated[Literal["wav", "flac"] | None, typer.Option(
+        "--format", show_default=False,
+        help="Audio format (default: from the file extension, wav for stdout).")] = None,
+    chunk_seconds: ChunkSeconds = 30.0,
+    llm: Llm = None,
+    device: Device = "auto", threads: Threads = None, quiet: Quiet = False, verbose: Verbose = False,
+):
     """Turn a token stream back into audio.
 
     STREAM is a token stream file or "-" (stdin, the default). OUTPUT is "-"
     (WAV on stdout, the default) or a file for a one-item stream, or a folder
     (existing, or ending in "/") that receives <id>.wav for every item.
+
+    The default codec is the built-in one, or the built-in LLM-Codec for an
+    llm-codec stream (its one deterministic decoder ignores --decoder, --steps
+    and --seed). --seed sets the flow decoder's noise.
 
     \b
     Examples:
@@ -44,6 +51,7 @@ def command(stream, output, codec, decoder, steps, seed, guidance, solver, fmt, 
     """
     from ..api import detokenize
 
+    console = runtime(threads, quiet, verbose)
     dev = resolve_device(device)
     with console.progress(None, "decoding") as bar:
         report = detokenize(stream, output, codec=codec, device=dev, decoder=decoder, steps=steps,

@@ -5,13 +5,19 @@ from __future__ import annotations
 import json
 import sys
 
-import click
+from typing import Annotated, Literal
+
+import typer
 
 from ..errors import PartialFailure, UsageError
-from .common import resolve_device, runtime_options
+from .common import resolve_device, runtime
+from .options import (APP_SETTINGS, Codec, DecodeSteps, Decoder, Device, Instruction, Json, Llm, Quiet,
+                      Scales, Seed, Threads, Verbose)
+
+app = typer.Typer(name="evaluate", **APP_SETTINGS)
 
 
-@click.group("evaluate", context_settings={"help_option_names": ["-h", "--help"]})
+@app.callback()
 def command() -> None:
     """Measure how good tokens and captions are.
 
@@ -51,48 +57,47 @@ def _table(title, headers, rows):
     return t
 
 
-@command.command("recon")
-@click.argument("inputs", nargs=-1, required=True)
-@click.option("--deg", default=None, metavar="DIR",
-              help="Folder of decoded files, matched to the references by relative path "
-                   "(then by file name).")
-@click.option("--codec", default=None, metavar="DIR|default",
-              help="Tokenize and detokenize the references with this codec ('default' = the "
-                   "built-in one).")
-@click.option("--decoder", type=click.Choice(["flow", "mse"]), default="flow", show_default=True,
-              help="Decoder of the codec.")
-@click.option("--decoders", default=None, metavar="LIST",
-              help="Several decoders in one run, e.g. flow,mse (overrides --decoder).")
-@click.option("--steps", type=click.IntRange(min=1), default=None,
-              help="ODE steps of the flow decoder (default: the codec's).")
-@click.option("--seed", type=int, default=0, show_default=True,
-              help="Noise seed of the flow decoder.")
-@click.option("--baselines", default=None, metavar="LIST",
-              help="Classical codecs on the same clips: codec2-MODE (3200, 2400, 1600, 1400, "
-                   "1300, 1200, 700C, 450) and opus-Nk, comma-separated.")
-@click.option("--tokens", default=None, metavar="STREAM",
-              help="Pairs mode: the token stream the decoded files came from (exact bitrate, "
-                   "token statistics).")
-@click.option("--name", default="decoded", show_default=True,
-              help="Pairs mode: the name of the decoded system.")
-@click.option("--max-delay-ms", type=click.FloatRange(min=0), default=100.0, show_default=True,
-              help="Largest delay searched for and removed.")
-@click.option("--extended-stoi", is_flag=True, help="Also compute extended STOI (ESTOI).")
-@click.option("--no-dnsmos", is_flag=True, help="Skip DNSMOS even when speechmos works.")
-@click.option("--limit", type=click.IntRange(min=1), default=None, metavar="N",
-              help="Score only the first N clips.")
-@click.option("--json", "as_json", is_flag=True,
-              help="JSON Lines on stdout: a run row, one row per system (and per clip with "
-                   "--per-clip).")
-@click.option("--per-clip", is_flag=True, help="Also report every clip.")
-@click.option("--report", "report_dir", default=None, metavar="DIR",
-              help="Write figures (PNG) and report.md into DIR.")
-@click.option("--report-clips", type=click.IntRange(min=0), default=3, show_default=True,
-              help="Clips shown as spectrograms in the report.")
-@runtime_options
-def recon(inputs, deg, codec, decoder, decoders, steps, seed, baselines, tokens, name,
-          max_delay_ms, extended_stoi, no_dnsmos, limit, as_json, per_clip, report_dir,
-          report_clips, console, device):
+@app.command("recon")
+def recon(
+    inputs: Annotated[list[str], typer.Argument(metavar="INPUTS", help="Reference audio.")],
+    deg: Annotated[str | None, typer.Option(
+        "--deg", metavar="DIR", show_default=False,
+        help="Folder of decoded files, matched to the references by relative path "
+             "(then by file name).")] = None,
+    codec: Codec = None,
+    decoder: Decoder = "flow",
+    decoders: Annotated[str | None, typer.Option(
+        "--decoders", metavar="LIST", show_default=False,
+        help="Several decoders in one run, e.g. flow,mse (overrides --decoder).")] = None,
+    steps: DecodeSteps = None,
+    seed: Seed = 0,
+    baselines: Annotated[str | None, typer.Option(
+        "--baselines", metavar="LIST", show_default=False,
+        help="Classical codecs on the same clips: codec2-MODE (3200, 2400, 1600, 1400, "
+             "1300, 1200, 700C, 450) and opus-Nk, comma-separated.")] = None,
+    tokens: Annotated[str | None, typer.Option(
+        "--tokens", metavar="STREAM", show_default=False,
+        help="Pairs mode: the token stream the decoded files came from (exact bitrate, "
+             "token statistics).")] = None,
+    name: Annotated[str, typer.Option("--name", metavar="NAME",
+                                      help="Pairs mode: the name of the decoded system.")] = "decoded",
+    max_delay_ms: Annotated[float, typer.Option("--max-delay-ms", min=0.0, metavar="MS",
+                                                help="Largest delay searched for and removed.")] = 100.0,
+    extended_stoi: Annotated[bool, typer.Option("--extended-stoi",
+                                                help="Also compute extended STOI (ESTOI).")] = False,
+    no_dnsmos: Annotated[bool, typer.Option("--no-dnsmos",
+                                            help="Skip DNSMOS even when speechmos works.")] = False,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, metavar="N", show_default=False,
+                                              help="Score only the first N clips.")] = None,
+    as_json: Json = False,
+    per_clip: Annotated[bool, typer.Option("--per-clip", help="Also report every clip.")] = False,
+    report_dir: Annotated[str | None, typer.Option(
+        "--report", metavar="DIR", show_default=False,
+        help="Write figures (PNG) and report.md into DIR.")] = None,
+    report_clips: Annotated[int, typer.Option("--report-clips", min=0, metavar="N",
+                                              help="Clips shown as spectrograms in the report.")] = 3,
+    device: Device = "auto", threads: Threads = None, quiet: Quiet = False, verbose: Verbose = False,
+):
     """Reconstruction metrics: references vs decoded audio.
 
     INPUTS are the reference audio: files, folders, globs or manifests (a
@@ -102,6 +107,9 @@ def recon(inputs, deg, codec, decoder, decoders, steps, seed, baselines, tokens,
     after the delay of each output (found from band-envelope and waveform
     cross-correlation within +-100 ms) is removed. SI-SDR is meaningless for codecs that do not keep
     phase, soundtok's included. Bitrates are payload bits (no containers).
+    --codec "default" is the built-in codec; --seed sets the flow decoder's
+    noise. With --json: a run row, one row per system (and per clip with
+    --per-clip).
 
     \b
     Examples:
@@ -112,6 +120,7 @@ def recon(inputs, deg, codec, decoder, decoders, steps, seed, baselines, tokens,
     """
     from ..evaluate.recon import evaluate_recon
 
+    console = runtime(threads, quiet, verbose)
     decs = [d.strip() for d in decoders.split(",") if d.strip()] if decoders else [decoder]
     dev = resolve_device(device) if codec is not None else "cpu"
     with console.progress(limit, "scoring") as bar:
@@ -192,19 +201,23 @@ def _parse_synonyms(path: str | None) -> dict[str, list[str]] | None:
     return data
 
 
-@command.command("caption")
-@click.argument("hyps")
-@click.argument("refs")
-@click.option("--labels", default=None, metavar="LIST|@FILE",
-              help="Label set for the accuracy: comma-separated, or @file with one per line "
-                   "(default: the items' gold labels).")
-@click.option("--synonyms", default=None, metavar="FILE",
-              help="JSON {label: [phrase, ...]} of extra phrases for the label matcher.")
-@click.option("--no-embedding", is_flag=True, help="Skip the sentence-embedding similarity.")
-@click.option("--json", "as_json", is_flag=True, help="JSON Lines on stdout.")
-@click.option("--per-item", is_flag=True, help="Also report every item.")
-@runtime_options
-def caption(hyps, refs, labels, synonyms, no_embedding, as_json, per_item, console, device):
+@app.command("caption")
+def caption(
+    hyps: Annotated[str, typer.Argument(metavar="HYPS", help="Hypotheses (JSON Lines).")],
+    refs: Annotated[str, typer.Argument(metavar="REFS", help="References (JSON Lines).")],
+    labels: Annotated[str | None, typer.Option(
+        "--labels", metavar="LIST|@FILE", show_default=False,
+        help="Label set for the accuracy: comma-separated, or @file with one per line "
+             "(default: the items' gold labels).")] = None,
+    synonyms: Annotated[str | None, typer.Option(
+        "--synonyms", metavar="FILE", show_default=False,
+        help="JSON {label: [phrase, ...]} of extra phrases for the label matcher.")] = None,
+    no_embedding: Annotated[bool, typer.Option("--no-embedding",
+                                               help="Skip the sentence-embedding similarity.")] = False,
+    as_json: Json = False,
+    per_item: Annotated[bool, typer.Option("--per-item", help="Also report every item.")] = False,
+    device: Device = "auto", threads: Threads = None, quiet: Quiet = False, verbose: Verbose = False,
+):
     """Caption metrics: hypotheses vs references.
 
     HYPS and REFS are JSON Lines files with an "id" per line (token streams
@@ -222,6 +235,7 @@ def caption(hyps, refs, labels, synonyms, no_embedding, as_json, per_item, conso
     """
     from ..evaluate.captions import evaluate_captions
 
+    runtime(threads, quiet, verbose)
     result = evaluate_captions(hyps, refs, labels=_parse_labels(labels),
                                synonyms=_parse_synonyms(synonyms), embedding=not no_embedding,
                                device=resolve_device(device) if not no_embedding else "cpu")
@@ -245,44 +259,47 @@ def caption(hyps, refs, labels, synonyms, no_embedding, as_json, per_item, conso
         out.print(f"note: {n}", markup=False)
 
 
-@command.command("fewshot")
-@click.argument("tokens")
-@click.option("--ways", type=click.IntRange(min=2), default=5, show_default=True,
-              help="Labels per episode (N).")
-@click.option("--shots", type=click.IntRange(min=0), default=1, show_default=True,
-              help="Demonstrations per label (K).")
-@click.option("--episodes", type=click.IntRange(min=1), default=100, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True, help="Episode sampling seed.")
-@click.option("--repeats", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Ask every episode N times, its demonstrations reshuffled each time.")
-@click.option("--llm", default=None, metavar="SPEC",
-              help="The frozen LLM (default: the one the stream's llm-codec was built on; "
-                   "another one is refused).")
-@click.option("--instruction/--no-instruction", default=True, show_default=True,
-              help="Start the prompt with an instruction naming the labels.")
-@click.option("--mode", type=click.Choice(["rank", "generate"]), default="rank", show_default=True,
-              help="rank: the label with the highest log-likelihood; generate: greedy text, "
-                   "matched to a label.")
-@click.option("--scales", default=None, metavar="LIST",
-              help="Scales shown to the LLM: 0 (the words; the default, measured best), e.g. 0,1, or all.")
-@click.option("--demos", default=None, metavar="STREAM",
-              help="Take demonstrations from this labelled llm-codec stream (e.g. training folds) and "
-                   "queries from TOKENS (default: both from TOKENS).")
-@click.option("--calibrate", is_flag=True,
-              help="rank mode: contextual calibration (subtract each label's score for a content-free query).")
-@click.option("--predictions", default=None, metavar="FILE",
-              help="Also write every judged query (episode, id, label, predicted) as JSON Lines.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON line on stdout.")
-@runtime_options
-def fewshot(tokens, ways, shots, episodes, seed, repeats, llm, instruction, mode, scales, demos, calibrate,
-            predictions, as_json, console, device):
+@app.command("fewshot")
+def fewshot(
+    tokens: Annotated[str, typer.Argument(metavar="TOKENS", help="A labelled llm-codec token stream.")],
+    ways: Annotated[int, typer.Option("--ways", min=2, metavar="N", help="Labels per episode (N).")] = 5,
+    shots: Annotated[int, typer.Option("--shots", min=0, metavar="K",
+                                       help="Demonstrations per label (K).")] = 1,
+    episodes: Annotated[int, typer.Option("--episodes", min=1, metavar="N",
+                                          help="Episodes to sample.")] = 100,
+    seed: Seed = 0,
+    repeats: Annotated[int, typer.Option(
+        "--repeats", min=1, metavar="N",
+        help="Ask every episode N times, its demonstrations reshuffled each time.")] = 1,
+    llm: Llm = None,
+    instruction: Instruction = True,
+    mode: Annotated[Literal["rank", "generate"], typer.Option(
+        "--mode", help="rank: the label with the highest log-likelihood; generate: greedy text, "
+                       "matched to a label.")] = "rank",
+    scales: Scales = None,
+    demos: Annotated[str | None, typer.Option(
+        "--demos", metavar="STREAM", show_default=False,
+        help="Take demonstrations from this labelled llm-codec stream (e.g. training folds) and "
+             "queries from TOKENS (default: both from TOKENS).")] = None,
+    calibrate: Annotated[bool, typer.Option(
+        "--calibrate", help="rank mode: contextual calibration (subtract each label's score for a "
+                            "content-free query).")] = False,
+    predictions: Annotated[str | None, typer.Option(
+        "--predictions", metavar="FILE", show_default=False,
+        help="Also write every judged query (episode, id, label, predicted) as JSON Lines.")] = None,
+    as_json: Json = False,
+    device: Device = "auto", threads: Threads = None, quiet: Quiet = False, verbose: Verbose = False,
+):
     """Few-shot in-context classification by a frozen LLM over llm-codec tokens.
 
     TOKENS is a labelled token stream written by an llm-codec (its codes are
     the LLM's own tokens). Each N-way K-shot episode puts K demonstrations
     per label ("audio words" + answer) and one query into a prompt and ranks
     the labels by log-likelihood. Reports accuracy with a 95% bootstrap CI
-    over episodes, the Wilson interval and chance (1/N). See docs/llm-codec.md.
+    over episodes, the Wilson interval and chance (1/N). --seed sets the
+    episode sampling; --llm defaults to the LLM the stream's llm-codec was
+    built on (another one is refused). With --json: one line. See
+    docs/llm-codec.md.
 
     \b
     Examples:
@@ -294,6 +311,7 @@ def fewshot(tokens, ways, shots, episodes, seed, repeats, llm, instruction, mode
     from ..llm.loader import load_llm
     from ..llmcodec.fewshot import read_labelled_stream, run_fewshot
 
+    console = runtime(threads, quiet, verbose)
     try:
         picked = None if scales == "all" else [int(s) for s in (scales or "0").split(",")]
     except ValueError:

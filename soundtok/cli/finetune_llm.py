@@ -2,58 +2,70 @@
 
 from __future__ import annotations
 
-import click
+from typing import Annotated, Literal
 
-from .common import resolve_device, runtime_options
+import typer
+
+from .common import resolve_device, runtime
+from .options import (APP_SETTINGS, BatchSize, Codec, Device, Llm, Lr, Quiet, Resume, RunDir,
+                      SaveEvery, Seed, Threads, ValEvery, Verbose, above)
+
+app = typer.Typer(**APP_SETTINGS)
 
 
-@click.command("finetune-llm")
-@click.argument("train")
-@click.option("-o", "--out", required=True, help="Run directory (checkpoints, logs, final/ adapter).")
-@click.option("--val", default=None, metavar="FILE", help="Validation data (same format as TRAIN).")
-@click.option("--task", type=click.Choice(["caption", "generate", "mixed"]), default="caption",
-              show_default=True, help="Token streams: audio->text, text->audio, or both.")
-@click.option("--llm", default=None, metavar="SPEC",
-              help="Base LLM: built-in name, Hugging Face directory or .gguf (default: gemma3-270m).")
-@click.option("--codec", default=None, metavar="DIR",
-              help="Codec of a prompt/response file without a header line ('default' or a directory).")
-@click.option("--init-adapter", default=None, metavar="DIR",
-              help="Start from an existing adapter ('default' = the shipped one) instead of fresh weights.")
-@click.option("--epochs", type=click.FloatRange(min=0, min_open=True), default=3.0, show_default=True)
-@click.option("--max-steps", type=click.IntRange(min=1), default=None,
-              help="Stop after N optimizer steps (overrides --epochs).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
-              help="Sequences per micro-batch and process.")
-@click.option("--grad-accum", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Micro-batches per optimizer step.")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-4, show_default=True,
-              help="AdamW learning rate of the LoRA weights.")
-@click.option("--embedding-lr", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Learning rate of the audio-token rows (default: --lr).")
-@click.option("--weight-decay", type=click.FloatRange(min=0), default=0.0, show_default=True)
-@click.option("--warmup", type=click.IntRange(min=0), default=50, show_default=True,
-              help="Linear warm-up steps (then cosine decay to 10%).")
-@click.option("--lora-r", type=click.IntRange(min=1), default=64, show_default=True)
-@click.option("--lora-alpha", type=click.FloatRange(min=0, min_open=True), default=128.0, show_default=True)
-@click.option("--lora-dropout", type=click.FloatRange(0, 1), default=0.05, show_default=True)
-@click.option("--lora-targets", default="all-linear", show_default=True,
-              help="Modules that get LoRA: all-linear or a comma list (q_proj,v_proj,...).")
-@click.option("--max-length", type=click.IntRange(min=8), default=1024, show_default=True,
-              help="Longer sequences are skipped.")
-@click.option("--save-every", type=click.IntRange(min=1), default=500, show_default=True,
-              help="Checkpoint every N steps (atomically; the last 2 are kept).")
-@click.option("--val-every", type=click.IntRange(min=1), default=None,
-              help="Validate every N steps (default: once per epoch).")
-@click.option("--log-every", type=click.IntRange(min=1), default=20, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--dtype", default=None, help="LLM weights: bfloat16 or float32 (default: bf16 where fast).")
-@click.option("--adapter-dtype", default=None,
-              help="Store the final adapter in this precision (e.g. bfloat16 halves its size).")
-@click.option("--resume", is_flag=True, help="Continue from the latest checkpoint in --out.")
-@runtime_options
-def command(train, out, val, task, llm, codec, init_adapter, epochs, max_steps, batch_size, grad_accum, lr,
-            embedding_lr, weight_decay, warmup, lora_r, lora_alpha, lora_dropout, lora_targets, max_length, save_every,
-            val_every, log_every, seed, dtype, adapter_dtype, resume, console, device):
+@app.command("finetune-llm")
+def command(
+    train: Annotated[str, typer.Argument(metavar="TRAIN", help="Token stream or prompt/response JSON Lines.")],
+    out: RunDir,
+    val: Annotated[str | None, typer.Option("--val", metavar="FILE", show_default=False,
+                                    help="Validation data (same format as TRAIN).")] = None,
+    task: Annotated[Literal["caption", "generate", "mixed"], typer.Option(
+        "--task", help="Token streams: audio->text, text->audio, or both.")] = "caption",
+    llm: Llm = None,
+    codec: Codec = None,
+    init_adapter: Annotated[str | None, typer.Option(
+        "--init-adapter", metavar="DIR", show_default=False,
+        help="Start from an existing adapter ('default' = the shipped one) instead of fresh "
+             "weights.")] = None,
+    epochs: Annotated[float, typer.Option("--epochs", metavar="E", callback=above(0),
+                                  help="Passes over TRAIN.")] = 3.0,
+    max_steps: Annotated[int | None, typer.Option("--max-steps", min=1, metavar="N", show_default=False,
+                                          help="Stop after N optimizer steps (overrides --epochs).")] = None,
+    batch_size: BatchSize = 8,
+    grad_accum: Annotated[int, typer.Option("--grad-accum", min=1, metavar="N",
+                                    help="Micro-batches per optimizer step.")] = 1,
+    lr: Lr = 1e-4,
+    embedding_lr: Annotated[float | None, typer.Option(
+        "--embedding-lr", metavar="LR", callback=above(0), show_default=False,
+        help="Learning rate of the audio-token rows (default: --lr, the LoRA weights').")] = None,
+    weight_decay: Annotated[float, typer.Option("--weight-decay", min=0.0, metavar="W",
+                                        help="AdamW weight decay.")] = 0.0,
+    warmup: Annotated[int, typer.Option("--warmup", min=0, metavar="N",
+                                help="Linear warm-up steps (then cosine decay to 10%).")] = 50,
+    lora_r: Annotated[int, typer.Option("--lora-r", min=1, metavar="R", help="LoRA rank.")] = 64,
+    lora_alpha: Annotated[float, typer.Option("--lora-alpha", metavar="A", callback=above(0),
+                                      help="LoRA scaling alpha.")] = 128.0,
+    lora_dropout: Annotated[float, typer.Option("--lora-dropout", min=0.0, max=1.0, metavar="P",
+                                        help="LoRA dropout.")] = 0.05,
+    lora_targets: Annotated[str, typer.Option(
+        "--lora-targets", metavar="LIST",
+        help="Modules that get LoRA: all-linear or a comma list (q_proj,v_proj,...).")] = "all-linear",
+    max_length: Annotated[int, typer.Option("--max-length", min=8, metavar="N",
+                                    help="Longer sequences are skipped.")] = 1024,
+    save_every: SaveEvery = 500,
+    val_every: ValEvery = None,
+    log_every: Annotated[int, typer.Option("--log-every", min=1, metavar="N",
+                                   help="Log every N steps.")] = 20,
+    seed: Seed = 0,
+    dtype: Annotated[str | None, typer.Option(
+        "--dtype", metavar="DTYPE", show_default=False,
+        help="LLM weights: bfloat16 or float32 (default: bf16 where fast).")] = None,
+    adapter_dtype: Annotated[str | None, typer.Option(
+        "--adapter-dtype", metavar="DTYPE", show_default=False,
+        help="Store the final adapter in this precision (e.g. bfloat16 halves its size).")] = None,
+    resume: Resume = False,
+    device: Device = "auto", threads: Threads = None, quiet: Quiet = False, verbose: Verbose = False,
+):
     """Teach an LLM audio tokens: LoRA + new audio-token embeddings.
 
     TRAIN is a token stream whose items carry "text" (or "label"; optional
@@ -79,6 +91,7 @@ def command(train, out, val, task, llm, codec, init_adapter, epochs, max_steps, 
     """
     from ..train.llm_trainer import FinetuneOptions, finetune
 
+    console = runtime(threads, quiet, verbose)
     opts = FinetuneOptions(
         train=train, out=out, val=val, task=task, llm=llm, codec=codec, init_adapter=init_adapter,
         epochs=epochs, max_steps=max_steps,
@@ -91,4 +104,4 @@ def command(train, out, val, task, llm, codec, init_adapter, epochs, max_steps, 
     import os
 
     if int(os.environ.get("RANK", "0")) == 0:
-        click.echo(str(final))
+        typer.echo(str(final))

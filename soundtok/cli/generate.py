@@ -6,9 +6,15 @@ import json
 import re
 import sys
 
-import click
+from typing import Annotated
 
-from .common import resolve_device, runtime_options
+import typer
+
+from .common import resolve_device, runtime
+from .options import (APP_SETTINGS, Adapter, BatchSize, Device, Llm, Output, Quiet, Seed, Temperature,
+                      Threads, TopP, Verbose, above)
+
+app = typer.Typer(**APP_SETTINGS)
 
 
 def _slug(text: str) -> str:
@@ -62,32 +68,33 @@ def _read_prompts(prompts: tuple[str, ...], prompts_file: str | None) -> list[tu
     return [(pid or f"{i:04d}-{_slug(text)}", text) for i, (pid, text) in enumerate(out, 1)]
 
 
-@click.command("generate")
-@click.argument("prompts", nargs=-1)
-@click.option("--prompts", "prompts_file", default=None, metavar="FILE",
-              help='JSON Lines of {"prompt": ..., "id": ...} (- = stdin).')
-@click.option("-o", "--output", default="-", show_default=True, help="Token stream to write (- = stdout).")
-@click.option("--adapter", default=None, metavar="DIR", help="Adapter directory (default: the shipped one).")
-@click.option("--llm", default=None, metavar="SPEC",
-              help="Where to load the adapter's LLM from (default: what the adapter records).")
-@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
-              help="Longest audio to generate, in seconds (25 tokens/s with the default codec).")
-@click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True)
-@click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=1.0, show_default=True,
-              help="Nucleus sampling: keep the most likely tokens holding this much probability.")
-@click.option("--greedy", is_flag=True, help="Most likely token at each step instead of sampling.")
-@click.option("--seed", type=int, default=0, show_default=True,
-              help="Prompt i (0-based, in input order) samples with seed SEED+i.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
-@runtime_options
-def command(prompts, prompts_file, output, adapter, llm, duration, temperature, top_p, greedy, seed,
-            batch_size, console, device):
+@app.command("generate")
+def command(
+    prompts: Annotated[list[str] | None, typer.Argument(metavar="PROMPTS", show_default=False)] = None,
+    prompts_file: Annotated[str | None, typer.Option(
+        "--prompts", metavar="FILE", show_default=False,
+        help='JSON Lines of {"prompt": ..., "id": ...} (- = stdin).')] = None,
+    output: Output = "-",
+    adapter: Adapter = None,
+    llm: Llm = None,
+    duration: Annotated[float, typer.Option(
+        "--duration", metavar="S", callback=above(0),
+        help="Longest audio to generate, in seconds (25 tokens/s with the default codec).")] = 10.0,
+    temperature: Temperature = 1.0,
+    top_p: TopP = 1.0,
+    greedy: Annotated[bool, typer.Option(
+        "--greedy", help="Most likely token at each step instead of sampling.")] = False,
+    seed: Seed = 0,
+    batch_size: BatchSize = 8,
+    device: Device = "auto", threads: Threads = None, quiet: Quiet = False, verbose: Verbose = False,
+):
     """Generate audio tokens for text PROMPTS (arguments, --prompts FILE, or
     one prompt per line on stdin).
 
     Writes a token stream for the adapter's codec; pipe it to `soundtok
     detokenize` to hear it. Only audio tokens can be generated; each item
-    stops at </audio> or after --duration seconds.
+    stops at </audio> or after --duration seconds. Prompt i (0-based, in
+    input order) samples with seed SEED+i.
 
     \b
     Examples:
@@ -100,7 +107,8 @@ def command(prompts, prompts_file, output, adapter, llm, duration, temperature, 
     from ..llm.tasks import GenerateOptions, generate_items
     from ..tokens import open_token_writer
 
-    pairs = _read_prompts(prompts, prompts_file)
+    console = runtime(threads, quiet, verbose)
+    pairs = _read_prompts(tuple(prompts or ()), prompts_file)
     alm, tokenizer, _ = load_adapter(adapter, llm=llm, device=resolve_device(device), progress=console.info)
     opts = GenerateOptions(duration=duration, temperature=temperature, top_p=top_p, seed=seed,
                            greedy=greedy, batch_size=batch_size)

@@ -2,46 +2,51 @@
 
 from __future__ import annotations
 
-import click
+from typing import Annotated
+
+import typer
 
 from ..errors import PartialFailure, UsageError
-from .common import resolve_device, runtime_options
+from .common import resolve_device, runtime
+from .options import (APP_SETTINGS, BatchSize, ChunkSeconds, Codec, Device, Llm, Output, Quiet,
+                      Threads, Verbose)
+
+app = typer.Typer(**APP_SETTINGS)
 
 
-@click.command("tokenize")
-@click.argument("inputs", nargs=-1)
-@click.option("-o", "--output", default="-", show_default=True,
-              help="Token stream to write (- = stdout).")
-@click.option("--codec", default=None, metavar="DIR",
-              help='Codec directory, or "llm-codec" for the built-in LLM-Codec (default: the built-in '
-                   'sound codec).')
-@click.option("--chunk-seconds", type=click.FloatRange(min=1.0), default=30.0, show_default=True,
-              help="Encode long audio in chunks of this length (memory stays flat).")
-@click.option("--as-text", is_flag=True,
-              help="LLM-Codec only: write <id><TAB><the clip as the LLM's words> lines instead of a "
-                   "token stream.")
-@click.option("--llm", default=None, metavar="SPEC",
-              help="LLM-Codec only: where to load its LLM from (default: the one it records).")
-@click.option("--manifest", "manifests", multiple=True, metavar="FILE",
-              help="A manifest (JSON Lines or CSV with a \"path\" column) to read, whatever its "
-                   "extension; repeatable. Same as giving it as an input.")
-@click.option("--shard", default=None, metavar="I/N",
-              help="Tokenize only shard I of N (0 <= I < N): the items k with k mod N = I, "
-                   "counting items in input order from 0.")
-@click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Audio decoding processes (0: decode in the main process). The model encodes "
-                   "in the main process.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True,
-              help="Encode up to N clips of the same length together (same codes as one by one).")
-@click.option("--resume", is_flag=True,
-              help="Write -o FILE incrementally (each item appended and flushed) and, if it exists, "
-                   "continue it: items already there are skipped, a cut-off last line is repaired.")
-@click.option("--merge", is_flag=True,
-              help="INPUTS are token stream files (e.g. shards) to merge into -o: headers must "
-                   "match, ids must be unique, and shards 0..N-1 must all be there once.")
-@runtime_options
-def command(inputs, output, codec, chunk_seconds, as_text, llm, manifests, shard, workers, batch_size,
-            resume, merge, console, device):
+@app.command("tokenize")
+def command(
+    inputs: Annotated[list[str] | None, typer.Argument(metavar="INPUTS", show_default=False)] = None,
+    output: Output = "-",
+    codec: Codec = None,
+    chunk_seconds: ChunkSeconds = 30.0,
+    as_text: Annotated[bool, typer.Option(
+        "--as-text", help="LLM-Codec only: write <id><TAB><the clip as the LLM's words> lines "
+                          "instead of a token stream.")] = False,
+    llm: Llm = None,
+    manifests: Annotated[list[str] | None, typer.Option(
+        "--manifest", metavar="FILE", show_default=False,
+        help='A manifest (JSON Lines or CSV with a "path" column) to read, whatever its '
+             "extension; repeatable. Same as giving it as an input.")] = None,
+    shard: Annotated[str | None, typer.Option(
+        "--shard", metavar="I/N", show_default=False,
+        help="Tokenize only shard I of N (0 <= I < N): the items k with k mod N = I, "
+             "counting items in input order from 0.")] = None,
+    workers: Annotated[int, typer.Option(
+        "--workers", min=0, metavar="N",
+        help="Audio decoding processes (0: decode in the main process). The model encodes "
+             "in the main process.")] = 0,
+    batch_size: BatchSize = 16,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Write -o FILE incrementally (each item appended and flushed) and, if it "
+                         "exists, continue it: items already there are skipped, a cut-off last line "
+                         "is repaired.")] = False,
+    merge: Annotated[bool, typer.Option(
+        "--merge", help="INPUTS are token stream files (e.g. shards) to merge into -o: headers "
+                        "must match, ids must be unique, and shards 0..N-1 must all be there "
+                        "once.")] = False,
+    device: Device = "auto", threads: Threads = None, quiet: Quiet = False, verbose: Verbose = False,
+):
     """Turn audio into discrete tokens (one JSON Lines stream).
 
     INPUTS are audio files (wav, flac, ogg, mp3), folders (searched
@@ -64,13 +69,13 @@ def command(inputs, output, codec, chunk_seconds, as_text, llm, manifests, shard
       soundtok tokenize --manifest m.jsonl --shard 3/8 --workers 2 -o s3.tok.jsonl --resume
       soundtok tokenize --merge s*.tok.jsonl -o all.tok.jsonl
     """
+    console = runtime(threads, quiet, verbose)
     try:
-        _run(inputs, output, codec, chunk_seconds, as_text, llm, manifests, shard, workers, batch_size,
-             resume, merge, console, device)
+        _run(inputs or [], output, codec, chunk_seconds, as_text, llm, manifests or [], shard, workers,
+             batch_size, resume, merge, console, device)
     except BrokenPipeError:
-        # The reader of stdout went away (`| head`). click turns EPIPE into exit 1 before
-        # soundtok's handler sees it; leave with the documented 141 instead.
-        raise click.exceptions.Exit(141) from None
+        # The reader of stdout went away (`| head`): leave with the documented 141, quietly.
+        raise typer.Exit(141) from None
 
 
 def _run(inputs, output, codec, chunk_seconds, as_text, llm, manifests, shard, workers, batch_size,

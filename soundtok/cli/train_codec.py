@@ -4,54 +4,68 @@ from __future__ import annotations
 
 import json
 
-import click
+from typing import Annotated, Literal
 
-from .common import resolve_device, runtime_options
+import typer
+
+from .common import resolve_device, runtime
+from .options import (APP_SETTINGS, Device, Llm, Lr, Quiet, Resume, RunDir, SaveEvery, Seed, Threads,
+                      ValEvery, Verbose)
+
+app = typer.Typer(**APP_SETTINGS)
 
 
-@click.command("train-codec")
-@click.argument("train", nargs=-1, required=True)
-@click.option("-o", "--out", required=True, help="Run directory (checkpoints, logs, final/).")
-@click.option("--val", multiple=True, help="Validation audio (files, folders, globs, manifests).")
-@click.option("--stage", default="all", show_default=True,
-              help="vae, tokenizer, vocoder, a comma-separated list, or all (= vae,tokenizer,vocoder).")
-@click.option("--steps", type=click.IntRange(min=1), default=None,
-              help="Steps for every selected stage (overrides the per-stage defaults).")
-@click.option("--vae-steps", type=click.IntRange(min=1), default=3000, show_default=True)
-@click.option("--tokenizer-steps", type=click.IntRange(min=1), default=5000, show_default=True)
-@click.option("--vocoder-steps", type=click.IntRange(min=1), default=5000, show_default=True)
-@click.option("--batch", type=click.IntRange(min=1), default=16, show_default=True)
-@click.option("--lr", type=float, default=1e-3, show_default=True)
-@click.option("--save-every", type=click.IntRange(min=1), default=500, show_default=True,
-              help="Checkpoint every N steps (atomically; the last 2 are kept).")
-@click.option("--val-every", type=click.IntRange(min=1), default=None,
-              help="Validate every N steps (default: once per epoch of training audio).")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--resume", is_flag=True, help="Continue from the latest checkpoint in --out.")
-@click.option("--init-from", default=None, metavar="DIR",
-              help="Fine-tune an existing codec (a codec directory or 'default').")
-@click.option("--config", "config_json", default=None, metavar="JSON",
-              help='Codec config overrides, e.g. \'{"codebook_size": 1024}\' or a JSON file.')
-@click.option("--vocoder-input", type=click.Choice(["mel", "vae"]), default="mel", show_default=True,
-              help="Vocoder stage input: analysed mels, or mels reconstructed by the VAE "
-                   "(for fine-tuning a vocoder to what it sees when decoding tokens).")
-@click.option("--tensorboard", is_flag=True, help="Also write TensorBoard logs.")
-@click.option("--arch", type=click.Choice(["soundtok-fm", "llm-codec"]), default="soundtok-fm",
-              show_default=True,
-              help="llm-codec: codes are a frozen LLM's own tokens (docs/llm-codec.md); it "
-                   "trains in one stage for --steps (default 20000) and ignores --stage, "
-                   "--val and the per-stage step options.")
-@click.option("--llm", default=None, metavar="SPEC",
-              help="llm-codec only: the frozen LLM whose embedding rows are the codebooks "
-                   "(default: gemma3-270m).")
-@click.option("--crop-seconds", type=click.FloatRange(min=0.1), default=None,
-              help="llm-codec only: training crop length (default 2.56; rounded down to the coarsest hop).")
-@click.option("--freeze-vocoder", is_flag=True,
-              help="llm-codec only: keep the vocoder (initialised from the default codec) frozen.")
-@runtime_options
-def command(train, out, val, stage, steps, vae_steps, tokenizer_steps, vocoder_steps, batch, lr,
-            save_every, val_every, seed, resume, init_from, config_json, vocoder_input,
-            tensorboard, arch, llm, crop_seconds, freeze_vocoder, console, device):
+@app.command("train-codec")
+def command(
+    train: Annotated[list[str], typer.Argument(metavar="TRAIN", help="Training audio.")],
+    out: RunDir,
+    val: Annotated[list[str] | None, typer.Option(
+        "--val", metavar="AUDIO", show_default=False,
+        help="Validation audio (files, folders, globs, manifests); repeatable.")] = None,
+    stage: Annotated[str, typer.Option(
+        "--stage", metavar="STAGES",
+        help="vae, tokenizer, vocoder, a comma-separated list, or all (= vae,tokenizer,vocoder).")] = "all",
+    steps: Annotated[int | None, typer.Option(
+        "--steps", min=1, metavar="N", show_default=False,
+        help="Training steps for every selected stage (overrides the per-stage defaults).")] = None,
+    vae_steps: Annotated[int, typer.Option("--vae-steps", min=1, metavar="N",
+                                           help="Steps of the vae stage.")] = 3000,
+    tokenizer_steps: Annotated[int, typer.Option("--tokenizer-steps", min=1, metavar="N",
+                                                 help="Steps of the tokenizer stage.")] = 5000,
+    vocoder_steps: Annotated[int, typer.Option("--vocoder-steps", min=1, metavar="N",
+                                               help="Steps of the vocoder stage.")] = 5000,
+    batch: Annotated[int, typer.Option("--batch", min=1, metavar="N", help="Clips per step.")] = 16,
+    lr: Lr = 1e-3,
+    save_every: SaveEvery = 500,
+    val_every: ValEvery = None,
+    seed: Seed = 0,
+    resume: Resume = False,
+    init_from: Annotated[str | None, typer.Option(
+        "--init-from", metavar="DIR", show_default=False,
+        help="Fine-tune an existing codec (a codec directory or 'default').")] = None,
+    config_json: Annotated[str | None, typer.Option(
+        "--config", metavar="JSON", show_default=False,
+        help='Codec config overrides, e.g. \'{"codebook_size": 1024}\' or a JSON file.')] = None,
+    vocoder_input: Annotated[Literal["mel", "vae"], typer.Option(
+        "--vocoder-input",
+        help="Vocoder stage input: analysed mels, or mels reconstructed by the VAE "
+             "(for fine-tuning a vocoder to what it sees when decoding tokens).")] = "mel",
+    tensorboard: Annotated[bool, typer.Option("--tensorboard", help="Also write TensorBoard logs.")] = False,
+    arch: Annotated[Literal["soundtok-fm", "llm-codec"], typer.Option(
+        "--arch",
+        help="llm-codec: codes are a frozen LLM's own tokens (docs/llm-codec.md); it "
+             "trains in one stage for --steps (default 20000) and ignores --stage, "
+             "--val and the per-stage step options.")] = "soundtok-fm",
+    llm: Llm = None,
+    crop_seconds: Annotated[float | None, typer.Option(
+        "--crop-seconds", min=0.1, metavar="S", show_default=False,
+        help="llm-codec only: training crop length (default 2.56; rounded down to the coarsest "
+             "hop).")] = None,
+    freeze_vocoder: Annotated[bool, typer.Option(
+        "--freeze-vocoder",
+        help="llm-codec only: keep the vocoder (initialised from the default codec) frozen.")] = False,
+    device: Device = "auto", threads: Threads = None, quiet: Quiet = False, verbose: Verbose = False,
+):
     """Train a codec on TRAIN audio (files, folders, globs or manifests).
 
     Metrics go to OUT/metrics.csv (and TensorBoard with --tensorboard), a log
@@ -70,6 +84,8 @@ def command(train, out, val, stage, steps, vae_steps, tokenizer_steps, vocoder_s
     from ..errors import UsageError
     from ..train.codec_trainer import TrainCodecOptions, train_codec
 
+    console = runtime(threads, quiet, verbose)
+    val = val or []
     overrides = {}
     if config_json:
         import os
@@ -90,7 +106,7 @@ def command(train, out, val, stage, steps, vae_steps, tokenizer_steps, vocoder_s
                                     device=resolve_device(device), resume=resume,
                                     codec_config=overrides, train_vocoder=not freeze_vocoder,
                                     **({"crop_seconds": crop_seconds} if crop_seconds else {}))
-        click.echo(str(train_llm_codec(opts, echo=console.info)))
+        typer.echo(str(train_llm_codec(opts, echo=console.info)))
         return
     for flag, value in (("--llm", llm), ("--crop-seconds", crop_seconds), ("--freeze-vocoder", freeze_vocoder)):
         if value:
@@ -104,4 +120,4 @@ def command(train, out, val, stage, steps, vae_steps, tokenizer_steps, vocoder_s
                              resume=resume, init_from=init_from, codec_config=overrides,
                              tensorboard=tensorboard, vocoder_input=vocoder_input)
     final = train_codec(opts, echo=console.info)
-    click.echo(str(final))
+    typer.echo(str(final))
