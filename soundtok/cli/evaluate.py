@@ -31,6 +31,12 @@ def command() -> None:
                llm-codec tokens (accuracy, 95% CI, chance)
 
     Metric definitions: docs/evaluate.md.
+
+    \b
+    Examples:
+      soundtok evaluate recon clips/ --codec default --baselines codec2-450,opus-6k
+      soundtok evaluate caption captions.jsonl refs.jsonl --json
+      soundtok evaluate fewshot esc10.tokens.jsonl --ways 5 --shots 1
     """
 
 
