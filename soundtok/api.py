@@ -7,8 +7,8 @@ with the number or length of inputs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from .errors import AudioError, FormatError, SoundtokError, UsageError
 from .tokens import Header, Item, TokenReader, open_token_writer

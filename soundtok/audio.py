@@ -26,9 +26,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from glob import glob
-from typing import IO, TYPE_CHECKING, Any, Iterator, Union
+from typing import IO, TYPE_CHECKING, Any, Union
 
 import numpy as np
 import soundfile as sf
@@ -388,7 +389,7 @@ def iter_manifest(manifest: str) -> Iterator[tuple[str, AudioSource]]:
     except UnicodeDecodeError:
         raise UsageError(f"manifest {manifest} is not valid UTF-8") from None
     except (OSError, csv.Error) as e:
-        raise UsageError(f"cannot read manifest {manifest}: {getattr(e, 'strerror', None) or e}")
+        raise UsageError(f"cannot read manifest {manifest}: {getattr(e, 'strerror', None) or e}") from e
 
 
 def _read_manifest(manifest: str) -> list[AudioSource]:

@@ -13,7 +13,8 @@ import contextlib
 import errno
 import os
 import tempfile
-from typing import IO, Any, Iterator
+from collections.abc import Iterator
+from typing import IO, Any
 
 from soundtok.errors import SoundtokError
 

@@ -36,8 +36,9 @@ from __future__ import annotations
 import collections
 import os
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 

@@ -30,8 +30,9 @@ import sys
 import tempfile
 import threading
 from array import array
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import IO, Any, Callable, Iterator
+from typing import IO, Any
 
 from .audio import MANIFEST_EXTENSIONS, AudioSource, _expand, iter_manifest
 from .errors import AudioError, FormatError, SoundtokError, UsageError

@@ -40,8 +40,9 @@ import json
 import os
 import re
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import IO, TYPE_CHECKING, Any, Iterator
+from typing import IO, TYPE_CHECKING, Any
 
 from soundtok.errors import FormatError, SoundtokError
 from soundtok.fileio import DISK_FULL_ERRNOS, atomic_write, write_error

@@ -233,7 +233,6 @@ def _default_ready() -> str | None:
 def test_end_to_end_default_model_and_adapter(tmp_path):
     """Real Gemma 3 270M + shipped adapter + default codec: caption a spoken digit, generate one."""
     import soundfile as sf
-
     from conftest import SHARED_DATA
 
     clip = SHARED_DATA / "fsdd" / "recordings" / "7_jackson_0.wav"

@@ -12,7 +12,6 @@ import sys
 import numpy as np
 import pytest
 import soundfile as sf
-
 from conftest import ROOT, cli, run_cli, synth
 
 

@@ -8,8 +8,8 @@ import math
 
 import pytest
 import torch
-
 from conftest import make_tiny_codec, synth, tiny_config
+
 from soundtok.codec.config import CodecConfig
 from soundtok.codec.flow import NOISE_BLOCK, block_noise
 from soundtok.codec.model import SoundCodec

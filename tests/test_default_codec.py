@@ -12,8 +12,8 @@ import sys
 import numpy as np
 import pytest
 import soundfile as sf
-
 from conftest import ROOT, SHARED_DATA, needs_shared_data, synth
+
 from soundtok.codec import default_codec_path
 
 pytestmark = pytest.mark.skipif(not (default_codec_path() / "model.safetensors").is_file(),

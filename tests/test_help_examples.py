@@ -93,8 +93,8 @@ def test_help_examples_parse(path):
         except typer.Exit:  # --help, --version: parsed
             pass
         except Exception as e:
-            pytest.fail(f"example `soundtok {shlex.join(call)}` does not parse: "
-                        f"{getattr(e, 'format_message', lambda: str(e))()}")
+            msg = e.format_message() if hasattr(e, "format_message") else str(e)
+            pytest.fail(f"example `soundtok {shlex.join(call)}` does not parse: {msg}")
 
 
 def test_a_broken_example_is_caught():

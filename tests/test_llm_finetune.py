@@ -218,7 +218,7 @@ def test_adapter_round_trip_gives_identical_logits(train_stream, tiny_llm_dir, t
     alm = new_audio_lm(model, tok, vocab, llm_spec=str(tiny_llm_dir), lora={"r": 4, "alpha": 8, "dropout": 0})
     torch.manual_seed(0)
     with torch.no_grad():  # as if trained: non-zero LoRA B matrices and audio rows
-        for name, p in alm.named_parameters():
+        for _name, p in alm.named_parameters():
             if p.requires_grad:
                 p.normal_(0, 0.2)
     alm.eval()

@@ -20,13 +20,13 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from soundtok.errors import ModelError, UsageError  # noqa: E402
-from soundtok.llm import loader  # noqa: E402
 from soundtok.llm import (  # noqa: E402
     BUILTIN_LLMS,
     LLMSpec,
     default_dtype,
     llm_identity,
     load_llm,
+    loader,  # noqa: E402
     resolve_llm,
     tiny_llm,
 )
@@ -105,7 +105,8 @@ def test_default_dtype_follows_cpu_support(monkeypatch, tiny_dir):
 
 
 @pytest.mark.parametrize(
-    ("name", "expected"), [("bf16", "bfloat16"), ("BFloat16", "bfloat16"), ("fp32", "float32"), ("torch.float16", "float16")]
+    ("name", "expected"),
+    [("bf16", "bfloat16"), ("BFloat16", "bfloat16"), ("fp32", "float32"), ("torch.float16", "float16")],
 )
 def test_dtype_names(name, expected):
     assert loader._parse_dtype(name) == getattr(torch, expected)

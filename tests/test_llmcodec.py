@@ -12,12 +12,11 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import synth
 
 from soundtok.errors import FormatError, ModelError, UsageError
 from soundtok.llm.loader import llm_identity, load_llm, tiny_llm
 from soundtok.tokens import Header, Item, TokenReader, open_token_writer
-
-from conftest import synth
 
 WORDS = ["water", "dog", "bird", "rain", "music", "speech", "car", "door", "bell", "wind",
          "engine", "voice", "piano", "clock", "train", "laugh", "knock", "siren", "crowd", "river"]
@@ -63,8 +62,7 @@ def codec(llm):
 
 # ------------------------------------------------------------- vocabularies
 def test_vocabulary_selection_picks_whole_words(llm):
-    from soundtok.llmcodec.vocab import (english_words, select_vocabularies,
-                                         subword_vocabulary, word_vocabulary)
+    from soundtok.llmcodec.vocab import english_words, select_vocabularies, subword_vocabulary, word_vocabulary
 
     _, _, tok = llm
     ids = word_vocabulary(tok, 100)
@@ -659,11 +657,10 @@ def test_default_llm_codec_with_real_gemma(tmp_path):
     stream round-trips to audio, and few-shot captioning answers with a given label."""
     import soundfile as sf
     from conftest import SHARED_DATA, cli
+    from safetensors import safe_open
 
     from soundtok.llmcodec import DEFAULT_LLM_CODEC_DIR
     from soundtok.llmcodec.vocab import english_words
-
-    from safetensors import safe_open
 
     weights = DEFAULT_LLM_CODEC_DIR / "model.safetensors"
     assert weights.stat().st_size <= 20e6  # the package's size budget for it

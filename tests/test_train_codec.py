@@ -11,7 +11,6 @@ import sys
 
 import pytest
 import soundfile as sf
-
 from conftest import ROOT, TINY, cli, synth
 
 TINY_JSON = json.dumps(TINY)

@@ -3,14 +3,26 @@
 from __future__ import annotations
 
 import json
-
 from typing import Annotated, Literal
 
 import typer
 
 from .common import resolve_device, runtime
-from .options import (APP_SETTINGS, Adapter, BatchSize, Device, Instruction, Llm, Quiet, Scales,
-                      Seed, Temperature, Threads, TopP, Verbose)
+from .options import (
+    APP_SETTINGS,
+    Adapter,
+    BatchSize,
+    Device,
+    Instruction,
+    Llm,
+    Quiet,
+    Scales,
+    Seed,
+    Temperature,
+    Threads,
+    TopP,
+    Verbose,
+)
 
 app = typer.Typer(**APP_SETTINGS)
 

@@ -41,8 +41,7 @@ class Console:
         if not self.interactive:
             return _NullProgress()
         from rich.console import Console as RichConsole
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                   TimeRemainingColumn)
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         prog = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TimeRemainingColumn(), console=RichConsole(stderr=True), transient=True)

@@ -7,8 +7,7 @@ from typing import Annotated, Literal
 import typer
 
 from .common import resolve_device, runtime
-from .options import (APP_SETTINGS, ChunkSeconds, Codec, DecodeSteps, Decoder, Device, Llm, Quiet,
-                      Seed, Threads, Verbose)
+from .options import APP_SETTINGS, ChunkSeconds, Codec, Decoder, DecodeSteps, Device, Llm, Quiet, Seed, Threads, Verbose
 
 app = typer.Typer(**APP_SETTINGS)
 

@@ -4,15 +4,27 @@ from __future__ import annotations
 
 import json
 import sys
-
 from typing import Annotated, Literal
 
 import typer
 
 from ..errors import PartialFailure, UsageError
 from .common import resolve_device, runtime
-from .options import (APP_SETTINGS, Codec, DecodeSteps, Decoder, Device, Instruction, Json, Llm, Quiet,
-                      Scales, Seed, Threads, Verbose)
+from .options import (
+    APP_SETTINGS,
+    Codec,
+    Decoder,
+    DecodeSteps,
+    Device,
+    Instruction,
+    Json,
+    Llm,
+    Quiet,
+    Scales,
+    Seed,
+    Threads,
+    Verbose,
+)
 
 app = typer.Typer(name="evaluate", **APP_SETTINGS)
 
@@ -141,9 +153,9 @@ def recon(
     else:
         _print_recon(result, per_clip)
     if report_dir:
-        from ..evaluate.report import write_report
-
         import shlex
+
+        from ..evaluate.report import write_report
 
         cmd = ("soundtok " + shlex.join(sys.argv[1:])
                if sys.argv[1:3] == ["evaluate", "recon"] else None)
@@ -200,7 +212,7 @@ def _parse_synonyms(path: str | None) -> dict[str, list[str]] | None:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
     except (OSError, ValueError) as e:
-        raise UsageError(f"cannot read synonyms {path}: {getattr(e, 'strerror', None) or e}")
+        raise UsageError(f"cannot read synonyms {path}: {getattr(e, 'strerror', None) or e}") from e
     if not isinstance(data, dict) or not all(
             isinstance(v, list) and all(isinstance(x, str) for x in v) for v in data.values()):
         raise UsageError(f"synonyms {path}: expected a JSON object {{label: [phrase, ...]}}")

@@ -7,8 +7,23 @@ from typing import Annotated, Literal
 import typer
 
 from .common import resolve_device, runtime
-from .options import (APP_SETTINGS, BatchSize, Codec, Device, Llm, Lr, Quiet, Resume, RunDir,
-                      SaveEvery, Seed, Threads, ValEvery, Verbose, above)
+from .options import (
+    APP_SETTINGS,
+    BatchSize,
+    Codec,
+    Device,
+    Llm,
+    Lr,
+    Quiet,
+    Resume,
+    RunDir,
+    SaveEvery,
+    Seed,
+    Threads,
+    ValEvery,
+    Verbose,
+    above,
+)
 
 app = typer.Typer(**APP_SETTINGS)
 

@@ -5,14 +5,26 @@ from __future__ import annotations
 import json
 import re
 import sys
-
 from typing import Annotated
 
 import typer
 
 from .common import resolve_device, runtime
-from .options import (APP_SETTINGS, Adapter, BatchSize, Device, Llm, Output, Quiet, Seed, Temperature,
-                      Threads, TopP, Verbose, above)
+from .options import (
+    APP_SETTINGS,
+    Adapter,
+    BatchSize,
+    Device,
+    Llm,
+    Output,
+    Quiet,
+    Seed,
+    Temperature,
+    Threads,
+    TopP,
+    Verbose,
+    above,
+)
 
 app = typer.Typer(**APP_SETTINGS)
 

@@ -8,8 +8,7 @@ import typer
 
 from ..errors import PartialFailure, UsageError
 from .common import resolve_device, runtime
-from .options import (APP_SETTINGS, BatchSize, ChunkSeconds, Codec, Device, Llm, Output, Quiet,
-                      Threads, Verbose)
+from .options import APP_SETTINGS, BatchSize, ChunkSeconds, Codec, Device, Llm, Output, Quiet, Threads, Verbose
 
 app = typer.Typer(**APP_SETTINGS)
 

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-
 from typing import Annotated, Literal
 
 import typer
 
 from .common import resolve_device, runtime
-from .options import (APP_SETTINGS, Device, Llm, Lr, Quiet, Resume, RunDir, SaveEvery, Seed, Threads,
-                      ValEvery, Verbose)
+from .options import APP_SETTINGS, Device, Llm, Lr, Quiet, Resume, RunDir, SaveEvery, Seed, Threads, ValEvery, Verbose
 
 app = typer.Typer(**APP_SETTINGS)
 

@@ -83,7 +83,7 @@ class CodecConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "CodecConfig":
+    def from_dict(cls, d: dict) -> CodecConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known - {"architecture", "soundtok_version"})
         if unknown:
@@ -95,5 +95,5 @@ class CodecConfig:
         Path(path).write_text(json.dumps(data, indent=2) + "\n")
 
     @classmethod
-    def load(cls, path: str | Path) -> "CodecConfig":
+    def load(cls, path: str | Path) -> CodecConfig:
         return cls.from_dict(json.loads(Path(path).read_text()))

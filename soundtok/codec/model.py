@@ -208,7 +208,7 @@ class SoundCodec(nn.Module):
         return d
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, device: str = "cpu") -> "SoundCodec":
+    def from_pretrained(cls, path: str | Path, device: str = "cpu") -> SoundCodec:
         """Load from a directory holding ``config.json`` + ``model.safetensors``."""
         from safetensors import SafetensorError
         from safetensors.torch import load_file

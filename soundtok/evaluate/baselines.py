@@ -119,8 +119,7 @@ def missing_reason(baseline: Baseline) -> str | None:
 
 
 def _run(cmd: list[str], name: str) -> None:
-    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE)
+    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True)
     if proc.returncode != 0:
         text = (proc.stderr or proc.stdout).decode(errors="replace").strip().splitlines()
         raise SoundtokError(f"baseline {name}: {cmd[0]} failed (exit {proc.returncode})"

@@ -26,8 +26,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from ..errors import SoundtokError, UsageError
 from ..fileio import iter_jsonl
@@ -208,7 +209,7 @@ def ptb_tokenize(sentences: list[str]) -> list[str]:
             f.write("\n".join(s.replace("\n", " ").replace("\r", " ") for s in sentences))
         proc = subprocess.run(["java", "-cp", jar, "edu.stanford.nlp.process.PTBTokenizer",
                                "-preserveLines", "-lowerCase", src], stdin=subprocess.DEVNULL,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                              capture_output=True)
     if proc.returncode != 0:
         raise SoundtokError("PTB tokenizer failed: " + proc.stderr.decode(errors="replace")
                             .strip()[-200:])

@@ -24,8 +24,9 @@ import io
 import json
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -191,7 +192,7 @@ def _read_pair_manifest(path: str) -> list[_Clip] | None:
                         except ValueError:
                             raise UsageError(f"manifest {path} line {n}: invalid JSON") from None
     except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise UsageError(f"cannot read manifest {path}: {getattr(e, 'strerror', None) or e}")
+        raise UsageError(f"cannot read manifest {path}: {getattr(e, 'strerror', None) or e}") from e
     if not rows or not isinstance(rows[0], dict) or "ref" not in rows[0]:
         return None
     out, seen = [], set()

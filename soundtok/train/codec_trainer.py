@@ -30,8 +30,7 @@ from torch import nn
 from ..codec.config import CodecConfig
 from ..codec.model import SoundCodec
 from ..codec.vocoder import stft_loss
-from .checkpoint import (latest_checkpoint, load_training_state, optimizer_from_flat,
-                         save_checkpoint)
+from .checkpoint import latest_checkpoint, load_training_state, optimizer_from_flat, save_checkpoint
 from .data import CropSampler, load_clips, validation_batches
 
 STAGES = ("vae", "tokenizer", "vocoder")
