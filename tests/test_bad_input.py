@@ -384,8 +384,8 @@ def test_bad_input(case: Case, W, tmp_path):
 # --------------------------------------------------------------------------- random bytes (hypothesis)
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))

@@ -158,7 +158,8 @@ def evil(tmp_path_factory, tiny_codec_dir):
     wav = root / "a.wav"
     sf.write(wav, synth(0.5), 16000)
     return {"root": root, "marker": marker, "files": files, "codec_dir": codec_dir, "llm": llm, "stream": stream,
-                "adapter": adapter, "bin_only": bin_only, "llm_bin": llm_bin, "wav": wav, "good_adapter": root / "run" / "final"}
+            "adapter": adapter, "bin_only": bin_only, "llm_bin": llm_bin, "wav": wav,
+            "good_adapter": root / "run" / "final"}
 
 
 def _argv(kind: str, target: str, e: dict) -> list:
