@@ -26,20 +26,52 @@ class BatchReport:
     skipped: int = 0  # items a resumed run found already done
 
 
+#: Sample rate of the built-in codecs (Hz): the default of :func:`load_audio`.
+SAMPLE_RATE = 16000
+
+
+def load_audio(src, sample_rate: int | None = SAMPLE_RATE):
+    """Read audio as ``(wav, sr)`` for :meth:`codec.encode <soundtok.codec.model.SoundCodec.encode>`.
+
+    ``src``: a path (WAV, FLAC, OGG, MP3, ...; other formats through ffmpeg
+    when it is installed), ``bytes`` or a binary file object.  ``wav`` is a
+    float32 tensor of shape ``(1, N)`` -- one mono clip, channels averaged,
+    values in [-1, 1] -- at ``sr`` Hz: ``sample_rate`` (default 16000, the
+    rate of the built-in codecs; resampled with soxr), or the file's own rate
+    when ``sample_rate`` is ``None``.  Raises
+    :class:`~soundtok.errors.AudioError` (one line) for a missing, empty or
+    undecodable input.
+    """
+    from .audio import read_audio
+
+    wav, sr = read_audio(src, sample_rate)
+    return wav[None], sr
+
+
 #: ``--codec`` name of the LLM-Codec shipped in the package (soundtok/llmcodec/default).
 LLM_CODEC_NAME = "llm-codec"
 
 
-def load_any_codec(codec=None, device: str = "cpu", llm=None):
-    """A loaded codec: ``None``/``"default"`` -> the default sound codec,
-    ``"llm-codec"`` -> the shipped LLM-Codec, a directory -> whichever
-    architecture its ``config.json`` names; a loaded model is moved to
-    ``device``.  ``llm`` (LLM-Codec only) is the LLM to take codebooks from
-    (a spec or a loaded ``(model, tokenizer)``; default: the one recorded)."""
+def load_any_codec(codec=None, device: str = "auto", llm=None):
+    """A loaded codec in eval mode on ``device`` (``"auto"``: CUDA when available, else CPU;
+    see :func:`soundtok.device.resolve_device`).
+
+    ``codec``: ``None``/``"default"`` -> the built-in sound codec
+    (:class:`~soundtok.codec.model.SoundCodec`: ``encode`` takes audio ``(B, N)``
+    at 16 kHz and returns codes ``(B, 1, ceil(N / 640))``, 25 per second;
+    ``decode`` takes codes ``(B, 1, T)`` and returns audio ``(B, T * 640)``);
+    ``"llm-codec"`` -> the shipped LLM-Codec (its ``encode`` returns one code
+    tensor per scale); a directory -> whichever architecture its
+    ``config.json`` names; a loaded model is moved to ``device``.  ``llm``
+    (LLM-Codec only) is the LLM to take codebooks from (a spec or a loaded
+    ``(model, tokenizer)``; default: the one recorded)."""
     import json
     from pathlib import Path
 
+    from .device import resolve_device
     from .errors import ModelError
+
+    device = resolve_device(device)
 
     if hasattr(codec, "encode") and hasattr(codec, "cfg"):
         return codec.to(device).eval()
@@ -85,7 +117,7 @@ def codec_header(codec) -> Header:
                   codebook_sizes=[cfg.codebook_size])
 
 
-def tokenize(inputs: list[str], output: str = "-", codec=None, device: str = "cpu",
+def tokenize(inputs: list[str], output: str = "-", codec=None, device: str = "auto",
              chunk_seconds: float = 30.0, on_error: Callable[[str], None] | None = None,
              on_item: Callable[[Item], None] | None = None, as_text: bool = False,
              llm=None, *, manifests: list[str] | tuple[str, ...] = (), shard=None,
@@ -307,7 +339,7 @@ def _chain(first, rest):
     yield from rest
 
 
-def detokenize(stream: str = "-", output: str = "-", codec=None, device: str = "cpu",
+def detokenize(stream: str = "-", output: str = "-", codec=None, device: str = "auto",
                decoder: str = "flow", steps: int | None = None, seed: int = 0,
                guidance: float = 1.0, solver: str = "euler", chunk_seconds: float = 30.0,
                fmt: str | None = None, on_item: Callable[[str], None] | None = None,
@@ -383,5 +415,5 @@ def detokenize(stream: str = "-", output: str = "-", codec=None, device: str = "
     return report
 
 
-__all__ = ["BatchReport", "LLM_CODEC_NAME", "codec_header", "load_any_codec", "tokenize", "merge",
-           "detokenize", "SoundtokError"]
+__all__ = ["BatchReport", "LLM_CODEC_NAME", "SAMPLE_RATE", "codec_header", "load_any_codec", "load_audio",
+           "tokenize", "merge", "detokenize", "SoundtokError"]

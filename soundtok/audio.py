@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = ["AUDIO_EXTENSIONS", "AudioSource", "AudioStream", "iter_manifest", "iter_sources",
-           "load_audio", "output_path_for", "write_audio"]
+           "load_audio", "output_path_for", "read_audio", "write_audio"]
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".opus", ".aiff", ".aif")
 MANIFEST_EXTENSIONS = (".jsonl", ".csv")
@@ -135,20 +135,23 @@ def _check_path(path: str, label: str) -> tuple[str | None, bytes | None]:
     return path, None
 
 
-def load_audio(src: AudioInput, target_sr: int, min_sr: int = 4000,
-               name: str | None = None) -> torch.Tensor:
-    """Load ``src`` as a mono waveform resampled to ``target_sr`` Hz.
+def read_audio(src: AudioInput, sample_rate: int | None = None, min_sr: int = 4000,
+               name: str | None = None) -> tuple[torch.Tensor, int]:
+    """Load ``src`` as a mono waveform and return ``(wav, rate)``.
 
     ``src`` is a path, ``bytes`` or a binary file object (read to its end).
-    Returns a float32 tensor of shape (T,) with values in [-1, 1], where
-    T = round(frames * target_sr / file_sr).  Multi-channel audio is averaged.
-    ``name`` labels the input in messages (default: the path, or ``<stdin>``).
+    ``wav`` is a float32 tensor of shape (T,) with values in [-1, 1] at
+    ``rate`` Hz: ``sample_rate`` when given (resampled with soxr, T =
+    round(frames * sample_rate / file_rate)), else the file's own rate.
+    Multi-channel audio is averaged.  ``name`` labels the input in messages
+    (default: the path, or ``<stdin>``).
 
     Raises AudioError for a missing path, a folder, undecodable data, a file
     with no samples, NaN/infinite samples, or a sample rate below ``min_sr`` Hz.
     """
-    if not isinstance(target_sr, int) or target_sr <= 0:
-        raise ValueError(f"target_sr must be a positive int, not {target_sr!r}")
+    if sample_rate is not None and (not isinstance(sample_rate, int) or isinstance(sample_rate, bool)
+                                    or sample_rate <= 0):
+        raise ValueError(f"sample rate must be a positive int, not {sample_rate!r}")
     path: str | None = None
     data: bytes | None = None
     if isinstance(src, (str, os.PathLike)):
@@ -166,14 +169,25 @@ def load_audio(src: AudioInput, target_sr: int, min_sr: int = 4000,
     if sr < min_sr:
         raise AudioError(f"{label} has sample rate {sr} Hz; at least {min_sr} Hz is needed")
     mono = wav.mean(axis=1, dtype=np.float32) if wav.shape[1] > 1 else wav[:, 0]
-    if sr != target_sr:
-        mono = soxr.resample(mono, sr, target_sr, quality="HQ")
+    rate = sr if sample_rate is None else sample_rate
+    if sr != rate:
+        mono = soxr.resample(mono, sr, rate, quality="HQ")
     if mono.shape[0] == 0:
         raise AudioError(f"{label} is too short: {wav.shape[0]} samples at {sr} Hz")
     mono = np.clip(mono, -1.0, 1.0).astype(np.float32, copy=False)
     import torch
 
-    return torch.from_numpy(np.ascontiguousarray(mono))
+    return torch.from_numpy(np.ascontiguousarray(mono)), rate
+
+
+def load_audio(src: AudioInput, target_sr: int, min_sr: int = 4000,
+               name: str | None = None) -> torch.Tensor:
+    """Load ``src`` as a mono waveform resampled to ``target_sr`` Hz: a float32
+    tensor of shape (T,) in [-1, 1] (see :func:`read_audio`, which also keeps
+    the file's own rate when asked)."""
+    if not isinstance(target_sr, int) or target_sr <= 0:
+        raise ValueError(f"target_sr must be a positive int, not {target_sr!r}")
+    return read_audio(src, target_sr, min_sr, name)[0]
 
 
 class AudioStream:
@@ -568,7 +582,8 @@ def open_audio_writer(dest: str, sr: int, fmt: str | None = None,
 
 def write_audio(dest: str, wav: Any, sr: int, fmt: str | None = None,
                 subtype: str | None = None) -> None:
-    """Write a whole mono waveform (shape (T,)) at ``sr`` Hz; see :func:`open_audio_writer`."""
+    """Write a whole mono waveform (shape (T,) or (1, T), a tensor or an array)
+    at ``sr`` Hz to ``dest`` (``-`` = stdout); see :func:`open_audio_writer`."""
     with open_audio_writer(dest, sr, fmt, subtype) as w:
         w.write(wav)
 

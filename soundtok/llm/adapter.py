@@ -229,13 +229,17 @@ def check_llm(meta: dict, model, adapter_name: str) -> None:
             f"(sha256 {str(want.get('sha256'))[:12]}), not {have['name']!r} (sha256 {have['sha256'][:12]})")
 
 
-def load_adapter(adapter: str | os.PathLike | None = None, *, llm: str | None = None, device="cpu",
+def load_adapter(adapter: str | os.PathLike | None = None, *, llm: str | None = None, device="auto",
                  dtype=None, merge: bool = True, progress: Callable[[str], None] | None = None):
-    """Load ``(audio_lm, tokenizer, meta)`` for inference.
+    """Load ``(audio_lm, tokenizer, meta)`` for inference (``adapter`` None: the shipped one).
 
     ``llm`` overrides where the LLM is loaded from (default: what the adapter
-    records); it must still be the same LLM.  ``merge`` folds the LoRA
+    records); it must still be the same LLM.  ``device``: ``"auto"`` (CUDA when
+    available, else CPU), ``cpu``, ``cuda``, ``cuda:N``.  ``merge`` folds the LoRA
     weights into the LLM (faster decoding; the result cannot be saved again).
+    ``progress`` receives one-line messages (see :func:`soundtok.llm.loader.load_llm`).
+    The result can be passed as ``adapter=`` to :func:`soundtok.caption` and
+    :func:`soundtok.generate` to load the model once for many calls.
     """
     from peft import PeftModel
 

@@ -18,11 +18,20 @@ predicted.
 
 from __future__ import annotations
 
+import functools
+import inspect
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .vocab import AudioVocab
+
+
+@functools.cache
+def _cache_argument(decoder_class: type) -> str:
+    """``cache`` where the decoder's ``forward`` takes it (newer transformers), else ``past_key_values``."""
+    return "cache" if "cache" in inspect.signature(decoder_class.forward).parameters else "past_key_values"
 
 
 class AudioLM(nn.Module):
@@ -86,9 +95,10 @@ class AudioLM(nn.Module):
                use_cache: bool = False):
         """Final hidden states ``(B, L, H)`` and the KV cache (None without ``use_cache``)."""
         decoder = self.base_model.get_decoder()
+        name = _cache_argument(type(decoder))  # transformers renamed past_key_values to cache
         out = decoder(inputs_embeds=self.embed(ids), attention_mask=attention_mask,
-                      position_ids=position_ids, past_key_values=past_key_values, use_cache=use_cache)
-        return out.last_hidden_state, (out.past_key_values if use_cache else None)
+                      position_ids=position_ids, use_cache=use_cache, **{name: past_key_values})
+        return out.last_hidden_state, (getattr(out, name) if use_cache else None)
 
     def _cap(self, logits: torch.Tensor) -> torch.Tensor:
         if self._softcap:

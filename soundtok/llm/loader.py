@@ -32,7 +32,6 @@ import functools
 import hashlib
 import importlib.util
 import json
-import logging
 import os
 import shutil
 import tempfile
@@ -43,8 +42,6 @@ from pathlib import Path
 from typing import Any
 
 from soundtok.errors import ModelError, UsageError
-
-log = logging.getLogger(__name__)
 
 DEFAULT_LLM = "gemma3-270m"
 
@@ -62,6 +59,8 @@ _SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 #: Rough one-time conversion cost shown in the progress message (measured on 2 cores).
 _CONVERT_SECONDS = {"gemma3-270m": 35, "smollm2-135m": 15}
+#: Size of the converted cache directory (measured: ``du -sb``), shown in the same message.
+_CONVERTED_BYTES = {"gemma3-270m": 1_105_797_139}
 
 META_FILE = "soundtok-llm.json"
 _META_VERSION = 1
@@ -245,6 +244,10 @@ def _cpu_has_fast_bf16() -> bool:
 def _torch_device(device: Any):
     import torch
 
+    if isinstance(device, str) and device == "auto":
+        from ..device import resolve_device
+
+        device = resolve_device(device)
     try:
         return torch.device(device)
     except (RuntimeError, TypeError) as exc:
@@ -289,10 +292,12 @@ def load_llm(
 
     ``spec`` is an :class:`LLMSpec` or anything :func:`resolve_llm` accepts.
     ``dtype`` is a ``torch.dtype`` or a name (``bf16``, ``float32``, ...);
-    ``None`` means :func:`default_dtype`.  A GGUF is converted into the cache
-    on first use; ``progress`` (default: ``logging`` at INFO) receives a one
-    line message before that slow step.  Raises :class:`ModelError` when the
-    model cannot be loaded.
+    ``None`` means :func:`default_dtype`.  ``device`` may be ``"auto"``
+    (:func:`soundtok.device.resolve_device`).  A GGUF is converted into the
+    cache on first use; ``progress`` receives a one-line message (without a
+    ``soundtok:`` prefix) naming the cache's size and place before that slow
+    step; by default it is printed on stderr as ``soundtok: <message>``.
+    Raises :class:`ModelError` when the model cannot be loaded.
     """
     if not isinstance(spec, LLMSpec):
         spec = resolve_llm(spec)
@@ -309,15 +314,16 @@ def load_llm(
 
 
 def ensure_converted(spec: LLMSpec, progress: Progress | None = None) -> Path:
-    """Return the safetensors cache directory for a GGUF spec, converting once."""
+    """Return the safetensors cache directory for a GGUF spec, converting once.
+
+    Before converting, ``progress`` (default: :func:`stderr_notice`) receives
+    one line: what is written, how big it gets, where, and how long it takes."""
     target = converted_dir(spec)
     if _is_complete(target):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temp_dirs(target)
-    seconds = _CONVERT_SECONDS.get(spec.builtin or "")
-    cost = f"one time, ~{seconds} s" if seconds else "one time, may take a minute"
-    (progress or log.info)(f"soundtok: converting {spec.name} GGUF to safetensors ({cost})...")
+    (progress or stderr_notice)(conversion_message(spec, target))
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         gguf, source = _gguf_source(spec, tmp)
@@ -340,6 +346,28 @@ def ensure_converted(spec: LLMSpec, progress: Progress | None = None) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def conversion_message(spec: LLMSpec, target: Path) -> str:
+    """The one-line announcement of a GGUF conversion into the cache (no ``soundtok:`` prefix:
+    whoever prints it adds that)."""
+    size = _CONVERTED_BYTES.get(spec.builtin or "")
+    seconds = _CONVERT_SECONDS.get(spec.builtin or "")
+    what = f"a ~{size / 1e9:.1f} GB cache" if size else "a float32 cache"
+    took = f"~{seconds} s" if seconds else "may take a minute"
+    return (f"converting {spec.name} GGUF to safetensors once ({took}): writing {what} to {target} "
+            f"(SOUNDTOK_CACHE sets the place; safe to delete, rebuilt when needed)")
+
+
+def stderr_notice(msg: str) -> None:
+    """Print ``soundtok: <msg>`` on stderr (the default ``progress`` of :func:`load_llm`)."""
+    import sys
+
+    try:
+        sys.stderr.write(f"soundtok: {msg}\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
 
 
 def _remove_stale_temp_dirs(target: Path, max_age_s: float = 3600.0) -> None:

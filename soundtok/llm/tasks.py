@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -135,3 +135,138 @@ def generate_items(alm, tokenizer, prompts: Iterable[tuple[str, str]],
                     "temperature": None if seeds is None else opts.temperature, "top_p": opts.top_p}
             yield Item(id=pid, num_samples=periods * vocab.period_samples, codes=codes, text=text, meta=meta)
         index += len(batch)
+
+
+# --------------------------------------------------------------------------- Python API
+# soundtok.caption / soundtok.generate: load the adapter (or take a loaded one), run, return.
+
+
+def _loaded(adapter, llm, device, progress):
+    """``(audio_lm, tokenizer)`` from a loaded ``load_adapter`` result or by loading one."""
+    if isinstance(adapter, tuple) and len(adapter) >= 2 and hasattr(adapter[0], "vocab"):
+        if llm is not None:
+            raise UsageError("llm= applies when the adapter is loaded here, not to a loaded adapter")
+        return adapter[0], adapter[1]
+    from .adapter import load_adapter
+
+    alm, tokenizer, _ = load_adapter(adapter, llm=llm, device=device, progress=progress)
+    return alm, tokenizer
+
+
+def _adapter_vocab(adapter) -> AudioVocab:
+    """The audio vocabulary an adapter (loaded or a directory) was trained with, without loading the LLM."""
+    if isinstance(adapter, tuple) and len(adapter) >= 2 and hasattr(adapter[0], "vocab"):
+        return adapter[0].vocab
+    from .adapter import read_meta, resolve_adapter
+
+    return AudioVocab.from_dict(read_meta(resolve_adapter(adapter)).get("codec") or {})
+
+
+def _tensor_items(codes, header: Header, start: int) -> list[Item]:
+    """Items from a codes tensor ``(B, K, T)`` or ``(K, T)`` of a single-rate codec."""
+    if codes.dim() == 2:
+        codes = codes[None]
+    if codes.dim() != 3:
+        raise UsageError(f"codes must have shape (B, K, T) or (K, T), not {tuple(codes.shape)}")
+    if len(set(header.hop_lengths)) != 1:
+        raise UsageError("this adapter's codec has codebooks at several rates: pass a token stream or Items")
+    if codes.dtype.is_floating_point or codes.dtype.is_complex or str(codes.dtype) == "torch.bool":
+        raise UsageError(f"codes must be integers, not {codes.dtype}")
+    hop = header.hop_lengths[0]
+    rows = codes.detach().cpu().tolist()
+    return [Item(id=str(start + b), num_samples=len(r[0]) * hop if r else 0, codes=r) for b, r in enumerate(rows)]
+
+
+def _caption_items(codes, header: Header) -> list[Item]:
+    import torch
+
+    if isinstance(codes, (Item, torch.Tensor)):
+        codes = [codes]
+    items: list[Item] = []
+    for x in codes:
+        if isinstance(x, Item):
+            items.append(x)
+        elif isinstance(x, torch.Tensor):
+            items.extend(_tensor_items(x, header, len(items)))
+        else:
+            raise UsageError(f"cannot caption a {type(x).__name__}: give codes tensors, Items or a "
+                             f"token stream path")
+    for item in items:
+        header.check_item(item)
+    if not items:
+        raise UsageError("nothing to caption")
+    return items
+
+
+def caption(codes, *, adapter=None, llm: str | None = None, device: str = "auto",
+            max_new_tokens: int = 32, beams: int = 1, sample: bool = False, temperature: float = 1.0,
+            top_p: float = 1.0, seed: int = 0, batch_size: int = 8,
+            progress: Callable[[str], None] | None = None) -> list[str]:
+    """Describe sound in words: one caption per clip, in order.
+
+    ``codes``: tokens of the adapter's codec (the built-in codec for the shipped
+    adapter) as
+
+    * a tensor ``(B, K, T)`` -- e.g. ``codec.encode(wav)``, ``(1, 1, T)`` for
+      one clip, 25 codes per second -- or ``(K, T)`` (one clip);
+    * an :class:`~soundtok.tokens.Item`, or a list of tensors and Items (e.g.
+      what :func:`generate` returns);
+    * a token stream path (``-`` = stdin), checked against the adapter's codec.
+
+    ``adapter``: ``None`` (the shipped one), a directory, or the result of
+    :func:`soundtok.load_adapter` (loads the LLM once for many calls; loading
+    takes ~7-11 s on 2 CPU cores, and the first use of Gemma writes a ~1.1 GB
+    cache, see :mod:`soundtok.cache`).  ``device``: ``"auto"`` (CUDA when
+    available, else CPU), ``cpu``, ``cuda``, ``cuda:N``.  Greedy decoding by
+    default; ``beams`` for beam search, ``sample`` with ``temperature``,
+    ``top_p`` and ``seed`` for sampling.  ``progress`` receives one-line
+    messages while loading (default: stderr).
+    """
+    import torch
+
+    vocab = _adapter_vocab(adapter)
+    source: Any
+    if isinstance(codes, (str, os.PathLike)):
+        source = open_stream(codes, vocab)  # a stream of another codec fails before the model loads
+    else:
+        source = _caption_items(codes, vocab.header)
+    try:
+        alm, tokenizer = _loaded(adapter, llm, device, progress)
+        opts = CaptionOptions(max_new_tokens=max_new_tokens, beams=beams, sample=sample, temperature=temperature,
+                              top_p=top_p, seed=seed, batch_size=batch_size)
+        with torch.inference_mode():
+            if isinstance(source, TokenReader):
+                return [c for _, c in caption_stream(alm, tokenizer, source, opts)]
+            return [c for _, c in caption_items(alm, tokenizer, source, opts)]
+    finally:
+        if isinstance(source, TokenReader):
+            source.close()
+
+
+def generate(prompts: str | Iterable[str], *, adapter=None, llm: str | None = None, device: str = "auto",
+             duration: float = 10.0, temperature: float = 1.0, top_p: float = 1.0, greedy: bool = False,
+             seed: int = 0, batch_size: int = 8, progress: Callable[[str], None] | None = None) -> list:
+    """Sound tokens for text: one codes tensor per prompt, in order.
+
+    Each result is a ``torch.long`` tensor ``(1, K, T)`` of the adapter's codec
+    (``(1, 1, T)``, 25 codes per second, for the shipped adapter), at most
+    ``duration`` seconds long (generation stops at ``</audio>``); decode it
+    with ``codec.decode(codes)`` (:func:`soundtok.load_codec`).  Prompt ``i``
+    (0-based) samples with seed ``seed + i``; ``greedy`` takes the most likely
+    token instead.  ``adapter``, ``llm``, ``device`` and ``progress`` are as
+    for :func:`caption`.
+    """
+    import torch
+
+    texts = [prompts] if isinstance(prompts, str) else list(prompts)
+    if not texts:
+        raise UsageError("no prompts given")
+    for i, text in enumerate(texts, 1):
+        if not isinstance(text, str) or not text.strip():
+            raise UsageError(f"prompt {i} is empty" if isinstance(text, str) else f"prompt {i} is not a string")
+    alm, tokenizer = _loaded(adapter, llm, device, progress)
+    opts = GenerateOptions(duration=duration, temperature=temperature, top_p=top_p, seed=seed, greedy=greedy,
+                           batch_size=batch_size)
+    pairs = [(str(i), text) for i, text in enumerate(texts)]
+    with torch.inference_mode():
+        return [item.codes_tensor()[None] for item in generate_items(alm, tokenizer, pairs, opts)]
