@@ -27,6 +27,7 @@ speaker similarity (:mod:`.speaker`, resemblyzer d-vectors) and DNSMOS
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import math
@@ -339,7 +340,7 @@ def evaluate_recon(inputs: list[str], deg: str | None = None, codec: Any = None,
                    dnsmos: bool = True, asr: bool = True, asr_model: str = "base",
                    text_field: str | None = "text", speaker: bool = True,
                    codecs: list[tuple[str, Any]] | None = None, examples: int = 3,
-                   limit: int | None = None, bootstrap: int = 200,
+                   limit: int | None = None, bootstrap: int = 100,
                    on_clip: Callable[[str], None] | None = None,
                    on_error: Callable[[str], None] | None = None) -> ReconResult:
     """Score reconstructions of the references in ``inputs`` (files, folders,
@@ -434,9 +435,7 @@ def evaluate_recon(inputs: list[str], deg: str | None = None, codec: Any = None,
         use_asr, why = asr_status(asr_model)
         notes.append(why)
         if use_asr:
-            from .asr import WhisperASR
-
-            asr_judge = WhisperASR(asr_model)
+            asr_judge = _asr_judge(asr_model)
             notes.append(POOLED_NOTE)
     if speaker:
         from .speaker import speaker_status
@@ -444,9 +443,7 @@ def evaluate_recon(inputs: list[str], deg: str | None = None, codec: Any = None,
         use_speaker, why = speaker_status()
         notes.append(why)
         if use_speaker:
-            from .speaker import SpeakerEncoder
-
-            spk_encoder = SpeakerEncoder()
+            spk_encoder = _speaker_encoder()
     systems: list[SystemResult] = []
     models: list[tuple[str, Any]] = []
     for label, c in codec_list:
@@ -614,6 +611,21 @@ def evaluate_recon(inputs: list[str], deg: str | None = None, codec: Any = None,
         systems.insert(0, reference)
     return ReconResult(systems=systems, notes=notes, clips=scored, failed=failed,
                        examples=kept, max_delay_ms=max_delay_ms)
+
+
+@functools.lru_cache(maxsize=2)
+def _asr_judge(model: str):
+    """One Whisper per model and process (loading takes a second or two)."""
+    from .asr import WhisperASR
+
+    return WhisperASR(model)
+
+
+@functools.lru_cache(maxsize=1)
+def _speaker_encoder():
+    from .speaker import SpeakerEncoder
+
+    return SpeakerEncoder()
 
 
 def _asr_row(truth: str, source: str, hyp: str, metrics: dict[str, float],

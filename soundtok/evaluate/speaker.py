@@ -33,7 +33,7 @@ def speaker_status() -> tuple[bool, str]:
     for module, package in (("webrtcvad", "webrtcvad-wheels"), ("librosa", "librosa"),
                             ("resemblyzer", "resemblyzer")):
         try:
-            __import__(module)
+            _quiet_import(module)
         except Exception:
             missing.append(package)
     if missing:
@@ -43,6 +43,17 @@ def speaker_status() -> tuple[bool, str]:
         return False, f"speaker similarity skipped: resemblyzer's weights are missing ({_INSTALL})"
     return True, ("speaker similarity: cosine of resemblyzer GE2E d-vectors (weights from its "
                   "wheel, loaded with weights_only=True)")
+
+
+def _quiet_import(module: str):
+    """Import ``module``; resemblyzer imports a deprecated scipy namespace, and that
+    warning is not the user's business."""
+    import importlib
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return importlib.import_module(module)
 
 
 def _weights_path():
@@ -61,6 +72,8 @@ class SpeakerEncoder:
 
     def __init__(self) -> None:
         import torch
+
+        _quiet_import("resemblyzer")
         from resemblyzer import hparams as hp
         from resemblyzer.voice_encoder import VoiceEncoder
 
