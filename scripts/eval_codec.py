@@ -149,11 +149,12 @@ def corpus_manifests(a) -> dict[str, Path | None]:
     given = {"voices": a.voices, "speech": a.speech, "music": a.music}
     pools: dict[str, list[dict]] = {k: [] for k in given}
     corpus = Path(a.corpus)
+    missing = set()
     for name, path in given.items():
         if path:
             if not Path(path).is_file():
                 log(f"skip {name}: {path} not found")
-                given[name] = ""
+                missing.add(name)
                 continue
             pools[name] = [r for r in read_jsonl(Path(path)) if r.get("split", "test") in splits]
     auto = [k for k, v in given.items() if v is None]
@@ -171,6 +172,9 @@ def corpus_manifests(a) -> dict[str, Path | None]:
     out: dict[str, Path | None] = {}
     for name in given:
         rows = {r["path"]: r for r in pools[name]}  # one row per file (a file may be listed twice)
+        if name in missing:
+            out[name] = None
+            continue
         if not rows:
             where = given[name] or f"the manifests under {corpus}"
             log(f"skip {name}: no rows with split in {sorted(splits)} in {where}")
