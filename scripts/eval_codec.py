@@ -21,9 +21,11 @@ The corpus sets come from JSONL manifests (``path``, ``split``, ``text``,
 ``voice``/``speaker``, ``source``): ``--voices``/``--speech``/``--music`` name
 them; otherwise every ``*.jsonl`` under ``--corpus`` (default ``runs/corpus``
 or ``$SOUNDTOK_CORPUS``) is read, rows whose ``split`` is in ``--splits``
-(default ``test``) are kept, and each row is sorted by its ``source`` (music:
-music21/midi/music; real speech: fsdd/klettres/recorded/real; voices: any
-other row with a ``voice`` and a ``text``).  ``--limit N`` keeps N clips per
+(default ``test``) are kept, and each row is sorted by its ``kind`` (``music``;
+``speech``: real recordings; ``speech-tts`` with a ``text``: voices) or, without
+one, its ``source`` (music21/midi/music; fsdd/klettres/recorded/real; other rows
+with a ``voice`` and a ``text``).  Whisper transcribes each clip in its
+``language`` (e.g. klettres' held-out Italian and Russian letters).  ``--limit N`` keeps N clips per
 set, taken in turn from each voice (speaker, source) so that a small run still
 covers many of them.
 
@@ -76,7 +78,12 @@ def read_jsonl(path: Path) -> list[dict]:
 
 
 def kind_of(row: dict) -> str | None:
-    """'music', 'speech' (real recordings), 'voices' (synthetic voices with text) or None."""
+    """'music', 'speech' (real recordings), 'voices' (synthetic voices with text) or None.
+    The corpus's ``kind`` field decides (music, speech, speech-tts); without it, ``source``."""
+    kind = str(row.get("kind", "")).lower()
+    if kind:
+        return {"music": "music", "speech": "speech",
+                "speech-tts": "voices" if row.get("text") else None}.get(kind)
     src = str(row.get("source", "")).lower()
     if any(w in src for w in MUSIC_WORDS):
         return "music"
@@ -109,7 +116,8 @@ def write_manifest(rows: list[dict], path: Path) -> Path:
             while rid in seen:
                 rid += "_"
             seen.add(rid)
-            keep = {k: r[k] for k in ("text", "label", "voice", "speaker", "source") if r.get(k)}
+            keep = {k: r[k] for k in ("text", "label", "voice", "speaker", "source", "language",
+                                      "kind") if r.get(k)}
             f.write(json.dumps({"id": rid, "path": r["path"], **keep}, ensure_ascii=False) + "\n")
     return path
 
@@ -308,13 +316,20 @@ def main() -> int:
             continue
         speech = name in SPEECH_SETS
         t0 = time.time()
-        log(f"{name}: {sum(1 for _ in open(man))} clips from {man}")
+        total = sum(1 for _ in open(man))
+        log(f"{name}: {total} clips from {man}")
+        done = [0]
+
+        def progress(cid, name=name, total=total, done=done, t0=t0):
+            done[0] += 1
+            log(f"{name}: {done[0]}/{total} {cid} ({time.time() - t0:.0f} s)")
+
         result = evaluate_recon([str(man)], codec=a.codec, codecs=codecs, decoders=decoders,
                                 steps=a.steps, baselines=a.baselines, dnsmos=speech,
                                 asr=speech, asr_model=a.asr_model,
                                 text_field="label" if name == "fsdd" else "text",
                                 speaker=speech, examples=a.report_clips,
-                                on_error=lambda m: log(f"{name}: {m}"))
+                                on_clip=progress, on_error=lambda m, name=name: log(f"{name}: {m}"))
         wall = time.time() - t0
         write_report(result, str(out / name), title=f"soundtok evaluation: {TITLES[name]}",
                      command="python scripts/eval_codec.py " + " ".join(sys.argv[1:]))

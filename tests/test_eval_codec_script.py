@@ -22,6 +22,11 @@ def test_rows_are_sorted_into_sets():
     assert E.kind_of({"source": "piper", "voice": "joe", "text": "hi", "path": "x"}) == "voices"
     assert E.kind_of({"source": "piper", "voice": "joe", "path": "x"}) is None  # no text
     assert E.kind_of({"source": "sonic-pi", "path": "x"}) is None
+    # the corpus's own kind field wins
+    assert E.kind_of({"kind": "speech-tts", "source": "kokoro", "text": "hi", "path": "x"}) == "voices"
+    assert E.kind_of({"kind": "speech", "source": "klettres", "text": "a", "path": "x"}) == "speech"
+    assert E.kind_of({"kind": "sound", "source": "esc10", "text": "a dog", "path": "x"}) is None
+    assert E.kind_of({"kind": "music", "source": "music21", "path": "x"}) == "music"
 
 
 def test_limit_takes_clips_in_turn_from_each_voice():

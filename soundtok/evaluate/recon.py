@@ -471,6 +471,7 @@ def evaluate_recon(inputs: list[str], deg: str | None = None, codec: Any = None,
     kept: list[Example] = []
     by_name = {s.name: s for s in systems}
     text_sources = {"manifest": 0, "whisper": 0}
+    languages: dict[str, int] = {}
 
     scored = 0
     for clip in clips:
@@ -502,8 +503,12 @@ def evaluate_recon(inputs: list[str], deg: str | None = None, codec: Any = None,
         ref_asr = None
         truth = clip.text(text_field)
         if asr_judge is not None:
+            from .asr import whisper_language
+
+            lang = whisper_language(clip.fields.get("language"))
+            languages[lang] = languages.get(lang, 0) + 1
             try:
-                ref_hyp = asr_judge.transcribe(ref)
+                ref_hyp = asr_judge.transcribe(ref, lang)
             except Exception as e:  # a broken ctranslate2 install, etc.
                 ref_hyp = None
                 ref_notes.append(f"ASR failed: {type(e).__name__}: {e}")
@@ -531,7 +536,7 @@ def evaluate_recon(inputs: list[str], deg: str | None = None, codec: Any = None,
             asr_row = None
             if asr_judge is not None and truth is not None:
                 try:
-                    asr_row = _asr_row(truth, src, asr_judge.transcribe(y), ps.metrics,
+                    asr_row = _asr_row(truth, src, asr_judge.transcribe(y, lang), ps.metrics,
                                        ps.notes)
                 except Exception as e:
                     ps.notes.append(f"ASR failed: {type(e).__name__}: {e}")
@@ -579,6 +584,9 @@ def evaluate_recon(inputs: list[str], deg: str | None = None, codec: Any = None,
                      f"{text_sources['manifest']} clips, Whisper's transcript of the reference "
                      f"for {text_sources['whisper']}"
                      + (" (the reference row has no WER then)" if text_sources["whisper"] else ""))
+        if set(languages) != {"en"}:
+            notes.append("ASR languages (from the manifest's language field): "
+                         + ", ".join(f"{k} {v} clips" for k, v in sorted(languages.items())))
     for s in systems:
         if s._ref_stats:
             ra, da = s._ref_stats[0], s._deg_stats[0]
