@@ -139,6 +139,14 @@ def test_whisper_wer_on_spoken_digits(tmp_path):
     assert wer("3 1 4 1 5 9", judge.transcribe(0.01 * synth(2.0))) >= 0.8
 
 
+@needs_asr
+def test_whisper_language_from_manifest_codes():
+    from soundtok.evaluate.asr import whisper_language
+
+    assert [whisper_language(c) for c in ("en_GB", "it", "ru", "pt-BR", "nds", None, "")] == \
+        ["en", "it", "ru", "pt", "en", "en", "en"]
+
+
 # --------------------------------------------------------------------------- speaker
 
 @needs_speaker
