@@ -215,7 +215,7 @@ def table(result, speech: bool) -> str:
     for s in result.systems:
         summ = s.summary()
 
-        def m(key, digits=3, spread=True):
+        def m(key, digits=3, spread=True, summ=summ):
             d = summ.get(key)
             if not d or not d.get("n"):
                 return "–"
@@ -316,7 +316,8 @@ def main() -> int:
             continue
         speech = name in SPEECH_SETS
         t0 = time.time()
-        total = sum(1 for _ in open(man))
+        with open(man) as f:
+            total = sum(1 for _ in f)
         log(f"{name}: {total} clips from {man}")
         done = [0]
 

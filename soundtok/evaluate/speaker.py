@@ -78,7 +78,7 @@ class SpeakerEncoder:
         from resemblyzer.voice_encoder import VoiceEncoder
 
         class _Encoder(VoiceEncoder):
-            def __init__(self, path) -> None:  # noqa: D401 - resemblyzer's network, safe load
+            def __init__(self, path) -> None:  # resemblyzer's network, loaded safely
                 torch.nn.Module.__init__(self)
                 self.lstm = torch.nn.LSTM(hp.mel_n_channels, hp.model_hidden_size,
                                           hp.model_num_layers, batch_first=True)
