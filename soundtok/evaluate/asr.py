@@ -38,7 +38,7 @@ FILLERS = frozenset({"uh", "um", "umm", "hmm", "hm", "mm", "mmm", "mhm", "er", "
 
 # --------------------------------------------------------------------------- availability
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def asr_status(model: str = "base") -> tuple[bool, str]:
     """(available, one line).  Needs ``faster_whisper``, ``jiwer``, ``text_to_num``
     and the offline weights of Whisper ``model``; never downloads anything."""
