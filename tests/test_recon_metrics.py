@@ -126,9 +126,9 @@ def test_wer_and_cer_known_values():
 @needs_asr
 @needs_espeak
 def test_whisper_wer_on_spoken_digits(tmp_path):
-    from soundtok.evaluate.asr import WhisperASR, wer
+    from soundtok.evaluate.asr import WhisperASR, asr_status, wer
 
-    ok, why = __import__("soundtok.evaluate.asr", fromlist=["x"]).asr_status("base")
+    ok, why = asr_status("base")
     if not ok:
         pytest.skip(why)
     x = espeak("three, one, four, one, five, nine", tmp_path / "d.wav")

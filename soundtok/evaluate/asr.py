@@ -42,12 +42,14 @@ FILLERS = frozenset({"uh", "um", "umm", "hmm", "hm", "mm", "mmm", "mhm", "er", "
 def asr_status(model: str = "base") -> tuple[bool, str]:
     """(available, one line).  Needs ``faster_whisper``, ``jiwer``, ``text_to_num``
     and the offline weights of Whisper ``model``; never downloads anything."""
+    import importlib
+
     missing = []
     for module, package in (("faster_whisper", "faster-whisper"), ("jiwer", "jiwer"),
                             ("text_to_num", "text2num")):
         try:
-            __import__(module)
-        except Exception:
+            importlib.import_module(module)
+        except Exception:  # ImportError, or whatever a broken install raises
             missing.append(package)
     if missing:
         return False, (f"ASR (WER/CER) skipped: {', '.join(missing)} not installed "
