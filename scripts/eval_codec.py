@@ -167,7 +167,9 @@ def corpus_manifests(a) -> dict[str, Path | None]:
             pools[name] = [r for r in read_jsonl(Path(path)) if r.get("split", "test") in splits]
     auto = [k for k, v in given.items() if v is None]
     if auto:
-        files = sorted(corpus.rglob("*.jsonl")) if corpus.is_dir() else []
+        files = sorted(f for f in corpus.rglob("*.jsonl")  # not the builder's .state/ files
+                       if not any(part.startswith(".") for part in f.relative_to(corpus).parts)) \
+            if corpus.is_dir() else []
         for f in files:
             try:
                 rows = read_jsonl(f)
