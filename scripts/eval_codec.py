@@ -26,8 +26,8 @@ or ``$SOUNDTOK_CORPUS``) is read, rows whose ``split`` is in ``--splits``
 one, its ``source`` (music21/midi/music; fsdd/klettres/recorded/real; other rows
 with a ``voice`` and a ``text``).  Whisper transcribes each clip in its
 ``language`` (e.g. klettres' held-out Italian and Russian letters).  ``--limit N`` keeps N clips per
-set, taken in turn from each voice (speaker, source) so that a small run still
-covers many of them.
+set, taken in turn from each voice (speaker, source), in a fixed shuffled order
+within each, so that a small run still covers many voices and contents.
 
 Writes ``OUT/<set>/`` (``report.md``, ``metrics.jsonl``, spectrograms with
 frequency axes in Hz, ``metrics.png``), ``OUT/results.md`` (markdown tables
@@ -95,10 +95,16 @@ def kind_of(row: dict) -> str | None:
 
 
 def spread(rows: list[dict], limit: int | None) -> list[dict]:
-    """Rows in turn from each voice/speaker/source (sorted), first ``limit`` of them."""
+    """Rows in turn from each voice/speaker/source (sorted), first ``limit`` of them.
+    Within a group the rows are shuffled with a fixed seed, so that a small limit does
+    not take only the first items of each (e.g. every speaker's digit 0)."""
+    import random
+
     groups: dict[str, list[dict]] = defaultdict(list)
     for r in sorted(rows, key=lambda r: str(r.get("id", r["path"]))):
         groups[str(r.get("voice") or r.get("speaker") or r.get("source") or "")].append(r)
+    for k in groups:
+        random.Random(f"{k}").shuffle(groups[k])
     out, keys = [], sorted(groups)
     while any(groups[k] for k in keys) and (limit is None or len(out) < limit):
         for k in keys:
