@@ -45,7 +45,7 @@ import os
 import subprocess
 import sys
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -343,7 +343,11 @@ def main() -> int:
         write_report(result, str(out / name), title=f"soundtok evaluation: {TITLES[name]}",
                      command="python scripts/eval_codec.py " + " ".join(sys.argv[1:]))
         tab = table(result, speech)
-        md += [f"## {TITLES[name]}", "", tab, "", caption(result, speech), "",
+        with open(man, encoding="utf-8") as f:
+            mix = Counter(f"{r.get('source', '?')}/{r.get('language', '?')}"
+                          for r in map(json.loads, f))
+        mix_line = "Clips by source/language: " + ", ".join(f"{k} {v}" for k, v in sorted(mix.items())) + "."
+        md += [f"## {TITLES[name]}", "", tab, "", caption(result, speech), mix_line, "",
                f"Figures and per-clip numbers: `{name}/report.md`. Wall time {wall:.0f} s.", ""]
         summary[name] = {"manifest": str(man), "clips": result.clips, "wall_s": round(wall, 1),
                          "rows": result.rows()}
