@@ -43,6 +43,21 @@ default-llm-codec: manifests
 eval-fewshot:
 	$(PY) scripts/eval_fewshot.py --runs $(RUNS) --threads $(THREADS)
 
+# Model-card results of a codec: FSDD digit strings, held-out corpus voices and real speech,
+# ESC-10 fold 4, held-out music; side by side with codec2-450, codec2-700C and opus-6k
+# (WER/CER, STOI, PESQ, speaker similarity, DNSMOS, mel distances; spectrograms).
+#   make eval-codec CODEC=runs/new/final DECODERS=flow,mse PREVIOUS=soundtok/codec/default LIMIT=20
+.PHONY: eval-codec
+CODEC ?= default
+DECODERS ?= flow
+PREVIOUS ?=
+LIMIT ?=
+EVAL_SETS ?= fsdd,voices,speech,esc10,music
+eval-codec:
+	$(PY) scripts/eval_codec.py --codec $(CODEC) --decoders $(DECODERS) --sets $(EVAL_SETS) \
+	  --data $(DATA) --corpus $(RUNS)/corpus --out $(RUNS)/eval-codec --threads 2 \
+	  $(if $(PREVIOUS),--previous $(PREVIOUS)) $(if $(LIMIT),--limit $(LIMIT))
+
 completions:
 	$(PY) scripts/make_completions.py
 
