@@ -19,6 +19,7 @@ from __future__ import annotations
 import random
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 FORTUNE_DIR = Path("/usr/share/games/fortunes")
@@ -83,6 +84,11 @@ def _clean_fortune(f: str) -> str:
 def sentences(files: tuple[str, ...] = FORTUNE_FILES, min_words: int = 3, max_words: int = 22,
               root: Path = FORTUNE_DIR) -> list[str]:
     """Unique plain-prose sentences from the fortune databases, in file order."""
+    return list(_sentences(tuple(files), min_words, max_words, Path(root)))
+
+
+@lru_cache(maxsize=4)
+def _sentences(files: tuple[str, ...], min_words: int, max_words: int, root: Path) -> tuple[str, ...]:
     out, seen = [], set()
     for name in files:
         p = root / name
@@ -107,7 +113,7 @@ def sentences(files: tuple[str, ...] = FORTUNE_FILES, min_words: int = 3, max_wo
                 if key not in seen:
                     seen.add(key)
                     out.append(s)
-    return out
+    return tuple(out)
 
 
 def words(common_in: list[str] = (), path: Path = WORDLIST, min_len: int = 3, max_len: int = 7,
