@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -89,9 +90,8 @@ def _work(args) -> tuple[str, list[dict], str | None, float]:
 
 
 def _init_worker() -> None:
-    import signal
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process handles Ctrl-C
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
@@ -130,6 +130,11 @@ def build(cfg: Config, root: Path, workers: int = 2, resume: bool = False, force
     ctx = mp.get_context("fork") if hasattr(os, "fork") else mp.get_context("spawn")
     pool = ctx.Pool(workers, initializer=_init_worker) if workers > 1 else None
     interrupted = False
+
+    def _term(signum, frame):  # kill/SIGTERM: stop like Ctrl-C, keeping what is finished
+        raise KeyboardInterrupt
+
+    old_term = signal.signal(signal.SIGTERM, _term)
     try:
         for stage, jobs in plan.items():
             todo = []
@@ -162,6 +167,7 @@ def build(cfg: Config, root: Path, workers: int = 2, resume: bool = False, force
         interrupted = True
         log("interrupted: finished clips are kept; rerun with --resume to continue")
     finally:
+        signal.signal(signal.SIGTERM, old_term)
         if pool:
             if interrupted:
                 pool.terminate()

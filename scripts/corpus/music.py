@@ -1,10 +1,11 @@
 """Music: scores from the ``music21`` corpus rendered through fluidsynth with a GM soundfont.
 
 A job is one corpus file (for ABC collections, chosen tunes in it).  The worker
-parses the score with music21, writes it as MIDI once, then for every excerpt
-gives each part its own channel and General MIDI program (an ensemble drawn in
-the plan), scales the tempo, renders with ``fluidsynth`` (FluidR3 GM,
-``fluid-soundfont-gm``) at 16 kHz and cuts a 5-10 s excerpt with sound in it.
+parses the score with music21, writes it as MIDI, gives each part its own
+channel and General MIDI program (an ensemble drawn in the plan), scales the
+tempo, renders it with ``fluidsynth`` (FluidR3 GM, ``fluid-soundfont-gm``) at
+16 kHz and cuts 2-3 excerpts of 5-10 s with sound in them from different
+parts of the rendering.
 Captions name the instrument(s), the style and, where known, the composer.
 
 Only repertories whose encodings carry no extra restriction are used: the
@@ -37,18 +38,19 @@ LICENCE = ("public-domain composition; encoding from the music21 corpus (music21
            "distributed with the encoders' permission, commercial use may be restricted); "
            "rendered with FluidR3 GM (MIT)")
 
-# group -> (style, composer, default bpm, texture, files wanted, excerpts per file, tunes per file)
+# group -> (style, composer, default bpm, texture, files wanted, excerpts per tune, tunes per file);
+# a tune is rendered once (one ensemble and tempo) and its excerpts come from different parts of it
 GROUPS = {
-    "bach": ("a baroque chorale", "Johann Sebastian Bach", 84, "poly", 130, 2, 1),
-    "ryansMammoth": ("a fiddle tune", None, 112, "solo", 110, 1, 1),
-    "oneills1850": ("an Irish traditional tune", None, 112, "solo", 39, 1, 2),
-    "airdsAirs": ("a Scottish air", None, 90, "solo", 6, 1, 3),
-    "trecento": ("medieval Italian music of the Trecento", None, 90, "poly", 35, 2, 1),
-    "monteverdi": ("a Renaissance madrigal", "Claudio Monteverdi", 80, "poly", 25, 2, 1),
-    "josquin": ("a Renaissance chanson", "Josquin des Prez", 80, "poly", 8, 2, 1),
-    "mozart": ("a Classical-era piece", "Wolfgang Amadeus Mozart", 108, "poly", 4, 2, 1),
-    "haydn": ("a Classical-era string quartet movement", "Joseph Haydn", 108, "poly", 3, 2, 1),
-    "beethoven": ("a Classical-era string quartet movement", "Ludwig van Beethoven", 100, "poly", 3, 2, 1),
+    "bach": ("a baroque chorale", "Johann Sebastian Bach", 84, "poly", 80, 3, 1),
+    "ryansMammoth": ("a fiddle tune", None, 112, "solo", 55, 2, 1),
+    "oneills1850": ("an Irish traditional tune", None, 112, "solo", 15, 2, 2),
+    "airdsAirs": ("a Scottish air", None, 90, "solo", 3, 2, 2),
+    "trecento": ("medieval Italian music of the Trecento", None, 90, "poly", 15, 3, 1),
+    "monteverdi": ("a Renaissance madrigal", "Claudio Monteverdi", 80, "poly", 12, 3, 1),
+    "josquin": ("a Renaissance chanson", "Josquin des Prez", 80, "poly", 5, 2, 1),
+    "mozart": ("a Classical-era piece", "Wolfgang Amadeus Mozart", 108, "poly", 3, 2, 1),
+    "haydn": ("a Classical-era string quartet movement", "Joseph Haydn", 108, "poly", 2, 2, 1),
+    "beethoven": ("a Classical-era string quartet movement", "Ludwig van Beethoven", 100, "poly", 2, 2, 1),
     "joplin": ("a ragtime piece", "Scott Joplin", 96, "keys", 1, 3, 1),
     "schumann_robert": ("a Romantic-era piece", "Robert Schumann", 92, "poly", 2, 2, 1),
     "schumann_clara": ("a Romantic-era piece", "Clara Schumann", 92, "poly", 2, 2, 1),
@@ -160,16 +162,17 @@ def plan_music(rng: random.Random, scale: float = 1.0, groups: tuple[str, ...] |
             outputs, renders = [], []
             slug = re.sub(r"[^A-Za-z0-9._-]+", "_", rel.rsplit(".", 1)[0])
             for num in numbers:
-                for e in range(excerpts or n_exc):
-                    ens_name, insts = rng.choice(ENSEMBLES[texture])
-                    factor = rng.uniform(0.8, 1.25)
+                ens_name, insts = rng.choice(ENSEMBLES[texture])
+                factor = rng.uniform(0.8, 1.25)
+                k = excerpts or n_exc
+                for e in range(k):
                     length = rng.uniform(5.0, 10.0)
                     tag = f"{slug}" + (f"-n{num}" if num is not None else "") + f"-e{e}"
                     cid = f"music/{tag}"
                     out_rel = f"clips/music/{tag}.flac"
                     renders.append({"number": num, "ensemble": ens_name, "instruments": insts,
                                     "tempo_factor": round(factor, 3), "length": round(length, 2),
-                                    "seed": rng.randrange(2 ** 31), "path": out_rel})
+                                    "seed": rng.randrange(2 ** 31), "path": out_rel, "part": [e, k]})
                     outputs.append({"path": out_rel, "row": {
                         "path": out_rel, "id": cid, "source": "music21", "kind": "music", "licence": LICENCE,
                         "split": split, "piece": rel + (f"#{num}" if num is not None else ""), "group": group,
@@ -260,15 +263,21 @@ def _midi_with(mf_bytes_path: str, insts: list[str], factor: float, out: str) ->
     return used
 
 
-def _excerpt(wav: np.ndarray, length: float, rng: random.Random) -> tuple[np.ndarray, float]:
-    """A ``length``-second excerpt that starts where there is sound; returns (audio, start s)."""
+def _excerpt(wav: np.ndarray, length: float, rng: random.Random, part: tuple[int, int] = (0, 1)
+             ) -> tuple[np.ndarray, float]:
+    """A ``length``-second excerpt that starts where there is sound, in part
+    ``i`` of ``k`` equal stretches of the possible starts (so a tune's excerpts
+    come from different places); returns (audio, start s)."""
     n = int(length * SAMPLE_RATE)
     frame = SAMPLE_RATE // 10
     rms = np.sqrt(np.convolve(wav ** 2, np.ones(frame) / frame, mode="valid")[::frame] + 1e-12)
     loud = np.flatnonzero(rms > 0.1 * rms.max()) if rms.size else np.array([], int)
     first = int(loud[0]) * frame if loud.size else 0
     last_start = max(first, len(wav) - n)
-    start = rng.randint(first, last_start) if last_start > first else first
+    i, k = part
+    lo = first + (last_start - first) * i // k
+    hi = first + (last_start - first) * (i + 1) // k
+    start = rng.randint(lo, hi) if hi > lo else lo
     seg = wav[start:start + n]
     fade = min(len(seg) // 4, SAMPLE_RATE // 20)
     if fade:
@@ -285,6 +294,7 @@ def make_music(spec: dict, write, skip: set[str] = frozenset()) -> list[dict]:
 
     extras: list[dict] = []
     cache: dict = {}
+    rendered: dict = {}
     with tempfile.TemporaryDirectory() as d:
         for r in spec["renders"]:
             if r["path"] in skip:
@@ -302,16 +312,21 @@ def make_music(spec: dict, write, skip: set[str] = frozenset()) -> list[dict]:
                 score.write("midi", fp=src)
                 cache[num] = (src, base, _title(score, spec["rel"], spec["group"]))
             src, base, title = cache[num]
-            mid = os.path.join(d, "x.mid")
-            wavp = os.path.join(d, "x.wav")
-            used = _midi_with(src, r["instruments"], r["tempo_factor"], mid)
-            subprocess.run(["fluidsynth", "-ni", "-q", "-g", "0.5", "-r", str(SAMPLE_RATE), "-F", wavp,
-                            str(SOUNDFONT), mid], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                           timeout=180)
-            wav, sr = load_any(wavp)
-            assert sr == SAMPLE_RATE
+            key = (num, r["ensemble"], tuple(r["instruments"]), r["tempo_factor"])
+            if key not in rendered:  # excerpts of one tune share its rendering
+                mid = os.path.join(d, "x.mid")
+                wavp = os.path.join(d, "x.wav")
+                used = _midi_with(src, r["instruments"], r["tempo_factor"], mid)
+                subprocess.run(["fluidsynth", "-ni", "-q", "-g", "0.5", "-r", str(SAMPLE_RATE), "-F", wavp,
+                                str(SOUNDFONT), mid], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               timeout=180)
+                wav, sr = load_any(wavp)
+                assert sr == SAMPLE_RATE
+                rendered.clear()
+                rendered[key] = (wav, used)
+            wav, used = rendered[key]
             rng = random.Random(r["seed"])
-            seg, start = _excerpt(wav, r["length"], rng)
+            seg, start = _excerpt(wav, r["length"], rng, tuple(r.get("part", (0, 1))))
             peak = float(np.abs(seg).max()) or 1.0
             seg = seg * (rng.uniform(0.4, 0.9) / peak)
             dur = write(r["path"], seg)

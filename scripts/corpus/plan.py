@@ -50,6 +50,9 @@ class Config:
     music_files: int | None = None              # at most this many files per music group
     music_excerpts: int | None = None           # excerpts per file (None: the group's default)
     augment_fraction: float = 0.10
+    # per-engine factor on the voices' nominal minutes: Kokoro runs near real time on one
+    # core, so it gets 30 % of them; espeak-ng is nearly free and gets 150 %
+    engine_scale: dict = field(default_factory=lambda: {"kokoro": 0.3, "espeak": 1.5})
     extra: dict = field(default_factory=dict)
 
 
@@ -126,7 +129,7 @@ def _prosody(rng: random.Random, v: Voice) -> tuple[float, float]:
 
 def _tts_jobs(v: Voice, cfg: Config, rng: random.Random, pools: _TextPools) -> list[Job]:
     jobs: list[Job] = []
-    budget = v.minutes * 60 * cfg.scale
+    budget = v.minutes * 60 * cfg.scale * cfg.engine_scale.get(v.engine, 1.0)
     used = {k: 0.0 for k, _ in MIX}
     n = n_sent = 0
     while True:

@@ -247,22 +247,51 @@ class Flite:
 
 
 class Festival:
-    """Festival's ``text2wave``: ``rate`` via ``Duration_Stretch``; pitch with sox afterwards."""
+    """Festival voices, one long-running ``festival --pipe`` per worker process
+    (starting festival for every clip costs more than the synthesis):
+    ``rate`` via ``Duration_Stretch``; pitch with sox afterwards."""
 
     name = "festival"
     voices = ("kal_diphone", "ked_diphone", "cmu_us_slt_arctic_hts")
+    _DONE = "@@soundtok-done@@"
+
+    def __init__(self):
+        self._proc = None
 
     @staticmethod
     def missing() -> str | None:
-        if not shutil.which("text2wave"):
+        if not shutil.which("festival"):
             return "apt-get install festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts"
         return None
 
+    def _festival(self):
+        if self._proc is None or self._proc.poll() is not None:
+            self._proc = subprocess.Popen(["festival", "--pipe"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                          stderr=subprocess.STDOUT, text=True, bufsize=1)
+        return self._proc
+
     def __call__(self, text, voice="kal_diphone", rate=1.0, pitch=0.0):
+        if voice not in self.voices:
+            raise ValueError(f"unknown festival voice {voice!r}")
+        clean = re.sub(r'["\\]', " ", text)
         with tempfile.TemporaryDirectory() as d:
             out = os.path.join(d, "o.wav")
-            ev = f"(begin (voice_{voice}) (Parameter.set 'Duration_Stretch {1.0 / rate:.3f}))"
-            _run(["text2wave", "-eval", ev, "-o", out], input=text.encode())
+            p = self._festival()
+            p.stdin.write(f"(begin (voice_{voice}) (Parameter.set 'Duration_Stretch {1.0 / rate:.3f}) "
+                          f"(utt.save.wave (utt.synth (Utterance Text \"{clean}\")) \"{out}\" 'riff) "
+                          f"(print \"{self._DONE}\") (fflush nil))\n")
+            p.stdin.flush()
+            said = []
+            while True:
+                line = p.stdout.readline()
+                if not line:
+                    self._proc = None
+                    raise RuntimeError("festival exited: " + "".join(said[-5:]).strip())
+                if self._DONE in line:
+                    break
+                said.append(line)
+            if not os.path.isfile(out):
+                raise RuntimeError("festival wrote no audio: " + "".join(said[-5:]).strip())
             wav, sr = _read_wav(out)
         return pitch_shift(wav, sr, pitch), sr
 
