@@ -4,6 +4,7 @@
     python scripts/build_corpus.py --resume             # continue an interrupted build
     python scripts/build_corpus.py --preset tiny -o /tmp/c   # a few clips in seconds
     python scripts/build_corpus.py --stages piper,music --scale 0.1 -o runs/small
+    python scripts/build_corpus.py --verify             # check files, durations, ids, disjoint splits
 
 Writes clips/ (16 kHz mono FLAC), train.jsonl, val.jsonl, test.jsonl and
 summary.json under the output folder.  A stage whose package is missing is
@@ -14,6 +15,7 @@ skipped with a line naming what to install.  Exit status: 0 done, 1 error,
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -42,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--resume", action="store_true", help="skip clips a previous run finished")
     ap.add_argument("--force", action="store_true", help="start again even though OUT holds a build")
     ap.add_argument("--log", default=None, metavar="FILE", help="also append the progress log to FILE")
+    ap.add_argument("--verify", action="store_true",
+                    help="only check the corpus in OUT (files, durations, ids, disjoint splits); exit 1 on problems")
     a = ap.parse_args(argv)
     kw: dict = {"seed": a.seed, "data": Path(a.data)}
     if a.stages:
@@ -59,6 +63,15 @@ def main(argv: list[str] | None = None) -> int:
     if a.workers < 1:
         print("error: --workers must be at least 1", file=sys.stderr)
         return 2
+    if a.verify:
+        from corpus.verify import verify
+
+        problems, stats = verify(Path(a.out))
+        for p in problems[:50]:
+            print(f"problem: {p}", file=sys.stderr)
+        print(json.dumps(stats, indent=1))
+        print(f"{len(problems)} problems", file=sys.stderr)
+        return 1 if problems else 0
     cfg = preset(a.preset, **kw)
     t = time.time()
     logf = None

@@ -235,3 +235,36 @@ def test_cli_usage_errors_and_tiny_run(tmp_path):
     r = subprocess.run([sys.executable, script, "--preset", "tiny", "--stages", "espeak", "-o", str(out)],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "--resume" in r.stderr
+
+
+@pytest.mark.parametrize("engine,voice", [("festival", "kal_diphone"), ("flite", "slt"), ("piper", "joe")])
+def test_engine_speaks_the_text_length(engine, voice):
+    """Each engine returns mono float audio whose length follows the text and the rate."""
+    why = tts.missing(engine)
+    if why:
+        pytest.skip(f"needs {why}")
+    short, sr = tts.synthesize(engine, "Seven.", voice)
+    long_, sr2 = tts.synthesize(engine, "Seven, four, two. The cat sat on the mat by the door.", voice)
+    fast, _ = tts.synthesize(engine, "Seven, four, two. The cat sat on the mat by the door.", voice, rate=1.5)
+    assert sr == sr2 and short.ndim == 1 and short.dtype == np.float32
+    assert len(long_) > 2 * len(short) and len(fast) < 0.85 * len(long_)
+    assert 0.01 < float(np.abs(long_).max()) <= 1.0
+
+
+def test_verify_passes_a_built_corpus_and_finds_problems(tiny_corpus, tmp_path):
+    from corpus.verify import verify
+
+    root, _ = tiny_corpus
+    problems, stats = verify(root)
+    assert problems == [] and stats["clips"] == len(_rows(root))
+    work = tmp_path / "c"
+    shutil.copytree(root, work)
+    rows = manifest.read_manifest(work / "train.jsonl")
+    (work / rows[0]["path"]).unlink()
+    rows[1]["duration"] += 1.0
+    leak = dict(rows[2], id=rows[2]["id"] + "-copy", split="test")
+    manifest.write_manifests(work, rows + manifest.read_manifest(work / "test.jsonl") + [leak])
+    problems, _ = verify(work)
+    text_ = "\n".join(problems)
+    assert f"{rows[0]['id']}: no file" in text_ and f"{rows[1]['id']}: file" in text_
+    assert "in more than one split" in text_
