@@ -73,3 +73,16 @@ default-adapter:
 
 eval-adapter:
 	$(PY) scripts/eval_adapter.py --runs $(RUNS) --threads 2
+
+# The offline training corpus (docs/corpus.md): TTS voices with text, FSDD, klettres, ESC-10,
+# sonic-pi, music21 renderings -> $(CORPUS)/{train,val,test}.jsonl. Resumes where it stopped.
+CORPUS ?= $(if $(SOUNDTOK_CORPUS),$(SOUNDTOK_CORPUS),$(RUNS)/corpus)
+CORPUS_WORKERS ?= 2
+.PHONY: corpus examples
+corpus:
+	nice -n 5 $(PY) scripts/build_corpus.py --out $(CORPUS) --data $(DATA) --workers $(CORPUS_WORKERS) \
+	  --resume --log $(CORPUS)/build.log
+
+# examples/speech.wav (Piper joe) and examples/sound.wav (a CC0 sonic-pi sample); see examples/README.md
+examples:
+	$(PY) scripts/make_examples.py
