@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import contextlib
-import re
 import sys
 from dataclasses import dataclass
 
@@ -72,12 +71,12 @@ class _RichProgress(contextlib.AbstractContextManager):
         self.prog.advance(self.task, n)
 
 
-_DEVICE_RE = re.compile(r"^(auto|cpu|cuda|cuda:\d+|mps)$")
-
-
 def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` when available else ``cpu``; validate the rest."""
-    if not _DEVICE_RE.match(device):
+    """``auto`` -> ``cuda`` when available else ``cpu``; validate the rest: only what
+    ``--device`` documents (auto, cpu, cuda, cuda:N with N an existing GPU)."""
+    from .options import DEVICE_RE
+
+    if not isinstance(device, str) or not DEVICE_RE.match(device):
         raise UsageError(f"invalid --device {device!r}: use auto, cpu, cuda or cuda:N")
     import torch
 
@@ -85,6 +84,9 @@ def resolve_device(device: str) -> str:
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError(f"--device {device}: CUDA is not available in this torch build/machine")
+    if device.startswith("cuda:") and int(device[5:]) >= torch.cuda.device_count():
+        raise UsageError(f"--device {device}: this machine has {torch.cuda.device_count()} GPU(s) "
+                         f"(cuda:0 .. cuda:{torch.cuda.device_count() - 1})")
     return device
 
 
