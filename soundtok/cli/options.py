@@ -146,7 +146,7 @@ def json_option(value: str, flag: str) -> Any:
             raise UsageError(f"{flag}: {value} is not UTF-8 text") from None
     elif not value.lstrip().startswith(("{", "[", '"')) and os.sep in value:
         raise UsageError(f"{flag}: no such file: {value}")
-    obj = loads_json(text, f"{flag} is neither a JSON file nor JSON; as JSON it")
+    obj = loads_json(text, flag)
     if not isinstance(obj, dict):
         raise UsageError(f"{flag} must be a JSON object, not {type(obj).__name__}")
     return obj
