@@ -51,6 +51,35 @@ AudioInput = Union[str, "os.PathLike[str]", bytes, IO[bytes]]
 
 # --------------------------------------------------------------------------- decoding
 
+@contextlib.contextmanager
+def _c_stderr_quiet(on: bool = True) -> Iterator[None]:
+    """Silence what C libraries print on file descriptor 2 during the block: libmpg123
+    (inside libsndfile) writes notes such as "Illegal Audio-MPEG-Header ... Trying to
+    resync" there for ordinary MP3 files.  soundtok's own messages are not written
+    meanwhile; a decoding failure is still reported, as one line, by the caller."""
+    if not on:
+        yield
+        return
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        os.close(saved)
+        yield
+        return
+    try:
+        os.dup2(null, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+
+
 def _reason(text: str, limit: int = 120) -> str:
     """The last line of an error text, shortened: the most specific part."""
     line = (text.strip().splitlines() or ["unknown error"])[-1].strip()
@@ -105,7 +134,8 @@ def _decode(path: str | None, data: Any, label: str) -> tuple[np.ndarray, int]:
         raise AudioError(f"cannot decode {label} as audio: the input is empty")
     try:
         src = path if path is not None else (io.BytesIO(data) if isinstance(data, bytes) else data)
-        wav, sr = sf.read(src, dtype="float32", always_2d=True)
+        with _c_stderr_quiet():
+            wav, sr = sf.read(src, dtype="float32", always_2d=True)
         return wav, int(sr)
     except (sf.SoundFileError, RuntimeError, TypeError) as e:
         reason = getattr(e, "error_string", None) or _reason(str(e))
@@ -126,7 +156,8 @@ def _probe(prefix: bytes, label: str) -> None:
     if not prefix:
         raise AudioError(f"cannot decode {label} as audio: the input is empty")
     try:
-        sf.info(io.BytesIO(prefix))
+        with _c_stderr_quiet():
+            sf.info(io.BytesIO(prefix))
         return
     except (sf.SoundFileError, RuntimeError, TypeError) as e:
         reason = getattr(e, "error_string", None) or _reason(str(e))
@@ -292,9 +323,10 @@ class AudioStream:
 
     def _open(self, path: str | None, data: Any) -> Any:
         try:
-            if path is not None:
-                return sf.SoundFile(path)
-            return sf.SoundFile(io.BytesIO(data) if isinstance(data, bytes) else data)
+            with _c_stderr_quiet():
+                if path is not None:
+                    return sf.SoundFile(path)
+                return sf.SoundFile(io.BytesIO(data) if isinstance(data, bytes) else data)
         except (sf.SoundFileError, RuntimeError, TypeError) as e:
             reason = getattr(e, "error_string", None) or _reason(str(e))
         self._tmp = tempfile.TemporaryDirectory(prefix="soundtok-ffmpeg-")
@@ -325,9 +357,11 @@ class AudioStream:
             resampler = soxr.ResampleStream(self.input_rate, self.target_sr, 1,
                                             dtype="float32", quality="HQ")
         frames_in = 0
+        mpeg = self._snd.format in ("MPEG", "MP3")
         while True:
             try:
-                blk = self._snd.read(block_frames, dtype="float32", always_2d=True)
+                with _c_stderr_quiet(mpeg):
+                    blk = self._snd.read(block_frames, dtype="float32", always_2d=True)
             except (sf.SoundFileError, RuntimeError) as e:
                 reason = getattr(e, "error_string", None) or _reason(str(e))
                 raise AudioError(f"cannot decode {self.label} as audio: {reason}") from None

@@ -99,6 +99,24 @@ def _worker_init(parent: int) -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
+def _start_resource_tracker() -> None:
+    """Start multiprocessing's resource tracker with SIGHUP ignored (it ignores SIGINT and
+    SIGTERM itself): a hang-up sent to the process group must not kill it while the main
+    process cleans up, or a restarted tracker prints a traceback about unknown semaphores."""
+    import signal
+    import threading
+
+    if not hasattr(signal, "SIGHUP") or threading.current_thread() is not threading.main_thread():
+        return
+    from multiprocessing import resource_tracker
+
+    old = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        resource_tracker.ensure_running()
+    finally:
+        signal.signal(signal.SIGHUP, old)
+
+
 class _Decoder:
     """Decode sources in order, ``workers`` processes ahead of the consumer."""
 
@@ -109,6 +127,7 @@ class _Decoder:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
 
+            _start_resource_tracker()
             self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                             initializer=_worker_init, initargs=(os.getpid(),))
 
