@@ -2,7 +2,7 @@
 
 * :func:`claim_run_dir` -- a run folder that already holds a run (checkpoints,
   ``latest.json`` or ``final/``) is refused without ``--resume``; the folder is
-  locked (``flock`` on ``OUT/.lock``) against a second training process.
+  locked (``flock`` on the folder) against a second training process.
 * :func:`check_finite` -- a non-finite loss or gradient norm stops training
   (one line naming the step, exit 1) before the optimizer step, so the weights
   stay those of the last good step and no NaN weights are ever written.
@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import math
 import os
 from collections.abc import Iterator
@@ -39,8 +40,9 @@ def claim_run_dir(run_dir: str | os.PathLike[str], resume: bool, rank: int | Non
     distributed run; other ranks only get the path).
 
     UsageError if it already holds a run (checkpoints, ``latest.json``, ``final/``) and
-    ``resume`` is false, or if it is a file; SoundtokError if another process holds
-    its lock (``OUT/.lock``, ``flock``: released when this process ends, however)."""
+    ``resume`` is false, or if it is a file; SoundtokError if another process holds the
+    folder's lock (``flock`` on the folder itself: no lock file is left behind, and the
+    lock goes with the process however it ends)."""
     run_dir = Path(run_dir)
     rank = int(os.environ.get("RANK", "0") or 0) if rank is None else rank
     if run_dir.exists() and not run_dir.is_dir():
@@ -53,7 +55,7 @@ def claim_run_dir(run_dir: str | os.PathLike[str], resume: bool, rank: int | Non
                          f"or choose another --out")
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(run_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o666)
+        fd = os.open(run_dir, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     except OSError as e:
         raise SoundtokError(f"cannot create run folder {run_dir}: {e.strerror or e}") from None
     try:
@@ -61,15 +63,12 @@ def claim_run_dir(run_dir: str | os.PathLike[str], resume: bool, rank: int | Non
             import fcntl
 
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except ImportError:
+        except ImportError:  # not POSIX: no lock
             pass
-        except OSError:
-            pid = os.pread(fd, 32, 0).decode(errors="replace").strip()
-            raise SoundtokError(f"{run_dir} is in use by another training process"
-                                f"{f' (pid {pid})' if pid.isdigit() else ''}") from None
-        with contextlib.suppress(OSError):
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError as e:  # otherwise a file system without flock: no lock
+            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise SoundtokError(f"{run_dir} is in use by another training process (the same --out "
+                                    f"twice?)") from None
         yield run_dir
     finally:
         os.close(fd)
