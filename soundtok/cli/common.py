@@ -72,22 +72,14 @@ class _RichProgress(contextlib.AbstractContextManager):
 
 
 def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` when available else ``cpu``; validate the rest: only what
-    ``--device`` documents (auto, cpu, cuda, cuda:N with N an existing GPU)."""
+    """``--device``: only what it documents (auto, cpu, cuda, cuda:N; the option's own
+    check refuses the rest at parsing), resolved by :func:`soundtok.device.resolve_device`."""
+    from ..device import resolve_device as resolve
     from .options import DEVICE_RE
 
     if not isinstance(device, str) or not DEVICE_RE.match(device):
         raise UsageError(f"invalid --device {device!r}: use auto, cpu, cuda or cuda:N")
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError(f"--device {device}: CUDA is not available in this torch build/machine")
-    if device.startswith("cuda:") and int(device[5:]) >= torch.cuda.device_count():
-        raise UsageError(f"--device {device}: this machine has {torch.cuda.device_count()} GPU(s) "
-                         f"(cuda:0 .. cuda:{torch.cuda.device_count() - 1})")
-    return device
+    return resolve(device)
 
 
 def runtime(threads: int | None, quiet: bool, verbose: bool) -> Console:
