@@ -196,9 +196,14 @@ def test_duplicate_ids(tree: Path) -> None:
         iter_sources([str(tree)])
 
 
-def test_stdin() -> None:
-    got = list(iter_sources(["-"], stdin=io.BytesIO(b"RIFFdata")))
-    assert got == [AudioSource(id="stdin", path=None, data=b"RIFFdata")]
+def test_stdin(tmp_path: Path) -> None:
+    sf.write(tmp_path / "a.wav", np.zeros(100, np.float32), 16000)
+    wav = (tmp_path / "a.wav").read_bytes()
+    got = list(iter_sources(["-"], stdin=io.BytesIO(wav)))
+    assert got == [AudioSource(id="stdin", path=None, data=wav)]
+    # what is not audio is refused from its first bytes, before being read whole
+    with pytest.raises(AudioError, match="cannot decode <stdin> as audio"):
+        list(iter_sources(["-"], stdin=io.BytesIO(b"RIFFdata")))
 
 
 def test_jsonl_manifest(tree: Path, tmp_path: Path) -> None:

@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import contextlib
-import re
 import sys
 from dataclasses import dataclass
 
@@ -72,20 +71,15 @@ class _RichProgress(contextlib.AbstractContextManager):
         self.prog.advance(self.task, n)
 
 
-_DEVICE_RE = re.compile(r"^(auto|cpu|cuda|cuda:\d+|mps)$")
-
-
 def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` when available else ``cpu``; validate the rest."""
-    if not _DEVICE_RE.match(device):
-        raise UsageError(f"invalid --device {device!r}: use auto, cpu, cuda or cuda:N")
-    import torch
+    """``--device``: only what it documents (auto, cpu, cuda, cuda:N; the option's own
+    check refuses the rest at parsing), resolved by :func:`soundtok.device.resolve_device`."""
+    from ..device import resolve_device as resolve
+    from .options import DEVICE_RE
 
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError(f"--device {device}: CUDA is not available in this torch build/machine")
-    return device
+    if not isinstance(device, str) or not DEVICE_RE.match(device):
+        raise UsageError(f"invalid --device {device!r}: use auto, cpu, cuda or cuda:N")
+    return resolve(device)
 
 
 def runtime(threads: int | None, quiet: bool, verbose: bool) -> Console:

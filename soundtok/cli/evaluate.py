@@ -227,11 +227,14 @@ def _parse_labels(labels: str | None) -> list[str] | None:
 def _parse_synonyms(path: str | None) -> dict[str, list[str]] | None:
     if not path:
         return None
+    from ..fileio import loads_json
+
     try:
         with open(path, encoding="utf-8") as f:
-            data = json.load(f)
+            text = f.read(1 << 24)
     except (OSError, ValueError) as e:
         raise UsageError(f"cannot read synonyms {path}: {getattr(e, 'strerror', None) or e}") from e
+    data = loads_json(text, f"synonyms {path}")
     if not isinstance(data, dict) or not all(
             isinstance(v, list) and all(isinstance(x, str) for x in v) for v in data.values()):
         raise UsageError(f"synonyms {path}: expected a JSON object {{label: [phrase, ...]}}")

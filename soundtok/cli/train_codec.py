@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Literal
 
 import typer
@@ -81,19 +80,12 @@ def command(
     """
     from ..errors import UsageError
     from ..train.codec_trainer import TrainCodecOptions, train_codec
+    from .options import json_option
 
     console = runtime(threads, quiet, verbose)
     val = val or []
-    overrides = {}
-    if config_json:
-        import os
-        try:
-            text = open(config_json).read() if os.path.isfile(config_json) else config_json
-            overrides = json.loads(text)
-        except (OSError, json.JSONDecodeError) as e:
-            raise UsageError(f"--config is neither a JSON file nor JSON: {e}") from None
-        if not isinstance(overrides, dict):
-            raise UsageError("--config must be a JSON object")
+    overrides = json_option(config_json, "--config") if config_json else {}
+    _check_config(arch, overrides, device)
     if arch == "llm-codec":
         from ..train.llmcodec_trainer import TrainLLMCodecOptions, train_llm_codec
 
@@ -119,3 +111,32 @@ def command(
                              tensorboard=tensorboard, vocoder_input=vocoder_input)
     final = train_codec(opts, echo=console.info)
     typer.echo(str(final))
+
+
+def _check_config(arch: str, overrides: dict, device: str) -> None:
+    """--config is validated (keys, types, sizes) and the model it describes measured
+    before anything is built or written: a usage error otherwise (soundtok.configcheck)."""
+    import dataclasses
+
+    from ..configcheck import check_memory, check_overrides
+
+    dev = device if device != "auto" else "cpu"
+    if arch == "llm-codec":
+        from ..llmcodec.config import LLMCodecConfig
+        from ..llmcodec.model import LLMCodec
+
+        check_overrides(LLMCodecConfig, overrides)
+
+        def build():
+            cfg = LLMCodecConfig.from_dict({**dataclasses.asdict(LLMCodecConfig()), **overrides})
+            cfg.llm = {"hidden_size": 1}  # the codebooks are the LLM's rows: counted 1-d here (a lower bound)
+            return LLMCodec(cfg, [list(range(v)) for v in cfg.vocab_sizes])
+
+        check_memory(build, "the llm-codec", dev)
+        return
+    from ..codec.config import CodecConfig
+    from ..codec.model import SoundCodec
+
+    check_overrides(CodecConfig, overrides)
+    check_memory(lambda: SoundCodec(CodecConfig.from_dict({**dataclasses.asdict(CodecConfig()), **overrides})),
+                 "the codec", dev)

@@ -29,7 +29,6 @@ from __future__ import annotations
 import csv
 import functools
 import io
-import json
 import math
 import os
 from collections.abc import Callable
@@ -245,13 +244,9 @@ def _read_pair_manifest(path: str) -> list[_Clip] | None:
             if path.lower().endswith(".csv"):
                 rows = list(csv.DictReader(f))
             else:
-                rows = []
-                for n, line in enumerate(f, 1):
-                    if line.strip():
-                        try:
-                            rows.append(json.loads(line))
-                        except ValueError:
-                            raise UsageError(f"manifest {path} line {n}: invalid JSON") from None
+                from ..fileio import iter_jsonl
+
+                rows = [obj for _, obj in iter_jsonl(f, f"manifest {path}", UsageError)]
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise UsageError(f"cannot read manifest {path}: {getattr(e, 'strerror', None) or e}") from e
     if not rows or not isinstance(rows[0], dict) or "ref" not in rows[0]:

@@ -37,6 +37,7 @@ from ..llm.loader import DEFAULT_LLM, load_llm
 from ..llm.prompts import PromptBuilder
 from ..llm.vocab import AudioVocab
 from .checkpoint import latest_checkpoint, load_training_state, optimizer_from_flat, save_checkpoint
+from .health import assert_finite_weights, check_finite, claim_run_dir
 
 
 @dataclass
@@ -130,10 +131,12 @@ def finetune(opts: FinetuneOptions, echo: Callable[[str], None] | None = None) -
     if opts.task not in TASKS:
         raise UsageError(f"unknown --task {opts.task!r}: use caption, generate or mixed")
     run_dir = Path(opts.out)
-    ckpt = latest_checkpoint(run_dir) if run_dir.is_dir() else None
-    if ckpt is not None and not opts.resume:
-        raise UsageError(f"{run_dir} already holds a training run; pass --resume to continue it "
-                         f"or choose another --out")
+    with claim_run_dir(run_dir, opts.resume):
+        ckpt = latest_checkpoint(run_dir, echo) if opts.resume else None
+        return _finetune_in(opts, run_dir, ckpt, echo)
+
+
+def _finetune_in(opts: FinetuneOptions, run_dir: Path, ckpt, echo) -> Path:
     rank, world = _dist(opts.device)
     device = torch.device(opts.device if not opts.device.startswith("cuda") or world == 1
                           else f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
@@ -295,7 +298,7 @@ def _finetune(opts, run_dir, ckpt, rank, world, device, log, info):
             agg_loss += float(loss_sum.detach())
             tokens_seen += int(mask.sum())
         agg_tokens += n_tokens
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        check_finite(step + 1, loss=agg_loss, gradient_norm=torch.nn.utils.clip_grad_norm_(params, 1.0))
         opt.step()
         step += 1
         if step % opts.log_every == 0 or step == total:
@@ -331,6 +334,7 @@ def _finetune(opts, run_dir, ckpt, rank, world, device, log, info):
                     "train_file": os.path.basename(str(opts.train)),
                     "train_minutes": round(train_minutes, 2), "device": str(device),
                     "threads": torch.get_num_threads()}
+        assert_finite_weights(alm, final)
         save_adapter(alm, final, dtype=_parse_dtype(opts.adapter_dtype),
                           extra={"training": training})
         info(f"done: {total} steps in {train_minutes:.1f} min of training (all sessions); "

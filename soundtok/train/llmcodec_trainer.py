@@ -41,6 +41,7 @@ from ..codec.vocoder import stft_loss
 from ..llmcodec.config import VOCODER_FIELDS, LLMCodecConfig
 from ..llmcodec.model import LLMCodec
 from .checkpoint import latest_checkpoint, load_training_state, optimizer_from_flat, save_checkpoint
+from .health import assert_finite_weights, check_finite, claim_run_dir
 
 
 @dataclass
@@ -184,7 +185,15 @@ def train_llm_codec(opts: TrainLLMCodecOptions, echo=None,
     """Train (or resume) an llm-codec; returns the final model directory.
 
     ``embedder`` replaces MiniLM (tests); ``llm`` an already loaded
-    ``(model, tokenizer)`` pair instead of loading ``opts.llm``."""
+    ``(model, tokenizer)`` pair instead of loading ``opts.llm``.  The run folder
+    is claimed first (:func:`.checkpoint.claim_run_dir`)."""
+    with claim_run_dir(opts.out, opts.resume):
+        return _train_llm_codec(opts, echo, embedder, llm)
+
+
+def _train_llm_codec(opts: TrainLLMCodecOptions, echo=None,
+                     embedder: Callable[[list[str]], torch.Tensor] | None = None,
+                     llm: Any = None) -> Path:
     from ..llm.loader import load_llm
     from .codec_trainer import Logger
 
@@ -196,7 +205,7 @@ def train_llm_codec(opts: TrainLLMCodecOptions, echo=None,
     torch.manual_seed(opts.seed)
     model, tokenizer = llm if llm is not None else load_llm(opts.llm, device="cpu", dtype="float32")
 
-    ckpt = latest_checkpoint(run_dir) if opts.resume else None
+    ckpt = latest_checkpoint(run_dir, info) if opts.resume else None
     state: dict = {"step": 0}
     opt_tensors = None
     if ckpt is not None:
@@ -266,6 +275,7 @@ def train_llm_codec(opts: TrainLLMCodecOptions, echo=None,
         opt.zero_grad(set_to_none=True)
         out["loss"].backward()
         gn = torch.nn.utils.clip_grad_norm_(params, 1.0)
+        check_finite(step, loss=out["loss"], gradient_norm=gn)
         opt.step()
         for k, v in out.items():
             agg[k] = agg.get(k, 0.0) + float(v.detach())
@@ -282,6 +292,7 @@ def train_llm_codec(opts: TrainLLMCodecOptions, echo=None,
                             name=f"llmcodec-{step:07d}")
     codec.eval()
     final = run_dir / "final"
+    assert_finite_weights(codec, final)
     codec.save_pretrained(final)
     info(f"llm-codec saved to {final}")
     return final
