@@ -22,8 +22,16 @@ import numpy as np
 
 from . import augment, music, recorded, tts
 from .jobs import Job
-from .manifest import (REQUIRED, DoneLog, remove_stale_temps, summarize, summary_markdown, to_16k, write_clip,
-                       write_manifests)
+from .manifest import (
+    REQUIRED,
+    DoneLog,
+    remove_stale_temps,
+    summarize,
+    summary_markdown,
+    to_16k,
+    write_clip,
+    write_manifests,
+)
 from .plan import Config, make_plan
 
 MIN_SAMPLES = 16000  # TTS clips shorter than 1 s are padded with silence

@@ -70,7 +70,8 @@ def music(rng: random.Random, *, ensemble: str, instruments: list[str], style: s
     by = f" by {composer}" if composer else ""
     inst = ", ".join(instruments[:-1]) + f" and {instruments[-1]}" if len(instruments) > 1 else instruments[0]
     out = [f"{style}{by} played on {inst}", f"music: {ensemble}, {style}, {tempo_word} tempo",
-           f"{'a ' if not ensemble.startswith(('a ', 'an ')) else ''}{ensemble} playing {style}{by} at {bpm} beats per minute"]
+           f"{'a ' if not ensemble.startswith(('a ', 'an ')) else ''}{ensemble} playing {style}{by}"
+           f" at {bpm} beats per minute"]
     if title:
         out.append(f'"{title}"{by}, {ensemble}')
     else:

@@ -161,7 +161,6 @@ def _tts_jobs(v: Voice, cfg: Config, rng: random.Random, pools: _TextPools) -> l
 def make_plan(cfg: Config) -> tuple[dict[str, list[Job]], list[str]]:
     """``({stage: jobs}, skipped)`` where ``skipped`` holds one line per stage
     that cannot run here, naming what to install."""
-    rng = random.Random(cfg.seed)
     plan: dict[str, list[Job]] = {}
     skipped: list[str] = []
     stages = [s for s in STAGES if s in cfg.stages]

@@ -40,7 +40,7 @@ __all__ = ["ENGINES", "engine", "missing", "synthesize"]
 
 
 def _run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, check=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+    return subprocess.run(cmd, check=True, capture_output=True, **kw)
 
 
 def _read_wav(path: str) -> tuple[np.ndarray, int]:
@@ -110,7 +110,7 @@ class Piper:
             return "apt-get install espeak-ng"
         return None
 
-    @lru_cache(maxsize=1)
+    @lru_cache(maxsize=1)  # noqa: B019 -- one engine object per worker process, alive until it exits
     def _load(self):
         import importlib.resources as res
 
@@ -182,7 +182,7 @@ class Kokoro:
             return "apt-get install espeak-ng"
         return None
 
-    @lru_cache(maxsize=1)
+    @lru_cache(maxsize=1)  # noqa: B019 -- one engine object per worker process, alive until it exits
     def _load(self):
         import importlib.resources as res
 
