@@ -95,14 +95,15 @@ def kind_of(row: dict) -> str | None:
 
 
 def spread(rows: list[dict], limit: int | None) -> list[dict]:
-    """Rows in turn from each voice/speaker/source (sorted), first ``limit`` of them.
+    """Rows in turn from each voice/speaker/group (music's composer set)/source (sorted),
+    first ``limit`` of them.
     Within a group the rows are shuffled with a fixed seed, so that a small limit does
     not take only the first items of each (e.g. every speaker's digit 0)."""
     import random
 
     groups: dict[str, list[dict]] = defaultdict(list)
     for r in sorted(rows, key=lambda r: str(r.get("id", r["path"]))):
-        groups[str(r.get("voice") or r.get("speaker") or r.get("source") or "")].append(r)
+        groups[str(r.get("voice") or r.get("speaker") or r.get("group") or r.get("source") or "")].append(r)
     for k in groups:
         random.Random(f"{k}").shuffle(groups[k])
     out, keys = [], sorted(groups)
