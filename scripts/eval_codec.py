@@ -95,14 +95,15 @@ def kind_of(row: dict) -> str | None:
 
 
 def spread(rows: list[dict], limit: int | None) -> list[dict]:
-    """Rows in turn from each voice/speaker/source (sorted), first ``limit`` of them.
+    """Rows in turn from each voice/speaker/group (music's composer set)/source (sorted),
+    first ``limit`` of them.
     Within a group the rows are shuffled with a fixed seed, so that a small limit does
     not take only the first items of each (e.g. every speaker's digit 0)."""
     import random
 
     groups: dict[str, list[dict]] = defaultdict(list)
     for r in sorted(rows, key=lambda r: str(r.get("id", r["path"]))):
-        groups[str(r.get("voice") or r.get("speaker") or r.get("source") or "")].append(r)
+        groups[str(r.get("voice") or r.get("speaker") or r.get("group") or r.get("source") or "")].append(r)
     for k in groups:
         random.Random(f"{k}").shuffle(groups[k])
     out, keys = [], sorted(groups)
@@ -157,10 +158,11 @@ def esc10_manifest(a) -> Path | None:
     return write_manifest(spread(rows, a.limit), Path(a.out) / "manifests" / "esc10.jsonl")
 
 
-def corpus_manifests(a) -> dict[str, Path | None]:
-    """Manifests for the corpus sets (voices, speech, music)."""
+def corpus_manifests(a, wanted) -> dict[str, Path | None]:
+    """Manifests for the wanted corpus sets (of voices, speech, music)."""
     splits = {s.strip() for s in a.splits.split(",") if s.strip()}
-    given = {"voices": a.voices, "speech": a.speech, "music": a.music}
+    given = {k: v for k, v in {"voices": a.voices, "speech": a.speech, "music": a.music}.items()
+             if k in wanted}
     pools: dict[str, list[dict]] = {k: [] for k in given}
     corpus = Path(a.corpus)
     missing = set()
@@ -306,7 +308,7 @@ def main() -> int:
     if "fsdd" in wanted:
         manifests["fsdd"] = fsdd_manifest(a)
     if {"voices", "speech", "music"} & set(wanted):
-        manifests.update({k: v for k, v in corpus_manifests(a).items() if k in wanted})
+        manifests.update(corpus_manifests(a, wanted))
     if "esc10" in wanted:
         manifests["esc10"] = esc10_manifest(a)
     decoders = [d.strip() for d in a.decoders.split(",") if d.strip()]
