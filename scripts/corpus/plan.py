@@ -51,8 +51,8 @@ class Config:
     music_excerpts: int | None = None           # excerpts per file (None: the group's default)
     augment_fraction: float = 0.10
     # per-engine factor on the voices' nominal minutes: Kokoro runs near real time on one
-    # core, so it gets 30 % of them; espeak-ng is nearly free and gets 150 %
-    engine_scale: dict = field(default_factory=lambda: {"kokoro": 0.3, "espeak": 1.5})
+    # core, so it gets 10 % of them; espeak-ng is nearly free and gets 150 %
+    engine_scale: dict = field(default_factory=lambda: {"kokoro": 0.1, "espeak": 1.5})
     extra: dict = field(default_factory=dict)
 
 
