@@ -143,6 +143,7 @@ def plan_music(rng: random.Random, scale: float = 1.0, groups: tuple[str, ...] |
         return [], why
     files = corpus_files()
     jobs = []
+    slugs: set[str] = set()
     for group, (style, composer, bpm, texture, want, n_exc, tunes) in GROUPS.items():
         if groups and group not in groups:
             continue
@@ -162,6 +163,9 @@ def plan_music(rng: random.Random, scale: float = 1.0, groups: tuple[str, ...] |
                 numbers = [None]
             outputs, renders = [], []
             slug = re.sub(r"[^A-Za-z0-9._-]+", "_", rel.rsplit(".", 1)[0])
+            while slug in slugs:  # two file names that differ only in punctuation
+                slug += "-2"
+            slugs.add(slug)
             for num in numbers:
                 ens_name, insts = rng.choice(ENSEMBLES[texture])
                 factor = rng.uniform(0.8, 1.25)
