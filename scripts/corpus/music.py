@@ -144,6 +144,7 @@ def plan_music(rng: random.Random, scale: float = 1.0, groups: tuple[str, ...] |
     files = corpus_files()
     jobs = []
     slugs: set[str] = set()
+    stems: set[str] = set()
     for group, (style, composer, bpm, texture, want, n_exc, tunes) in GROUPS.items():
         if groups and group not in groups:
             continue
@@ -182,6 +183,10 @@ def plan_music(rng: random.Random, scale: float = 1.0, groups: tuple[str, ...] |
                         "path": out_rel, "id": cid, "source": "music21", "kind": "music", "licence": LICENCE,
                         "split": split, "piece": rel + (f"#{num}" if num is not None else ""), "group": group,
                         "ensemble": ens_name, "instruments": sorted(set(insts)), "label": style}})
+            stem = rel.rsplit(".", 1)[0]
+            if stem in stems:  # the same piece in two formats (.mxl and .xml): keep the first
+                continue       # (its draws are made anyway, so the other pieces' plans do not move)
+            stems.add(stem)
             jobs.append(Job("music", "music", {"file": str(path), "rel": rel, "group": group, "renders": renders,
                                                "style": style, "composer": composer, "bpm": bpm}, outputs))
     return jobs, None
