@@ -158,7 +158,7 @@ def test_write_clip_is_atomic(tmp_path, monkeypatch):
 
 @needs_fortunes
 def test_plan_holds_out_whole_speakers_and_every_voice_says_digits():
-    cfg = plan.preset("full", stages=plan.TTS_STAGES, scale=0.25)
+    cfg = plan.preset("full", stages=plan.TTS_STAGES, scale=0.25, engine_scale={})
     jobs_a, _ = plan.make_plan(cfg)
     jobs_b, _ = plan.make_plan(cfg)
     rows = [o["row"] for js in jobs_a.values() for j in js for o in j.outputs]
