@@ -805,8 +805,10 @@ _DETOKENIZE_OPTS = ["--steps", "--seed", "--guidance", "--solver", "--format", "
                     "--device", "--threads", "--codec"]
 
 
+# Derandomised so that CI runs the same examples every time (a failure reproduces); set
+# SOUNDTOK_TEST_RANDOM=1 (and SOUNDTOK_TEST_EXAMPLES=N) to explore new ones.
 @settings(max_examples=int(os.environ.get("SOUNDTOK_TEST_EXAMPLES", "40")), deadline=None,
-          suppress_health_check=list(HealthCheck))
+          derandomize=not os.environ.get("SOUNDTOK_TEST_RANDOM"), suppress_health_check=list(HealthCheck))
 @given(data=st.data())
 def test_random_option_values(D, tmp_path_factory, data):
     """Any values for the options of tokenize and detokenize: exit 0, 1 or 2, one error line at
