@@ -149,6 +149,25 @@ def test_whisper_language_from_manifest_codes():
 
 # --------------------------------------------------------------------------- speaker
 
+def test_speaker_import_works_without_pkg_resources(tmp_path, monkeypatch):
+    """webrtcvad's source release (a resemblyzer dependency) reads its version through
+    pkg_resources, which setuptools >= 81 no longer ships (CI failed on exactly this)."""
+    import sys
+
+    from soundtok.evaluate.speaker import _quiet_import
+
+    (tmp_path / "vad_like.py").write_text(
+        "import pkg_resources\n__version__ = pkg_resources.get_distribution('numpy').version\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(sys.modules, "pkg_resources", None)  # import pkg_resources -> ImportError
+    mod = _quiet_import("vad_like")
+    import numpy
+
+    assert mod.__version__ == numpy.__version__
+    assert "pkg_resources" not in sys.modules  # the stand-in does not outlive the import
+    monkeypatch.delitem(sys.modules, "vad_like")
+
+
 @needs_speaker
 def test_speaker_similarity_same_voice_beats_other_voice():
     from soundtok.evaluate.speaker import SpeakerEncoder, cosine

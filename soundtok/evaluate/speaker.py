@@ -45,15 +45,46 @@ def speaker_status() -> tuple[bool, str]:
                   "wheel, loaded with weights_only=True)")
 
 
+def _pkg_resources_stand_in():
+    """A minimal ``pkg_resources`` for the import of resemblyzer only.
+
+    resemblyzer depends on ``webrtcvad``, whose source release reads its own version with
+    ``pkg_resources.get_distribution``; setuptools >= 81 no longer ships ``pkg_resources``.
+    The stand-in answers that one call from :mod:`importlib.metadata`."""
+    import importlib.metadata
+    import types
+
+    module = types.ModuleType("pkg_resources")
+
+    def get_distribution(name: str):
+        return types.SimpleNamespace(project_name=name, version=importlib.metadata.version(name))
+
+    module.get_distribution = get_distribution
+    return module
+
+
 def _quiet_import(module: str):
     """Import ``module``; resemblyzer imports a deprecated scipy namespace, and that
-    warning is not the user's business."""
+    warning is not the user's business. Where ``pkg_resources`` is absent, a stand-in
+    (:func:`_pkg_resources_stand_in`) is visible during this import only."""
     import importlib
+    import sys
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        return importlib.import_module(module)
+        warnings.simplefilter("ignore", UserWarning)  # pkg_resources' own deprecation notice
+        try:
+            import pkg_resources  # noqa: F401
+            stand_in = False
+        except ImportError:
+            stand_in = True
+            sys.modules["pkg_resources"] = _pkg_resources_stand_in()
+        try:
+            return importlib.import_module(module)
+        finally:
+            if stand_in:
+                sys.modules.pop("pkg_resources", None)
 
 
 def _weights_path():
