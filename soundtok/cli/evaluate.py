@@ -8,8 +8,9 @@ from typing import Annotated, Literal
 
 import typer
 
+from ..device import resolve_device
 from ..errors import PartialFailure, UsageError
-from .common import resolve_device, runtime
+from .common import runtime
 from .options import (
     APP_SETTINGS,
     Codec,
@@ -155,7 +156,7 @@ def recon(
     console = runtime(threads, quiet, verbose)
     decs = [d.strip() for d in decoders.split(",") if d.strip()] if decoders else [decoder]
     dev = resolve_device(device) if codec is not None else "cpu"
-    with console.progress(limit, "scoring") as bar:
+    with console.progress("scoring", unit="clip", preparing="loading, listing the clips") as bar:
         result = evaluate_recon(list(inputs), deg=deg, codec=codec, decoders=decs, steps=steps,
                                 seed=seed, baselines=baselines, tokens=tokens, name=name,
                                 device=dev, max_delay_ms=max_delay_ms,
@@ -164,7 +165,7 @@ def recon(
                                 text_field=None if text_field.lower() == "none" else text_field,
                                 speaker=not no_speaker,
                                 examples=report_clips if report_dir else 0, limit=limit,
-                                on_clip=lambda _id: bar.advance(), on_error=console.error)
+                                on_progress=bar.update, on_error=console.error)
     if as_json:
         _print_json(result.rows(per_clip=per_clip))
     else:
@@ -275,10 +276,11 @@ def caption(
     """
     from ..evaluate.captions import evaluate_captions
 
-    runtime(threads, quiet, verbose)
-    result = evaluate_captions(hyps, refs, labels=_parse_labels(labels),
-                               synonyms=_parse_synonyms(synonyms), embedding=not no_embedding,
-                               device=resolve_device(device) if not no_embedding else "cpu")
+    console = runtime(threads, quiet, verbose)
+    with console.status("scoring captions"):
+        result = evaluate_captions(hyps, refs, labels=_parse_labels(labels),
+                                   synonyms=_parse_synonyms(synonyms), embedding=not no_embedding,
+                                   device=resolve_device(device) if not no_embedding else "cpu")
     if as_json:
         _print_json(result.rows(per_item=per_item))
         return
@@ -358,9 +360,10 @@ def fewshot(
         raise UsageError(f"--scales must be comma-separated integers, not {scales!r}") from None
     header, items = read_labelled_stream(tokens)
     demo_header, demo_items = read_labelled_stream(demos) if demos else (None, None)
-    model, tokenizer = load_llm(llm or (header.codec.get("llm") or {}).get("name"),
-                                device=resolve_device(device))
-    with console.progress(episodes, "episodes") as bar:
+    with console.progress("episodes", episodes, unit="episode", preparing="loading the LLM") as bar:
+        model, tokenizer = load_llm(llm or (header.codec.get("llm") or {}).get("name"),
+                                    device=resolve_device(device), progress=console.notice)
+        bar.start(episodes)
         res = run_fewshot(model, tokenizer, header, items, ways=ways, shots=shots,
                           episodes=episodes, seed=seed, repeats=repeats, instruction=instruction,
                           mode=mode, scales=picked, progress=bar.advance,

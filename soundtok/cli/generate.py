@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from .common import resolve_device, runtime
+from ..device import resolve_device
+from .common import runtime
 from .options import (
     APP_SETTINGS,
     Adapter,
@@ -131,13 +132,17 @@ def command(
 
     console = runtime(threads, quiet, verbose)
     pairs = _read_prompts(tuple(prompts or ()), prompts_file)
-    alm, tokenizer, _ = load_adapter(adapter, llm=llm, device=resolve_device(device), progress=console.info)
     opts = GenerateOptions(duration=duration, temperature=temperature, top_p=top_p, seed=seed,
                            greedy=greedy, batch_size=batch_size)
     n = 0
-    with console.progress(len(pairs), "generating") as bar, open_token_writer(output, alm.vocab.header) as w:
-        for item in generate_items(alm, tokenizer, pairs, opts):
-            w.write(item)
-            n += 1
-            bar.advance()
+    with console.progress("generating", len(pairs), unit="prompt",
+                          preparing="loading the LLM and the adapter") as bar:
+        alm, tokenizer, _ = load_adapter(adapter, llm=llm, device=resolve_device(device),
+                                         progress=console.notice)
+        bar.start(len(pairs))
+        with open_token_writer(output, alm.vocab.header) as w:
+            for item in generate_items(alm, tokenizer, pairs, opts):
+                w.write(item)
+                n += 1
+                bar.advance()
     console.info(f"generated {n} item(s)")

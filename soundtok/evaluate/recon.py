@@ -337,7 +337,8 @@ def evaluate_recon(inputs: list[str], deg: str | None = None, codec: Any = None,
                    codecs: list[tuple[str, Any]] | None = None, examples: int = 3,
                    limit: int | None = None, bootstrap: int = 100,
                    on_clip: Callable[[str], None] | None = None,
-                   on_error: Callable[[str], None] | None = None) -> ReconResult:
+                   on_error: Callable[[str], None] | None = None,
+                   on_progress: Callable[[int, int], None] | None = None) -> ReconResult:
     """Score reconstructions of the references in ``inputs`` (files, folders,
     globs, manifests; see the module docstring for the three modes).
 
@@ -356,7 +357,9 @@ def evaluate_recon(inputs: list[str], deg: str | None = None, codec: Any = None,
     this many clips for report figures.  ``limit``: score only the first N
     clips.  ``bootstrap``: resamples for the spread of the mel Fréchet
     distances (0: none).  Unreadable clips are skipped, reported through
-    ``on_error`` and listed in ``result.failed``.
+    ``on_error`` and listed in ``result.failed``.  ``on_progress(done, total)``
+    is called before the first clip (``done`` 0) and after each clip, scored or
+    failed; ``total`` is the number of clips.
     """
     decoders = list(dict.fromkeys(decoders or ["flow"]))
     for d in decoders:
@@ -469,7 +472,9 @@ def evaluate_recon(inputs: list[str], deg: str | None = None, codec: Any = None,
     languages: dict[str, int] = {}
 
     scored = 0
-    for clip in clips:
+    if on_progress:
+        on_progress(0, len(clips))
+    for done, clip in enumerate(clips, 1):
         try:
             ref = _load(clip.ref, SCORE_SR, clip.id if not isinstance(clip.ref, str) else clip.ref)
             outputs: dict[str, tuple[np.ndarray, float | None]] = {}
@@ -479,6 +484,8 @@ def evaluate_recon(inputs: list[str], deg: str | None = None, codec: Any = None,
             failed.append((clip.id, str(e)))
             if on_error:
                 on_error(str(e))
+            if on_progress:
+                on_progress(done, len(clips))
             continue
         dur = len(ref) / SCORE_SR
         for label, model in models:
@@ -567,6 +574,8 @@ def evaluate_recon(inputs: list[str], deg: str | None = None, codec: Any = None,
             flush_pending()
         if on_clip:
             on_clip(clip.id)
+        if on_progress:
+            on_progress(done, len(clips))
 
     if not any(s.clips for s in systems):
         if len(failed) == 1 and pending is not None:
