@@ -1,7 +1,8 @@
 """What kind of file is this? Magic bytes, so that an input of the wrong kind is named as such.
 
 * :func:`audio_format` -- ``"WAV"``, ``"FLAC"``, ... for the first bytes of an audio file;
-  the token stream reader answers "this is audio (WAV), not a token stream".
+  the token stream reader answers "this is audio (WAV), not a token stream" (and the
+  readers of prompts, captions and training pairs the like).
 * :func:`is_token_stream` -- the first bytes of a soundtok token stream (its header line);
   the audio reader answers "this is a token stream, not audio".
 * :func:`wav_truncation` -- a WAV whose header announces more audio than the file holds
@@ -44,6 +45,11 @@ def audio_format(head: bytes) -> str | None:
     if head[:4] == b"caff":
         return "CAF"
     return None
+
+
+def audio_file_kind(path: str | os.PathLike) -> str | None:
+    """The audio container (see :func:`audio_format`) of the file at ``path``, or ``None``."""
+    return audio_format(read_head(path, 16)[0])
 
 
 def is_token_stream(head: bytes) -> bool:

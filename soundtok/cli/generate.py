@@ -57,6 +57,12 @@ def _read_prompts(prompts: tuple[str, ...], prompts_file: str | None) -> list[tu
             try:
                 rows = list(iter_jsonl(f, prompts_file, UsageError))
             except UnicodeDecodeError:
+                from ..sniff import audio_file_kind
+
+                kind = audio_file_kind(prompts_file) if prompts_file != "-" else None
+                if kind:
+                    raise UsageError(f"{prompts_file}: this is audio ({kind}), not prompts "
+                                     f"(JSON Lines)") from None
                 raise UsageError(f"{prompts_file} is not valid UTF-8 text (expected JSON Lines prompts)") from None
             for n, obj in rows:
                 if isinstance(obj, str):
