@@ -123,8 +123,9 @@ def recon(
     report_dir: Annotated[str | None, typer.Option(
         "--report", metavar="DIR", show_default=False,
         help="Write figures (PNG) and report.md into DIR.")] = None,
-    report_clips: Annotated[int, typer.Option("--report-clips", min=0, metavar="N",
-                                              help="Clips shown as spectrograms in the report.")] = 3,
+    report_clips: Annotated[str, typer.Option(
+        "--report-clips", metavar="N|ID,...",
+        help="Clips shown as spectrograms in the report: the first N, or these clip ids.")] = "3",
     device: Device = "auto", threads: Threads = None, quiet: Quiet = False, verbose: Verbose = False,
 ):
     """Reconstruction metrics: references vs decoded audio.
@@ -147,6 +148,7 @@ def recon(
     Examples:
       soundtok evaluate recon clips/ --codec default --baselines codec2-450,opus-6k
       soundtok evaluate recon clips/ --codec mycodec/ --decoders flow,mse --report out/
+      soundtok evaluate recon clips/ --codec default --report out/ --report-clips spk1/utt3,dog_2
       soundtok evaluate recon clips/ --deg decoded/ --tokens clips.tok.jsonl --json
       soundtok evaluate recon pairs.csv --per-clip --json | jq -c 'select(.type=="clip")'
       soundtok evaluate recon digits.jsonl --codec default --text-field label --baselines codec2-450
@@ -154,6 +156,7 @@ def recon(
     from ..evaluate.recon import evaluate_recon
 
     console = runtime(threads, quiet, verbose)
+    shown = _report_clips(report_clips)
     decs = [d.strip() for d in decoders.split(",") if d.strip()] if decoders else [decoder]
     dev = resolve_device(device) if codec is not None else "cpu"
     with console.progress("scoring", unit="clip", preparing="loading, listing the clips") as bar:
@@ -164,7 +167,7 @@ def recon(
                                 asr=not no_asr, asr_model=asr_model,
                                 text_field=None if text_field.lower() == "none" else text_field,
                                 speaker=not no_speaker,
-                                examples=report_clips if report_dir else 0, limit=limit,
+                                examples=shown if report_dir else 0, limit=limit,
                                 on_progress=bar.update, on_error=console.error)
     if as_json:
         _print_json(result.rows(per_clip=per_clip))
@@ -182,6 +185,17 @@ def recon(
         console.info(f"report: {paths[-1]} ({figures} figures)")
     if result.failed:
         raise PartialFailure(f"{len(result.failed)} clip(s) could not be scored (listed above)")
+
+
+def _report_clips(value: str) -> int | list[str]:
+    """``--report-clips``: a count (``3``) or clip ids (``spk1/utt3,dog_2``)."""
+    value = value.strip()
+    if value.isdigit():
+        return int(value)
+    ids = [x.strip() for x in value.split(",") if x.strip()]
+    if not ids:
+        raise UsageError("--report-clips takes a number or comma-separated clip ids")
+    return ids
 
 
 def _print_recon(result, per_clip: bool) -> None:

@@ -334,7 +334,8 @@ def evaluate_recon(inputs: list[str], deg: str | None = None, codec: Any = None,
                    max_delay_ms: float = M.DEFAULT_MAX_DELAY_MS, extended_stoi: bool = False,
                    dnsmos: bool = True, asr: bool = True, asr_model: str = "base",
                    text_field: str | None = "text", speaker: bool = True,
-                   codecs: list[tuple[str, Any]] | None = None, examples: int = 3,
+                   codecs: list[tuple[str, Any]] | None = None,
+                   examples: int | list[str] | tuple[str, ...] = 3,
                    limit: int | None = None, bootstrap: int = 100,
                    on_clip: Callable[[str], None] | None = None,
                    on_error: Callable[[str], None] | None = None,
@@ -354,7 +355,8 @@ def evaluate_recon(inputs: list[str], deg: str | None = None, codec: Any = None,
     manifest field holding what is said (``text``; ``label`` for digit
     strings); clips without it, or all clips when None, are scored against
     Whisper's transcript of the reference.  ``examples``: keep the waveforms of
-    this many clips for report figures.  ``limit``: score only the first N
+    this many clips (the first ones), or of the clips with these ids (in this
+    order; an id not among the inputs is a UsageError), for report figures.  ``limit``: score only the first N
     clips.  ``bootstrap``: resamples for the spread of the mel Fréchet
     distances (0: none).  Unreadable clips are skipped, reported through
     ``on_error`` and listed in ``result.failed``.  ``on_progress(done, total)``
@@ -417,6 +419,13 @@ def evaluate_recon(inputs: list[str], deg: str | None = None, codec: Any = None,
         raise UsageError("--tokens needs decoded files (--deg or a ref/deg manifest)")
     if limit is not None:
         clips = clips[:limit]
+    wanted = None if isinstance(examples, int) else list(dict.fromkeys(examples))
+    if wanted:
+        have = {c.id for c in clips} | {i for i, _ in failed}
+        missing = [i for i in wanted if i not in have]
+        if missing:
+            shown = ", ".join(sorted(have)[:5]) + (", ..." if len(have) > 5 else "")
+            raise UsageError(f"--report-clips: no clip {missing[0]!r} among the inputs (ids: {shown})")
 
     notes = [RESAMPLE_NOTE, "delay removed before scoring: band-envelope, then waveform "
              f"cross-correlation within +-{max_delay_ms:g} ms", SI_SDR_NOTE, FRECHET_NOTE,
@@ -566,7 +575,7 @@ def evaluate_recon(inputs: list[str], deg: str | None = None, codec: Any = None,
         if use_dnsmos or ref_asr is not None:
             reference.clips.append(ClipScore(clip.id, dur, 0.0, ref_metrics, notes=ref_notes,
                                              asr=ref_asr))
-        if len(kept) < examples:
+        if (clip.id in wanted) if wanted is not None else len(kept) < examples:
             kept.append(Example(clip.id, {"reference": ref,
                                           **{k: v for k, (v, _) in outputs.items()}}))
         scored += 1
@@ -622,7 +631,8 @@ def evaluate_recon(inputs: list[str], deg: str | None = None, codec: Any = None,
     if reference.clips:
         systems.insert(0, reference)
     return ReconResult(systems=systems, notes=notes, clips=scored, failed=failed,
-                       examples=kept, max_delay_ms=max_delay_ms)
+                       examples=sorted(kept, key=lambda e: wanted.index(e.id)) if wanted else kept,
+                       max_delay_ms=max_delay_ms)
 
 
 @functools.lru_cache(maxsize=2)
