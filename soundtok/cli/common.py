@@ -25,8 +25,10 @@ from typing import Any
 
 import typer
 
+from ..device import resolve_device  # --device: one rule for the library and the CLI
 from ..errors import one_line
 
+__all__ = ["Console", "resolve_device", "runtime"]
 
 @dataclass
 class Console:
