@@ -436,11 +436,11 @@ class TokenReader:
         while raw := self._readline():
             self._lineno += 1
             n = self._lineno
+            if n == 1 and isinstance(raw, bytes):
+                self._refuse_audio(raw[:16])
             if not raw.endswith(b"\n" if isinstance(raw, bytes) else "\n"):
                 raise self._err(f"truncated token stream: line {n} is incomplete")
             if isinstance(raw, bytes):
-                if n == 1:
-                    self._refuse_audio(raw[:16])
                 try:
                     raw = raw.decode("utf-8")
                 except UnicodeDecodeError as e:
