@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from .errors import AudioError, FormatError, PartialFailure, SoundtokError, UsageError
 from .fileio import note_input, output_target, tracks_inputs
-from .tokens import Header, Item, TokenReader, open_token_writer
+from .tokens import Header, Item, TokenReader, count_items, open_token_writer
 
 
 @dataclass
@@ -124,7 +124,8 @@ def tokenize(inputs: list[str], output: str = "-", codec=None, device: str = "au
              on_item: Callable[[Item], None] | None = None, as_text: bool = False,
              llm=None, *, manifests: list[str] | tuple[str, ...] = (), shard=None,
              workers: int = 0, batch_size: int = 16, resume: bool = False,
-             on_info: Callable[[str], None] | None = None) -> BatchReport:
+             on_info: Callable[[str], None] | None = None,
+             on_progress: Callable[[int, int], None] | None = None) -> BatchReport:
     """Tokenize audio files, folders, globs, manifests or ``-`` (stdin) into one
     token stream at ``output`` (``-`` = stdout; a file appears atomically).
 
@@ -154,6 +155,9 @@ def tokenize(inputs: list[str], output: str = "-", codec=None, device: str = "au
 
     Unreadable inputs are skipped and reported (``on_error`` is called with each
     message); if no input succeeds, nothing is written and an error is raised.
+    ``on_progress(done, total)`` is called once the inputs are listed (``done``
+    0) and after each item is written, skipped (``resume``) or fails; ``total``
+    is the number of items to go through (this shard's).
     """
     from .pipeline import ClipEncoder, iter_items
     from .shards import ResumableWriter, parse_shard, plan_sources
@@ -219,10 +223,21 @@ def tokenize(inputs: list[str], output: str = "-", codec=None, device: str = "au
     if writer and done and on_info:
         on_info(f"resuming {output}: {len(done)} item(s) already there")
 
+    processed = [0]
+
+    def step() -> None:
+        processed[0] += 1
+        if on_progress:
+            on_progress(processed[0], plan.selected)
+
+    if on_progress:
+        on_progress(0, plan.selected)
+
     def sources():
         for _, src in plan:
             if src.id in done:
                 report.skipped += 1
+                step()
                 continue
             yield src
 
@@ -231,9 +246,11 @@ def tokenize(inputs: list[str], output: str = "-", codec=None, device: str = "au
             src = r.source
             if r.error is not None:
                 fail(src.path or src.id, r.error)
+                step()
                 continue
             yield Item(id=src.id, num_samples=r.num_samples, codes=r.codes, source=src.path,
                        text=src.text, label=src.label, meta=dict(src.meta or {}))
+            step()  # the consumer asked for the next item: this one is written
 
     def put(w, item: Item) -> None:
         """Write one item; an item that cannot be written (NaN in its metadata, a bad id)
@@ -367,7 +384,8 @@ def detokenize(stream: str = "-", output: str = "-", codec=None, device: str = "
                decoder: str = "flow", steps: int | None = None, seed: int = 0,
                guidance: float = 1.0, solver: str = "euler", chunk_seconds: float = 30.0,
                fmt: str | None = None, on_item: Callable[[str], None] | None = None,
-               llm=None, on_error: Callable[[str], None] | None = None) -> BatchReport:
+               llm=None, on_error: Callable[[str], None] | None = None,
+               on_progress: Callable[[int, int | None], None] | None = None) -> BatchReport:
     """Decode a token stream back to audio.
 
     ``output``: ``-`` (stdout, WAV) or a file for a single-item stream; a
@@ -383,6 +401,9 @@ def detokenize(stream: str = "-", output: str = "-", codec=None, device: str = "
     from a stream file, a repeated id is refused before anything is written;
     from a pipe, the second item with an id is refused alone (the first one's
     file is never overwritten).
+    ``on_progress(done, total)`` is called when decoding starts (``done`` 0) and
+    after each item, decoded or failed; ``total`` is the number of items of a
+    stream file (counted first), ``None`` for stdin.
     """
     import os
 
@@ -421,6 +442,10 @@ def detokenize(stream: str = "-", output: str = "-", codec=None, device: str = "
                                           chunk_tokens=chunk, decoder=decoder, steps=steps,
                                           seed=seed, guidance=guidance, solver=solver)
 
+    total = count_items(stream) if on_progress else None
+    if on_progress:
+        on_progress(0, total)
+
     def decode_into(item: Item, dest: str, writer) -> None:
         for piece in pieces(item):
             writer.write(piece)
@@ -429,6 +454,8 @@ def detokenize(stream: str = "-", output: str = "-", codec=None, device: str = "
         report.outputs.append(dest)
         if on_item:
             on_item(dest)
+        if on_progress:
+            on_progress(report.ok + len(failed), total)
 
     failed: list[str] = []
     held: list[str] = []  # failures before the first success: one line if nothing succeeds
@@ -438,6 +465,8 @@ def detokenize(stream: str = "-", output: str = "-", codec=None, device: str = "
         held.append(msg)
         if report.ok:
             show_held()
+        if on_progress:
+            on_progress(report.ok + len(failed), total)
 
     def show_held() -> None:
         while held:

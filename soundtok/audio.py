@@ -127,11 +127,33 @@ def _ffmpeg_decode(path: str | None, data: bytes | None) -> tuple[np.ndarray, in
         return wav, int(sr)
 
 
+def _check_kind(src: Any, label: str) -> None:
+    """AudioError for a WAV cut short (its header announces more than the file holds): decoders
+    would read what is there, silently short."""
+    from soundtok.sniff import read_head, wav_truncation
+
+    head, size = read_head(src)
+    why = wav_truncation(head, size)
+    if why:
+        raise AudioError(f"{label} is a truncated WAV file: it {why}")
+
+
+def _undecodable(src: Any, label: str, reason: str) -> AudioError:
+    """The error for input no decoder reads, naming a token stream as such."""
+    from soundtok.sniff import is_token_stream, read_head
+
+    if is_token_stream(read_head(src, 4096)[0]):
+        return AudioError(f"{label}: this is a token stream, not audio "
+                          f"(soundtok detokenize turns it into audio)")
+    return AudioError(f"cannot decode {label} as audio: {reason.rstrip('.')}")
+
+
 def _decode(path: str | None, data: Any, label: str) -> tuple[np.ndarray, int]:
     """Decode to (frames, channels) float32 and the file's sample rate (Hz);
     ``data`` is bytes or a seekable binary file (a spooled pipe)."""
     if path is None and isinstance(data, (bytes, type(None))) and not data:
         raise AudioError(f"cannot decode {label} as audio: the input is empty")
+    _check_kind(path if path is not None else data, label)
     try:
         src = path if path is not None else (io.BytesIO(data) if isinstance(data, bytes) else data)
         with _c_stderr_quiet():
@@ -141,7 +163,7 @@ def _decode(path: str | None, data: Any, label: str) -> tuple[np.ndarray, int]:
         reason = getattr(e, "error_string", None) or _reason(str(e))
     decoded = _ffmpeg_decode(path, data)
     if decoded is None:
-        raise AudioError(f"cannot decode {label} as audio: {reason.rstrip('.')}")
+        raise _undecodable(path if path is not None else data, label, reason)
     return decoded
 
 
@@ -322,6 +344,7 @@ class AudioStream:
             raise AudioError(f"{self.label} has sample rate {sr} Hz; at least {min_sr} Hz is needed")
 
     def _open(self, path: str | None, data: Any) -> Any:
+        _check_kind(path if path is not None else data, self.label)
         try:
             with _c_stderr_quiet():
                 if path is not None:
@@ -338,7 +361,7 @@ class AudioStream:
                 pass
         self._tmp.cleanup()
         self._tmp = None
-        raise AudioError(f"cannot decode {self.label} as audio: {reason.rstrip('.')}")
+        raise _undecodable(path if path is not None else data, self.label, reason)
 
     @property
     def duration(self) -> float | None:
@@ -490,6 +513,9 @@ def iter_manifest(manifest: str) -> Iterator[tuple[str, AudioSource]]:
                     yield where, _manifest_source(manifest, where, clean)
             else:
                 for n, obj in iter_jsonl(f, f"manifest {manifest}", UsageError, constants=True):
+                    if n == 1 and isinstance(obj, dict) and "soundtok" in obj and "path" not in obj:
+                        raise UsageError(f"{manifest}: this is a token stream, not audio or a "
+                                         f"manifest (soundtok detokenize turns it into audio)")
                     if not isinstance(obj, dict) or "path" not in obj:
                         raise UsageError(f"manifest {manifest} line {n}: expected a JSON object "
                                          f"with a \"path\" key")

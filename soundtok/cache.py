@@ -9,6 +9,9 @@ One root, ``$SOUNDTOK_CACHE`` if set, else ``$XDG_CACHE_HOME/soundtok`` or
   (~145 MB for Whisper base), see :mod:`soundtok.whisper`.
 
 Everything here can be deleted at any time; it is rebuilt when next needed.
+Only these sub-folders (:data:`KINDS`) are listed and cleared: a root set to a
+folder that holds other things (``SOUNDTOK_CACHE=$HOME`` by mistake) loses
+nothing else.
 """
 
 from __future__ import annotations
@@ -16,6 +19,9 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+
+#: The kinds of derived files, one sub-folder of the root each.
+KINDS = ("llm", "whisper")
 
 
 def cache_root() -> Path:
@@ -34,24 +40,34 @@ def cache_dir(kind: str) -> Path:
 
 
 def cache_entries() -> list[tuple[Path, int]]:
-    """``(path, size in bytes)`` of every entry two levels down (``<kind>/<name>``), sorted by path."""
-    root = cache_root()
+    """``(path, size in bytes)`` of every entry of every kind (``<kind>/<name>``), sorted by path."""
     out = []
-    if not root.is_dir():
-        return out
-    for kind in sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink()):
-        for entry in sorted(kind.iterdir()):
-            out.append((entry, _size(entry)))
+    for kind in KINDS:
+        folder = cache_dir(kind)
+        if folder.is_dir() and not folder.is_symlink():
+            out += [(entry, _size(entry)) for entry in sorted(folder.iterdir())]
     return out
 
 
 def clear_cache(kind: str | None = None) -> int:
-    """Delete the cache (or one kind's sub-folder); returns the bytes freed."""
-    target = cache_dir(kind) if kind else cache_root()
-    if not target.exists():
-        return 0
-    freed = _size(target)
-    shutil.rmtree(target)
+    """Delete one kind's sub-folder, or all of :data:`KINDS` (and the root, if that leaves it
+    empty); returns the bytes freed. ``ValueError`` for a kind not in :data:`KINDS`."""
+    if kind is not None and kind not in KINDS:
+        raise ValueError(f"unknown cache kind {kind!r} (kinds: {', '.join(KINDS)})")
+    freed = 0
+    for k in [kind] if kind else KINDS:
+        target = cache_dir(k)
+        if target.is_symlink():
+            freed += _size(target)
+            target.unlink()
+        elif target.exists():
+            freed += _size(target)
+            shutil.rmtree(target)
+    if kind is None:
+        try:
+            cache_root().rmdir()  # only when empty
+        except OSError:
+            pass
     return freed
 
 

@@ -60,7 +60,7 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = ["Header", "Item", "TokenWriter", "TokenReader", "open_token_writer", "code_token",
-           "all_code_tokens", "codes_to_text", "text_to_codes", "AUDIO_BEGIN", "AUDIO_END"]
+           "all_code_tokens", "codes_to_text", "text_to_codes", "count_items", "AUDIO_BEGIN", "AUDIO_END"]
 
 FORMAT_VERSION = 1
 DURATION_TOLERANCE = 1e-3  # seconds
@@ -436,6 +436,8 @@ class TokenReader:
         while raw := self._readline():
             self._lineno += 1
             n = self._lineno
+            if n == 1 and isinstance(raw, bytes):
+                self._refuse_audio(raw[:16])
             if not raw.endswith(b"\n" if isinstance(raw, bytes) else "\n"):
                 raise self._err(f"truncated token stream: line {n} is incomplete")
             if isinstance(raw, bytes):
@@ -458,10 +460,30 @@ class TokenReader:
             return n, obj
         return None
 
+    def _peek(self) -> bytes:
+        """The first bytes of a binary stream, not consumed (``b""`` when it cannot tell)."""
+        peek = getattr(self._f, "peek", None)
+        if peek is None or isinstance(self._f, io.TextIOBase):
+            return b""
+        try:
+            head = peek(16)
+        except (OSError, ValueError):
+            return b""
+        return head if isinstance(head, bytes) else b""
+
+    def _refuse_audio(self, head: bytes) -> None:
+        from soundtok.sniff import audio_format
+
+        kind = audio_format(head)
+        if kind:
+            raise self._err(f"this is audio ({kind}), not a token stream "
+                            f"(soundtok tokenize turns audio into one)")
+
     @property
     def header(self) -> Header:
         """The stream header (reads line 1 on first access)."""
         if self._header is None:
+            self._refuse_audio(self._peek())
             rec = self._next_record()
             if rec is None:
                 raise self._err("no header: empty token stream")
@@ -557,3 +579,23 @@ def text_to_codes(text: str, header: Header, num_samples: int | None = None) -> 
                 raise FormatError(f"audio text has {len(row)} codes for codebook {k}, "
                                   f"expected {want} for {num_samples} samples")
     return codes
+
+
+def count_items(source: str | os.PathLike[str] | IO[Any]) -> int | None:
+    """How many items the token stream file ``source`` holds (its non-blank lines after the
+    header), read quickly without checking them; ``None`` for ``-``, a pipe, an open stream or
+    an unreadable file. For progress totals only: :class:`TokenReader` validates every line."""
+    if not isinstance(source, (str, os.PathLike)):
+        return None
+    path = os.fspath(source)
+    if path == "-" or not os.path.isfile(path):
+        return None
+    n = 0
+    try:
+        with open(path, "rb") as f:
+            for line in f:
+                if line.strip():
+                    n += 1
+    except OSError:
+        return None
+    return max(0, n - 1)

@@ -98,6 +98,9 @@ def W(tmp_path_factory, tiny_codec_dir):
     (s / "header.tok.jsonl").write_bytes(L[0])
     (s / "huge.tok.jsonl").write_bytes(b'{"soundtok": 1, "type": "header", "codec": "' + b"x" * (20 << 20))
     shutil.copy(a / "ok.wav", s / "wav.tok.jsonl")
+    ok = (a / "ok.wav").read_bytes()
+    (a / "cut.wav").write_bytes(ok[:len(ok) // 2])  # cut off while copied: its header promises 1 s
+    shutil.copy(good, a / "stream.wav")  # a token stream under an audio name
     other = root / "other_codec"
     make_tiny_codec(seed=9).save_pretrained(other)
     other_header = codec_header(load_codec(str(other)))
@@ -166,7 +169,9 @@ CASES = [
     Case("tokenize", "flac-22k", 0),
     Case("tokenize", "nan", 1, "NaN or infinite"),
     Case("tokenize", "manifest-random-bytes", 2, "manifest"),
-    Case("tokenize", "token-stream-as-input", 2, 'with a "path" key'),
+    Case("tokenize", "token-stream-as-input", 2, "this is a token stream, not audio"),
+    Case("tokenize", "token-stream-named-wav", 1, "this is a token stream, not audio"),
+    Case("tokenize", "truncated-wav", 1, "truncated WAV file: it holds 0.50 s of the 1.00 s"),
     Case("tokenize", "codec-pickle-file", 1, "not a codec directory"),
     Case("tokenize", "codec-dir-pickle-weights", 1, "cannot load codec"),
     Case("tokenize", "codec-is-an-adapter", 1, "not a codec directory"),
@@ -178,7 +183,7 @@ CASES = [
     Case("detokenize", "other-codec", 1, "codec mismatch"),
     Case("detokenize", "code-out-of-range", 1, "out of range"),
     Case("detokenize", "random-bytes", 1, ""),
-    Case("detokenize", "wav-as-stream", 1, "not valid UTF-8"),
+    Case("detokenize", "wav-as-stream", 1, "this is audio (WAV), not a token stream"),
     Case("detokenize", "empty", 1, "empty token stream"),
     Case("detokenize", "huge-header", 1, "truncated"),
     Case("detokenize", "header-only", 1, "no items"),
@@ -194,7 +199,7 @@ CASES = [
     # finetune-llm (-o RUN held an earlier file)
     Case("finetune-llm", "truncated", 1, "truncated"),
     Case("finetune-llm", "random-bytes", 1, "not valid UTF-8"),
-    Case("finetune-llm", "wav-as-stream", 1, "not valid UTF-8"),
+    Case("finetune-llm", "wav-as-stream", 1, "this is audio (WAV), not a token stream"),
     Case("finetune-llm", "empty", 1, "empty"),
     Case("finetune-llm", "code-out-of-range", 1, "out of range"),
     Case("finetune-llm", "reordered", 1, "neither a token stream"),
@@ -211,7 +216,7 @@ CASES = [
     Case("caption", "reordered", 1, "first line is not"),
     Case("caption", "code-out-of-range", 1, "out of range"),
     Case("caption", "random-bytes", 1, ""),
-    Case("caption", "wav-as-stream", 1, "not valid UTF-8"),
+    Case("caption", "wav-as-stream", 1, "this is audio (WAV), not a token stream"),
     Case("caption", "empty", 1, "empty token stream"),
     Case("caption", "adapter-pickle", 1, "cannot load LoRA adapter"),
     Case("caption", "adapter-is-a-file", 1, "no such adapter directory"),
@@ -221,16 +226,17 @@ CASES = [
     Case("generate", "adapter-pickle", 1, "cannot load LoRA adapter"),
     Case("generate", "prompts-random-bytes", 2, "not valid UTF-8"),
     Case("generate", "prompts-empty", 2, "no prompts"),
-    Case("generate", "prompts-wav-file", 2, "not valid UTF-8"),
+    Case("generate", "prompts-wav-file", 2, "this is audio (WAV), not prompts"),
     # evaluate
     Case("evaluate", "recon-text-file", 1, "cannot decode"),
     Case("evaluate", "recon-empty-file", 1, "the input is empty"),
     Case("evaluate", "recon-nan", 1, "NaN"),
     Case("evaluate", "recon-48k-stereo", 0),
+    Case("evaluate", "recon-truncated-wav", 1, "truncated WAV"),
     Case("evaluate", "recon-tokens-truncated", 1, "truncated"),
     Case("evaluate", "recon-tokens-random-bytes", 1, ""),
     Case("evaluate", "caption-random-bytes", 2, "not valid UTF-8"),
-    Case("evaluate", "caption-wav-file", 2, "not valid UTF-8"),
+    Case("evaluate", "caption-wav-file", 2, "this is audio (WAV), not captions"),
     Case("evaluate", "fewshot-not-llm-codec", 1, "not an llm-codec"),
     Case("evaluate", "fewshot-empty", 1, "empty token stream"),
 ]
@@ -246,7 +252,8 @@ def build(case: Case, w: dict, out: Path) -> tuple[list, Path | None]:
                   "huge-wav-header": a / "huge.wav", "one-sample-16k": a / "one.wav",
                   "one-sample-48k": a / "one48.wav", "48k-stereo": a / "st48.wav", "8-bit": a / "u8.wav",
                   "mp3": a / "a.mp3", "ogg-44k": a / "a.ogg", "flac-22k": a / "a.flac", "nan": a / "nan.wav",
-                  "manifest-random-bytes": s / "random.tok.jsonl", "token-stream-as-input": s / "good.tok.jsonl"}
+                  "manifest-random-bytes": s / "random.tok.jsonl", "token-stream-as-input": s / "good.tok.jsonl",
+                  "token-stream-named-wav": a / "stream.wav", "truncated-wav": a / "cut.wav"}
         if case.name in inputs:
             return ["tokenize", inputs[case.name], *codec, "-o", target], target
         if case.name == "codec-pickle-file":
@@ -323,7 +330,7 @@ def build(case: Case, w: dict, out: Path) -> tuple[list, Path | None]:
     if case.command == "evaluate":
         recon = ["--json", "--no-dnsmos", "--no-asr", "--no-speaker", "--threads", "1"]
         refs = {"recon-text-file": a / "text.wav", "recon-empty-file": a / "empty.wav", "recon-nan": a / "nan.wav",
-                "recon-48k-stereo": a / "st48.wav"}
+                "recon-48k-stereo": a / "st48.wav", "recon-truncated-wav": a / "cut.wav"}
         if case.name in refs:
             return ["evaluate", "recon", refs[case.name], *codec, "--steps", "1", *recon], None
         if case.name.startswith("recon-tokens"):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
+from conftest import cli
 
 from soundtok import cache, whisper
 from soundtok.errors import ModelError
@@ -22,6 +25,56 @@ def test_cache_root_env_and_clear(tmp_path, monkeypatch):
     assert cache.clear_cache("llm") == 1000
     assert not cache.cache_dir("llm").exists() and cache.cache_dir("whisper").exists()
     assert cache.clear_cache() == 0 and not cache.cache_root().exists()
+
+
+def test_clear_keeps_what_is_not_a_cache(tmp_path, monkeypatch):
+    """SOUNDTOK_CACHE pointed at a folder with other things in it by mistake: only the cache
+    kinds go."""
+    monkeypatch.setenv("SOUNDTOK_CACHE", str(tmp_path))
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a.txt").write_text("mine")
+    (tmp_path / "llm" / "x").mkdir(parents=True)
+    (tmp_path / "llm" / "x" / "w").write_bytes(b"12345")
+    assert [p.name for p, _ in cache.cache_entries()] == ["x"]
+    assert cache.clear_cache() == 5
+    assert (tmp_path / "notes" / "a.txt").read_text() == "mine" and not (tmp_path / "llm").exists()
+    with pytest.raises(ValueError, match="unknown cache kind"):
+        cache.clear_cache("notes")
+
+
+def test_cache_command(tmp_path, monkeypatch):
+    root = tmp_path / "c"
+    monkeypatch.setenv("SOUNDTOK_CACHE", str(root))
+    r = cli("cache")
+    assert r.returncode == 0 and r.stdout.decode().splitlines() == [
+        f"cache root: {root} (from SOUNDTOK_CACHE)", "  (empty)"]
+    (root / "llm" / "gemma3-270m-abc").mkdir(parents=True)
+    (root / "llm" / "gemma3-270m-abc" / "model.safetensors").write_bytes(b"x" * 2_500_000)
+    (root / "whisper" / "base-1").mkdir(parents=True)
+    (root / "whisper" / "base-1" / "model.bin").write_bytes(b"x" * 1500)
+    r = cli("cache")
+    assert r.returncode == 0 and r.stderr == b""
+    assert r.stdout.decode().splitlines() == [
+        f"cache root: {root} (from SOUNDTOK_CACHE)",
+        "  2.50 MB  llm/gemma3-270m-abc",
+        "  1.50 kB  whisper/base-1",
+        "  2.50 MB  in all"]
+    rows = [json.loads(x) for x in cli("cache", "--json").stdout.decode().splitlines()]
+    assert rows == [
+        {"type": "entry", "kind": "llm", "path": str(root / "llm" / "gemma3-270m-abc"), "bytes": 2_500_000},
+        {"type": "entry", "kind": "whisper", "path": str(root / "whisper" / "base-1"), "bytes": 1500},
+        {"type": "root", "path": str(root), "bytes": 2_501_500, "from": "SOUNDTOK_CACHE"}]
+    assert cli("cache", "whisper").stdout.decode().splitlines()[1:] == ["  1.50 kB  whisper/base-1",
+                                                                       "  1.50 kB  in all"]
+    bad = cli("cache", "--clear", "..")
+    assert bad.returncode == 2 and bad.stderr.decode() == "error: unknown cache kind '..': use llm, whisper\n"
+    assert (root / "llm").is_dir()
+    r = cli("cache", "--clear", "llm")
+    assert r.returncode == 0 and r.stdout.decode() == f"freed 2.50 MB: {root / 'llm'}\n"
+    assert not (root / "llm").exists() and (root / "whisper").is_dir()
+    r = cli("cache", "--clear")
+    assert r.returncode == 0 and r.stdout.decode() == f"freed 1.50 kB: {root}\n" and not root.exists()
+    assert cli("cache", "--clear").stdout.decode() == f"nothing to clear in {root}\n"
 
 
 def test_xdg_cache_home(tmp_path, monkeypatch):

@@ -65,6 +65,21 @@ def test_caption_jsonl_and_text(setup):
     assert lines(text.stdout) == [" ".join(x["caption"].split()) for x in rows]
 
 
+def test_caption_output_file(setup, tmp_path):
+    """-o FILE holds what stdout would (nothing on stdout); a failed run leaves no file."""
+    adapter, stream, _ = setup
+    want = cli("caption", stream, "--adapter", adapter, "--max-new-tokens", "4", "--format", "text").stdout
+    out = tmp_path / "caps.txt"
+    r = cli("caption", stream, "--adapter", adapter, "--max-new-tokens", "4", "--format", "text", "-o", out)
+    assert r.returncode == 0 and r.stdout == b"" and r.stderr == b""
+    assert out.read_bytes() == want and len(want.splitlines()) == 12
+    cut = tmp_path / "cut.tok.jsonl"
+    cut.write_bytes(stream.read_bytes()[:-20])
+    bad = cli("caption", cut, "--adapter", adapter, "--max-new-tokens", "4", "-o", tmp_path / "none.jsonl")
+    assert bad.returncode == 1 and "truncated" in bad.stderr.decode()
+    assert not (tmp_path / "none.jsonl").exists()
+
+
 def test_caption_batching_does_not_change_greedy_output(setup):
     adapter, stream, _ = setup
     a = cli("caption", stream, "--adapter", adapter, "--max-new-tokens", "5", "--batch-size", "1")

@@ -34,7 +34,7 @@ def _complete(monkeypatch, words: str, cword: int) -> list[str]:
 def test_completion_lists_subcommands(monkeypatch):
     names = _complete(monkeypatch, "soundtok ", 1)
     for cmd in ("tokenize", "detokenize", "train-codec", "finetune-llm", "caption", "generate",
-                "evaluate"):
+                "evaluate", "cache"):
         assert cmd in names
     assert _complete(monkeypatch, "soundtok tokenize --ch", 2) == ["--chunk-seconds"]
     assert _complete(monkeypatch, "soundtok evaluate re", 2) == ["recon"]

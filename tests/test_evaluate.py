@@ -12,7 +12,7 @@ import subprocess
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import make_tiny_codec, run_cli, synth
+from conftest import cli, make_tiny_codec, run_cli, synth
 
 from soundtok.errors import SoundtokError, UsageError
 from soundtok.evaluate import baselines as B
@@ -272,6 +272,36 @@ def test_report_files(recon_result, tmp_path):
         assert f"]({p.rsplit('/', 1)[-1]})" in md
     assert "mel Fréchet distance" in md and "FAD" not in md.replace("not FAD", "")
     assert not [f for f in (tmp_path / "rep").iterdir() if f.name.startswith(".")]  # no temp files
+
+
+def test_report_clips_by_id_and_bar_floors(clips, tmp_path):
+    """--report-clips ID,...: those clips' spectrograms, in that order; an unknown id is a usage
+    error before any scoring. Bars start at the floor of each metric's scale."""
+    from soundtok.evaluate.report import bar_floor
+
+    codec = make_tiny_codec()
+    res = evaluate_recon([str(clips)], codec=codec, steps=1, examples=["c1", "c0"], dnsmos=False)
+    assert [e.id for e in res.examples] == ["c1", "c0"]
+    res = evaluate_recon([str(clips)], codec=codec, steps=1, examples=["c1"], dnsmos=False)
+    paths = write_report(res, str(tmp_path / "rep"))
+    assert [p.rsplit("/", 1)[-1] for p in paths if "spectrogram" in p] == ["spectrogram_01_c1.png"]
+    with pytest.raises(UsageError, match="--report-clips: no clip 'c9' among the inputs"):
+        evaluate_recon([str(clips)], codec=codec, steps=1, examples=["c0", "c9"])
+    assert bar_floor("pesq_wb", [1.3, 2.0]) == (1.0, False)  # MOS-LQO starts at 1
+    assert bar_floor("dnsmos_ovrl", [2.9]) == (1.0, False)
+    assert bar_floor("mel_l1", [0.4, 0.6]) == (0.0, False)
+    assert bar_floor("bitrate_bps", [125.0, 450.0, 6000.0]) == (100.0, True)
+    assert bar_floor("bitrate_bps", [125.0, float("nan")]) == (0.0, False)
+
+
+def test_cli_report_clips(clips, tiny_codec_dir, tmp_path):
+    r = cli("evaluate", "recon", clips, "--codec", tiny_codec_dir, "--steps", "1", "--json", "--no-dnsmos",
+            "--report", tmp_path / "rep", "--report-clips", "c1")
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in (tmp_path / "rep").glob("spectrogram_*")) == ["spectrogram_01_c1.png"]
+    bad = cli("evaluate", "recon", clips, "--codec", tiny_codec_dir, "--report", tmp_path / "r2",
+              "--report-clips", "nope")
+    assert bad.returncode == 2 and "no clip 'nope'" in bad.stderr.decode()
 
 
 def test_pairs_from_folders_and_manifest(clips, tmp_path):

@@ -72,7 +72,7 @@ def _parse(args: list[str]) -> None:
 def test_every_command_is_listed():
     names = {p[0] for p in PATHS if p}
     assert names == {"tokenize", "detokenize", "train-codec", "finetune-llm", "caption", "generate",
-                     "evaluate"}
+                     "evaluate", "cache"}
     assert {p for p in PATHS if len(p) == 2} == {("evaluate", "recon"), ("evaluate", "caption"),
                                                  ("evaluate", "fewshot")}
 

@@ -83,6 +83,7 @@ COMMANDS = {
     "caption": "Token stream -> text captions.",
     "generate": "Text prompts -> token stream.",
     "evaluate": "Reconstruction, caption and few-shot metrics.",
+    "cache": "List or clear the caches of derived files.",
 }
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Annotated, Literal
 
 import typer
 
-from .common import resolve_device, runtime
+from ..device import resolve_device
+from .common import runtime
 from .options import (
     APP_SETTINGS,
     Adapter,
@@ -53,6 +55,9 @@ def command(
              "generation).")] = None,
     instruction: Instruction = True,
     scales: Scales = None,
+    output: Annotated[str, typer.Option("-o", "--output", metavar="FILE",
+                                        help="Captions file to write (- = stdout); a file appears "
+                                             "complete or not at all.")] = "-",
     device: Device = "auto", threads: Threads = None, quiet: Quiet = False, verbose: Verbose = False,
 ):
     """Describe the audio of each item of a token STREAM (file or - for stdin).
@@ -66,7 +71,7 @@ def command(
     Examples:
       soundtok tokenize clip.wav | soundtok caption
       soundtok caption clips.tok.jsonl --format text
-      soundtok caption clips.tok.jsonl --beams 4 > captions.jsonl
+      soundtok caption clips.tok.jsonl --beams 4 -o captions.jsonl
       soundtok caption clips.tok.jsonl --sample --temperature 0.8 --top-p 0.9 --seed 1
       soundtok caption clips.tok.jsonl --adapter runs/cap/final
       soundtok tokenize q.wav --codec llm-codec | soundtok caption --shots demos.llm.jsonl --labels dog,rain
@@ -78,41 +83,56 @@ def command(
         if adapter or beams > 1 or sample:
             raise UsageError("--shots uses a frozen LLM in context: --adapter, --beams and --sample do not apply")
         _few_shot(stream, shots_file, labels, instruction, scales, llm, fmt, max_new_tokens, batch_size,
-                  console, resolve_device(device))
+                  console, resolve_device(device), output)
         return
     if labels or scales:
         raise UsageError("--labels and --scales need --shots")
     from ..llm.adapter import load_adapter, read_meta, resolve_adapter
     from ..llm.tasks import CaptionOptions, caption_stream, open_stream
     from ..llm.vocab import AudioVocab
+    from ..tokens import count_items
 
     if sample and beams > 1:
         raise UsageError("--beams and --sample cannot be combined")
     dev = resolve_device(device)
     vocab = AudioVocab.from_dict(read_meta(resolve_adapter(adapter)).get("codec") or {})
     reader = open_stream(stream, vocab)  # a stream from another codec fails before the model loads
-    alm, tokenizer, _ = load_adapter(adapter, llm=llm, device=dev, progress=console.info)
     opts = CaptionOptions(max_new_tokens=max_new_tokens, beams=beams, sample=sample, temperature=temperature,
                           top_p=top_p, seed=seed, batch_size=batch_size)
     n = 0
-    with console.progress(None, "captioning") as bar:
+    with console.progress("captioning", preparing="loading the LLM and the adapter") as bar, \
+            _lines_out(output) as emit:
+        alm, tokenizer, _ = load_adapter(adapter, llm=llm, device=dev, progress=console.notice)
+        bar.start(count_items(stream))
         for item, caption in caption_stream(alm, tokenizer, reader, opts):
             if fmt == "text":
-                typer.echo(" ".join(caption.split()))
+                emit(" ".join(caption.split()))
             else:
-                typer.echo(json.dumps({"id": item.id, "caption": caption}, ensure_ascii=False))
+                emit(json.dumps({"id": item.id, "caption": caption}, ensure_ascii=False))
             n += 1
             bar.advance()
-    console.info(f"captioned {n} item(s)")
+    console.info(f"captioned {n} item(s)" + (f" into {output}" if output != "-" else ""))
+
+
+@contextlib.contextmanager
+def _lines_out(output: str):
+    """``emit(line)`` for stdout (``-``) or for a file written atomically (complete or absent)."""
+    if output == "-":
+        yield typer.echo
+        return
+    from ..fileio import atomic_write
+
+    with atomic_write(output, "w") as f:
+        yield lambda line: f.write(line + "\n")
 
 
 def _few_shot(stream, shots_file, labels, instruction, scales, llm, fmt, max_new_tokens, batch_size, console,
-              device) -> None:
+              device, output) -> None:
     from ..errors import UsageError
     from ..llm.loader import load_llm
     from ..llmcodec.fewshot import answer_stream
     from ..llmcodec.text import header_vocabularies
-    from ..tokens import TokenReader
+    from ..tokens import TokenReader, count_items
 
     names = [x.strip() for x in labels.split(",") if x.strip()] if labels else None
     if labels is not None and not names:
@@ -127,20 +147,21 @@ def _few_shot(stream, shots_file, labels, instruction, scales, llm, fmt, max_new
     with TokenReader(stream) as reader:
         header = reader.header
         header_vocabularies(header)
-        model, tokenizer = load_llm(llm or (header.codec.get("llm") or {}).get("name"), device=device,
-                                    progress=console.info)
         n = 0
-        with console.progress(None, "answering") as bar:
+        with console.progress("answering", preparing="loading the LLM") as bar, _lines_out(output) as emit:
+            model, tokenizer = load_llm(llm or (header.codec.get("llm") or {}).get("name"), device=device,
+                                        progress=console.notice)
+            bar.start(count_items(stream))
             for item, answer, scores in answer_stream(model, tokenizer, header, reader, demos, demo_header,
                                                       labels=names, instruction=instruction, scales=picked,
                                                       max_new_tokens=max_new_tokens, batch_size=batch_size):
                 if fmt == "text":
-                    typer.echo(" ".join(answer.split()))
+                    emit(" ".join(answer.split()))
                 else:
                     row = {"id": item.id, "caption": answer}
                     if scores is not None:
                         row["scores"] = {k: round(v, 4) for k, v in scores.items()}
-                    typer.echo(json.dumps(row, ensure_ascii=False))
+                    emit(json.dumps(row, ensure_ascii=False))
                 n += 1
                 bar.advance()
     console.info(f"answered {n} item(s) from {len(demos)} demonstration(s)")

@@ -6,7 +6,8 @@ from typing import Annotated, Literal
 
 import typer
 
-from .common import resolve_device, runtime
+from ..device import resolve_device
+from .common import runtime
 from .options import APP_SETTINGS, ChunkSeconds, Codec, Decoder, DecodeSteps, Device, Llm, Quiet, Seed, Threads, Verbose
 
 app = typer.Typer(**APP_SETTINGS)
@@ -48,13 +49,19 @@ def command(
       soundtok detokenize clip.tok.jsonl out.wav --steps 16 --seed 3
       soundtok detokenize clip.tok.jsonl - --decoder mse | play -
     """
+    import sys
+
     from ..api import detokenize
+    from ..errors import UsageError
 
     console = runtime(threads, quiet, verbose)
+    if output == "-" and sys.stdout.isatty():
+        raise UsageError("refusing to write binary audio to a terminal: redirect stdout "
+                         "(> out.wav, | play -) or give an OUTPUT file or folder")
     dev = resolve_device(device)
-    with console.progress(None, "decoding") as bar:
+    with console.progress("decoding", preparing="loading the codec") as bar:
         report = detokenize(stream, output, codec=codec, device=dev, decoder=decoder, steps=steps,
                             seed=seed, guidance=guidance, solver=solver, llm=llm,
-                            chunk_seconds=chunk_seconds, fmt=fmt, on_item=lambda p: bar.advance(),
+                            chunk_seconds=chunk_seconds, fmt=fmt, on_progress=bar.update,
                             on_error=console.error)
     console.info(f"decoded {report.ok} item(s), {report.audio_seconds:.1f} s of audio")

@@ -8,8 +8,9 @@ from typing import Annotated, Literal
 
 import typer
 
+from ..device import resolve_device
 from ..errors import PartialFailure, UsageError
-from .common import resolve_device, runtime
+from .common import runtime
 from .options import (
     APP_SETTINGS,
     Codec,
@@ -122,8 +123,9 @@ def recon(
     report_dir: Annotated[str | None, typer.Option(
         "--report", metavar="DIR", show_default=False,
         help="Write figures (PNG) and report.md into DIR.")] = None,
-    report_clips: Annotated[int, typer.Option("--report-clips", min=0, metavar="N",
-                                              help="Clips shown as spectrograms in the report.")] = 3,
+    report_clips: Annotated[str, typer.Option(
+        "--report-clips", metavar="N|ID,...",
+        help="Clips shown as spectrograms in the report: the first N, or these clip ids.")] = "3",
     device: Device = "auto", threads: Threads = None, quiet: Quiet = False, verbose: Verbose = False,
 ):
     """Reconstruction metrics: references vs decoded audio.
@@ -146,6 +148,7 @@ def recon(
     Examples:
       soundtok evaluate recon clips/ --codec default --baselines codec2-450,opus-6k
       soundtok evaluate recon clips/ --codec mycodec/ --decoders flow,mse --report out/
+      soundtok evaluate recon clips/ --codec default --report out/ --report-clips spk1/utt3,dog_2
       soundtok evaluate recon clips/ --deg decoded/ --tokens clips.tok.jsonl --json
       soundtok evaluate recon pairs.csv --per-clip --json | jq -c 'select(.type=="clip")'
       soundtok evaluate recon digits.jsonl --codec default --text-field label --baselines codec2-450
@@ -153,9 +156,10 @@ def recon(
     from ..evaluate.recon import evaluate_recon
 
     console = runtime(threads, quiet, verbose)
+    shown = _report_clips(report_clips)
     decs = [d.strip() for d in decoders.split(",") if d.strip()] if decoders else [decoder]
     dev = resolve_device(device) if codec is not None else "cpu"
-    with console.progress(limit, "scoring") as bar:
+    with console.progress("scoring", unit="clip", preparing="loading, listing the clips") as bar:
         result = evaluate_recon(list(inputs), deg=deg, codec=codec, decoders=decs, steps=steps,
                                 seed=seed, baselines=baselines, tokens=tokens, name=name,
                                 device=dev, max_delay_ms=max_delay_ms,
@@ -163,8 +167,8 @@ def recon(
                                 asr=not no_asr, asr_model=asr_model,
                                 text_field=None if text_field.lower() == "none" else text_field,
                                 speaker=not no_speaker,
-                                examples=report_clips if report_dir else 0, limit=limit,
-                                on_clip=lambda _id: bar.advance(), on_error=console.error)
+                                examples=shown if report_dir else 0, limit=limit,
+                                on_progress=bar.update, on_error=console.error)
     if as_json:
         _print_json(result.rows(per_clip=per_clip))
     else:
@@ -181,6 +185,17 @@ def recon(
         console.info(f"report: {paths[-1]} ({figures} figures)")
     if result.failed:
         raise PartialFailure(f"{len(result.failed)} clip(s) could not be scored (listed above)")
+
+
+def _report_clips(value: str) -> int | list[str]:
+    """``--report-clips``: a count (``3``) or clip ids (``spk1/utt3,dog_2``)."""
+    value = value.strip()
+    if value.isdigit():
+        return int(value)
+    ids = [x.strip() for x in value.split(",") if x.strip()]
+    if not ids:
+        raise UsageError("--report-clips takes a number or comma-separated clip ids")
+    return ids
 
 
 def _print_recon(result, per_clip: bool) -> None:
@@ -275,10 +290,11 @@ def caption(
     """
     from ..evaluate.captions import evaluate_captions
 
-    runtime(threads, quiet, verbose)
-    result = evaluate_captions(hyps, refs, labels=_parse_labels(labels),
-                               synonyms=_parse_synonyms(synonyms), embedding=not no_embedding,
-                               device=resolve_device(device) if not no_embedding else "cpu")
+    console = runtime(threads, quiet, verbose)
+    with console.status("scoring captions"):
+        result = evaluate_captions(hyps, refs, labels=_parse_labels(labels),
+                                   synonyms=_parse_synonyms(synonyms), embedding=not no_embedding,
+                                   device=resolve_device(device) if not no_embedding else "cpu")
     if as_json:
         _print_json(result.rows(per_item=per_item))
         return
@@ -358,9 +374,10 @@ def fewshot(
         raise UsageError(f"--scales must be comma-separated integers, not {scales!r}") from None
     header, items = read_labelled_stream(tokens)
     demo_header, demo_items = read_labelled_stream(demos) if demos else (None, None)
-    model, tokenizer = load_llm(llm or (header.codec.get("llm") or {}).get("name"),
-                                device=resolve_device(device))
-    with console.progress(episodes, "episodes") as bar:
+    with console.progress("episodes", episodes, unit="episode", preparing="loading the LLM") as bar:
+        model, tokenizer = load_llm(llm or (header.codec.get("llm") or {}).get("name"),
+                                    device=resolve_device(device), progress=console.notice)
+        bar.start(episodes)
         res = run_fewshot(model, tokenizer, header, items, ways=ways, shots=shots,
                           episodes=episodes, seed=seed, repeats=repeats, instruction=instruction,
                           mode=mode, scales=picked, progress=bar.advance,

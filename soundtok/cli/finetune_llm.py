@@ -6,7 +6,8 @@ from typing import Annotated, Literal
 
 import typer
 
-from .common import resolve_device, runtime
+from ..device import resolve_device
+from .common import runtime
 from .options import (
     APP_SETTINGS,
     BatchSize,
@@ -115,7 +116,8 @@ def command(
         lora_dropout=lora_dropout, lora_targets=lora_targets, max_length=max_length, save_every=save_every,
         val_every=val_every, log_every=log_every, seed=seed, device=resolve_device(device), dtype=dtype,
         adapter_dtype=adapter_dtype, resume=resume)
-    final = finetune(opts, echo=console.info)
+    with console.progress("training", unit="step", preparing="loading the LLM and the data") as bar:
+        final = finetune(opts, echo=console.info, on_progress=bar.update, notice=console.notice)
     import os
 
     if int(os.environ.get("RANK", "0")) == 0:

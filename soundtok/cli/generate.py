@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from .common import resolve_device, runtime
+from ..device import resolve_device
+from .common import runtime
 from .options import (
     APP_SETTINGS,
     Adapter,
@@ -56,6 +57,12 @@ def _read_prompts(prompts: tuple[str, ...], prompts_file: str | None) -> list[tu
             try:
                 rows = list(iter_jsonl(f, prompts_file, UsageError))
             except UnicodeDecodeError:
+                from ..sniff import audio_file_kind
+
+                kind = audio_file_kind(prompts_file) if prompts_file != "-" else None
+                if kind:
+                    raise UsageError(f"{prompts_file}: this is audio ({kind}), not prompts "
+                                     f"(JSON Lines)") from None
                 raise UsageError(f"{prompts_file} is not valid UTF-8 text (expected JSON Lines prompts)") from None
             for n, obj in rows:
                 if isinstance(obj, str):
@@ -131,13 +138,17 @@ def command(
 
     console = runtime(threads, quiet, verbose)
     pairs = _read_prompts(tuple(prompts or ()), prompts_file)
-    alm, tokenizer, _ = load_adapter(adapter, llm=llm, device=resolve_device(device), progress=console.info)
     opts = GenerateOptions(duration=duration, temperature=temperature, top_p=top_p, seed=seed,
                            greedy=greedy, batch_size=batch_size)
     n = 0
-    with console.progress(len(pairs), "generating") as bar, open_token_writer(output, alm.vocab.header) as w:
-        for item in generate_items(alm, tokenizer, pairs, opts):
-            w.write(item)
-            n += 1
-            bar.advance()
+    with console.progress("generating", len(pairs), unit="prompt",
+                          preparing="loading the LLM and the adapter") as bar:
+        alm, tokenizer, _ = load_adapter(adapter, llm=llm, device=resolve_device(device),
+                                         progress=console.notice)
+        bar.start(len(pairs))
+        with open_token_writer(output, alm.vocab.header) as w:
+            for item in generate_items(alm, tokenizer, pairs, opts):
+                w.write(item)
+                n += 1
+                bar.advance()
     console.info(f"generated {n} item(s)")

@@ -170,7 +170,7 @@ Device = Annotated[str, typer.Option("--device", metavar="DEV", callback=_device
 Threads = Annotated[int | None, typer.Option(
     "--threads", min=1, metavar="N", show_default=False,
     help="CPU threads for torch (default: torch's choice).")]
-Quiet = Annotated[bool, typer.Option("-q", "--quiet", help="No progress or info on stderr.")]
+Quiet = Annotated[bool, typer.Option("-q", "--quiet", help="No progress, info or notices on stderr (errors only).")]
 Verbose = Annotated[bool, typer.Option("-v", "--verbose",
                                        help="Info messages even when stderr is not a terminal.")]
 

@@ -6,8 +6,9 @@ from typing import Annotated
 
 import typer
 
+from ..device import resolve_device
 from ..errors import PartialFailure, UsageError
-from .common import resolve_device, runtime
+from .common import runtime
 from .options import APP_SETTINGS, BatchSize, ChunkSeconds, Codec, Device, Llm, Output, Quiet, Threads, Verbose
 
 app = typer.Typer(**APP_SETTINGS)
@@ -95,10 +96,10 @@ def _run(inputs, output, codec, chunk_seconds, as_text, llm, manifests, shard, w
     from ..api import tokenize
 
     dev = resolve_device(device)
-    with console.progress(None, "tokenizing") as bar:
+    with console.progress("tokenizing", preparing="loading the codec, listing the inputs") as bar:
         report = tokenize(list(inputs), output, codec=codec, device=dev,
                           chunk_seconds=chunk_seconds, on_error=console.error,
-                          on_item=lambda item: bar.advance(), as_text=as_text, llm=llm,
+                          on_progress=bar.update, as_text=as_text, llm=llm,
                           manifests=list(manifests), shard=shard, workers=workers,
                           batch_size=batch_size, resume=resume, on_info=console.info)
     skipped = f", {report.skipped} already done" if report.skipped else ""

@@ -6,7 +6,8 @@ from typing import Annotated, Literal
 
 import typer
 
-from .common import resolve_device, runtime
+from ..device import resolve_device
+from .common import runtime
 from .options import APP_SETTINGS, Device, Llm, Lr, Quiet, Resume, RunDir, SaveEvery, Seed, Threads, ValEvery, Verbose
 
 app = typer.Typer(**APP_SETTINGS)
@@ -96,7 +97,9 @@ def command(
                                     device=resolve_device(device), resume=resume,
                                     codec_config=overrides, train_vocoder=not freeze_vocoder,
                                     **({"crop_seconds": crop_seconds} if crop_seconds else {}))
-        typer.echo(str(train_llm_codec(opts, echo=console.info)))
+        with console.progress("training", unit="step", preparing="loading the LLM and the audio") as bar:
+            final = train_llm_codec(opts, echo=console.info, on_progress=bar.update, notice=console.notice)
+        typer.echo(str(final))
         return
     for flag, value in (("--llm", llm), ("--crop-seconds", crop_seconds), ("--freeze-vocoder", freeze_vocoder)):
         if value:
@@ -109,7 +112,8 @@ def command(
                              val_every=val_every, seed=seed, device=resolve_device(device),
                              resume=resume, init_from=init_from, codec_config=overrides,
                              tensorboard=tensorboard, vocoder_input=vocoder_input)
-    final = train_codec(opts, echo=console.info)
+    with console.progress("training", unit="step", preparing="loading the audio") as bar:
+        final = train_codec(opts, echo=console.info, on_progress=bar.update)
     typer.echo(str(final))
 
 

@@ -141,6 +141,11 @@ def read_captions(path: str) -> list[dict[str, Any]]:
     except OSError as e:
         raise UsageError(f"cannot read {path}: {e.strerror or e}") from None
     except UnicodeDecodeError:
+        from ..sniff import audio_file_kind
+
+        kind = audio_file_kind(path) if path != "-" else None
+        if kind:
+            raise UsageError(f"{path}: this is audio ({kind}), not captions (JSON Lines)") from None
         raise UsageError(f"{path} is not valid UTF-8") from None
     return out
 

@@ -334,10 +334,12 @@ def evaluate_recon(inputs: list[str], deg: str | None = None, codec: Any = None,
                    max_delay_ms: float = M.DEFAULT_MAX_DELAY_MS, extended_stoi: bool = False,
                    dnsmos: bool = True, asr: bool = True, asr_model: str = "base",
                    text_field: str | None = "text", speaker: bool = True,
-                   codecs: list[tuple[str, Any]] | None = None, examples: int = 3,
+                   codecs: list[tuple[str, Any]] | None = None,
+                   examples: int | list[str] | tuple[str, ...] = 3,
                    limit: int | None = None, bootstrap: int = 100,
                    on_clip: Callable[[str], None] | None = None,
-                   on_error: Callable[[str], None] | None = None) -> ReconResult:
+                   on_error: Callable[[str], None] | None = None,
+                   on_progress: Callable[[int, int], None] | None = None) -> ReconResult:
     """Score reconstructions of the references in ``inputs`` (files, folders,
     globs, manifests; see the module docstring for the three modes).
 
@@ -353,10 +355,13 @@ def evaluate_recon(inputs: list[str], deg: str | None = None, codec: Any = None,
     manifest field holding what is said (``text``; ``label`` for digit
     strings); clips without it, or all clips when None, are scored against
     Whisper's transcript of the reference.  ``examples``: keep the waveforms of
-    this many clips for report figures.  ``limit``: score only the first N
+    this many clips (the first ones), or of the clips with these ids (in this
+    order; an id not among the inputs is a UsageError), for report figures.  ``limit``: score only the first N
     clips.  ``bootstrap``: resamples for the spread of the mel Fréchet
     distances (0: none).  Unreadable clips are skipped, reported through
-    ``on_error`` and listed in ``result.failed``.
+    ``on_error`` and listed in ``result.failed``.  ``on_progress(done, total)``
+    is called before the first clip (``done`` 0) and after each clip, scored or
+    failed; ``total`` is the number of clips.
     """
     decoders = list(dict.fromkeys(decoders or ["flow"]))
     for d in decoders:
@@ -414,6 +419,13 @@ def evaluate_recon(inputs: list[str], deg: str | None = None, codec: Any = None,
         raise UsageError("--tokens needs decoded files (--deg or a ref/deg manifest)")
     if limit is not None:
         clips = clips[:limit]
+    wanted = None if isinstance(examples, int) else list(dict.fromkeys(examples))
+    if wanted:
+        have = {c.id for c in clips} | {i for i, _ in failed}
+        missing = [i for i in wanted if i not in have]
+        if missing:
+            shown = ", ".join(sorted(have)[:5]) + (", ..." if len(have) > 5 else "")
+            raise UsageError(f"--report-clips: no clip {missing[0]!r} among the inputs (ids: {shown})")
 
     notes = [RESAMPLE_NOTE, "delay removed before scoring: band-envelope, then waveform "
              f"cross-correlation within +-{max_delay_ms:g} ms", SI_SDR_NOTE, FRECHET_NOTE,
@@ -469,7 +481,9 @@ def evaluate_recon(inputs: list[str], deg: str | None = None, codec: Any = None,
     languages: dict[str, int] = {}
 
     scored = 0
-    for clip in clips:
+    if on_progress:
+        on_progress(0, len(clips))
+    for done, clip in enumerate(clips, 1):
         try:
             ref = _load(clip.ref, SCORE_SR, clip.id if not isinstance(clip.ref, str) else clip.ref)
             outputs: dict[str, tuple[np.ndarray, float | None]] = {}
@@ -479,6 +493,8 @@ def evaluate_recon(inputs: list[str], deg: str | None = None, codec: Any = None,
             failed.append((clip.id, str(e)))
             if on_error:
                 on_error(str(e))
+            if on_progress:
+                on_progress(done, len(clips))
             continue
         dur = len(ref) / SCORE_SR
         for label, model in models:
@@ -559,7 +575,7 @@ def evaluate_recon(inputs: list[str], deg: str | None = None, codec: Any = None,
         if use_dnsmos or ref_asr is not None:
             reference.clips.append(ClipScore(clip.id, dur, 0.0, ref_metrics, notes=ref_notes,
                                              asr=ref_asr))
-        if len(kept) < examples:
+        if (clip.id in wanted) if wanted is not None else len(kept) < examples:
             kept.append(Example(clip.id, {"reference": ref,
                                           **{k: v for k, (v, _) in outputs.items()}}))
         scored += 1
@@ -567,6 +583,8 @@ def evaluate_recon(inputs: list[str], deg: str | None = None, codec: Any = None,
             flush_pending()
         if on_clip:
             on_clip(clip.id)
+        if on_progress:
+            on_progress(done, len(clips))
 
     if not any(s.clips for s in systems):
         if len(failed) == 1 and pending is not None:
@@ -613,7 +631,8 @@ def evaluate_recon(inputs: list[str], deg: str | None = None, codec: Any = None,
     if reference.clips:
         systems.insert(0, reference)
     return ReconResult(systems=systems, notes=notes, clips=scored, failed=failed,
-                       examples=kept, max_delay_ms=max_delay_ms)
+                       examples=sorted(kept, key=lambda e: wanted.index(e.id)) if wanted else kept,
+                       max_delay_ms=max_delay_ms)
 
 
 @functools.lru_cache(maxsize=2)

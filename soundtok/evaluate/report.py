@@ -4,10 +4,12 @@ Figures (matplotlib, Agg backend, no display needed):
 
 * ``metrics.png`` -- one bar chart per metric (bitrate, WER, CER, mel-L1 and
   its 0-4 kHz version, LSD, STOI, PESQ, SI-SDR, speaker similarity, mel
-  Fréchet distances, DNSMOS, where present), one bar per system;
+  Fréchet distances, DNSMOS, where present), one bar per system (its mean,
+  from the floor of the metric's scale: 1 for PESQ and DNSMOS) with a dot per
+  clip (the spread);
 * ``spectrogram_NN_<clip>.png`` -- log-mel spectrograms (the scoring mel
   configuration, frequency axis in Hz) of the reference and every system's
-  output for the first few clips;
+  output for the first few clips, or the clips ``--report-clips ID,...`` names;
 * ``metrics.jsonl`` -- the ``--json --per-clip`` rows;
 * ``report.md`` -- the summary table, systems, token statistics, notes, and
   links to all of the above.
@@ -66,6 +68,13 @@ UNITS = {"bitrate_bps": "bit/s", "wer": "edits / word", "cer": "edits / characte
          "mel_frechet_4k": "distance", "mel_l1": "mean |Δ log10 mel|", "lsd_db": "dB", "stoi": "score",
          "estoi": "score", "pesq_wb": "MOS-LQO", "pesq_nb": "MOS-LQO", "si_sdr_db": "dB",
          "mel_frechet": "distance", "dnsmos_ovrl": "MOS"}
+
+
+#: Where a metric's bars start and the axis range, where the scale has a floor (PESQ's
+#: MOS-LQO and DNSMOS start at 1, STOI lies in 0..1); other bars start at 0.
+BAR_BASE = {"pesq_wb": 1.0, "pesq_nb": 1.0, "dnsmos_ovrl": 1.0}
+BAR_RANGE = {"stoi": (0.0, 1.0), "estoi": (0.0, 1.0), "pesq_wb": (1.0, 4.64), "pesq_nb": (1.0, 4.64),
+             "dnsmos_ovrl": (1.0, 5.0)}
 
 
 def system_values(result: ReconResult) -> list[tuple[str, dict[str, Any]]]:
@@ -155,6 +164,16 @@ def _spectrogram_figure(example, path: str, max_seconds: float = 10.0) -> None:
     plt.close(fig)
 
 
+def bar_floor(key: str, ys) -> tuple[float, bool]:
+    """``(where the bars of metric key start, log axis?)`` for the values ``ys``: the floor of the
+    metric's scale (1 for PESQ and DNSMOS, else 0); bitrates on a log axis from the decade
+    below the lowest, when all are positive."""
+    ys = np.asarray(ys, dtype=float)
+    if key == "bitrate_bps" and ys.size and bool(np.all(np.isfinite(ys) & (ys > 0))):
+        return float(10 ** math.floor(math.log10(ys.min()))), True
+    return BAR_BASE.get(key, 0.0), False
+
+
 def _metrics_figure(result: ReconResult, path: str) -> None:
     import matplotlib.pyplot as plt
 
@@ -162,14 +181,29 @@ def _metrics_figure(result: ReconResult, path: str) -> None:
             if any(n == s.name and s.kind != "reference" for s in result.systems)]
     keys = [k for k, *_ in COLUMNS if k in TITLES and any(
         np.isfinite(v.get(k, math.nan)) for _, v in vals)]
+    by_name = {s.name: s for s in result.systems}
     cols = 3
     rows = max(1, math.ceil(len(keys) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
     names = [n for n, _ in vals]
     colors = plt.get_cmap("tab10")(np.arange(len(names)) % 10)
+    jitter = np.random.default_rng(0)
     for ax, key in zip(axes.ravel(), keys):
-        ys = [v.get(key, math.nan) for _, v in vals]
-        ax.bar(range(len(names)), [0 if not np.isfinite(y) else y for y in ys], color=colors)
+        ys = np.array([v.get(key, math.nan) for _, v in vals], dtype=float)
+        base, log = bar_floor(key, ys)
+        ok = np.isfinite(ys)  # a system without the metric gets "n/a", not a zero bar
+        ax.bar(np.arange(len(names))[ok], ys[ok] - base, bottom=base, color=colors[ok])
+        for i in np.flatnonzero(~ok):
+            ax.text(i, base, "n/a", ha="center", va="bottom", fontsize=8)
+        for i, name in enumerate(names):  # the spread: one dot per clip
+            per_clip = [c.metrics.get(key, math.nan) for c in by_name[name].clips]
+            per_clip = [y for y in per_clip if y is not None and np.isfinite(y)]
+            if len(per_clip) > 1:
+                ax.scatter(i + jitter.uniform(-0.25, 0.25, len(per_clip)), per_clip, s=7, color="black",
+                           alpha=0.45, linewidths=0, zorder=3)
+        if key in BAR_RANGE:
+            lo, hi = BAR_RANGE[key]
+            ax.set_ylim(lo, hi)
         ax.set_xticks(range(len(names)))
         ax.set_xticklabels(names, rotation=30, ha="right", fontsize=8)
         better = next(b for k, _, _, b in COLUMNS if k == key)
@@ -177,11 +211,11 @@ def _metrics_figure(result: ReconResult, path: str) -> None:
                                     "": ""}[better], fontsize=9)
         ax.set_ylabel(UNITS[key])
         ax.set_xlabel("system")
-        if key == "bitrate_bps" and all(np.isfinite(y) and y > 0 for y in ys):
+        if log:
             ax.set_yscale("log")
     for ax in axes.ravel()[len(keys):]:
         ax.axis("off")
-    fig.suptitle(f"Reconstruction metrics ({result.clips} clips, 16 kHz)")
+    fig.suptitle(f"Reconstruction metrics ({result.clips} clips, 16 kHz; bars: means, dots: clips)")
     fig.tight_layout()
     _save(fig, path)
     plt.close(fig)

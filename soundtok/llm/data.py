@@ -82,6 +82,12 @@ def _first_records(path) -> tuple[dict | None, dict | None]:
     except OSError as e:
         raise UsageError(f"cannot read {path}: {e.strerror or e}") from None
     except UnicodeDecodeError:
+        from ..sniff import audio_file_kind
+
+        kind = audio_file_kind(path)
+        if kind:
+            raise FormatError(f"{path}: this is audio ({kind}), not a token stream or prompt/response "
+                              f"pairs (soundtok tokenize turns audio into a token stream)") from None
         raise FormatError(f"{path}: not valid UTF-8") from None
     return (out + [None, None])[0], (out + [None, None])[1]
 

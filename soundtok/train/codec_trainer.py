@@ -184,14 +184,17 @@ def measure_latent_stats(codec: SoundCodec, sampler: CropSampler, batches: int =
     codec.latent_std.copy_(z.std(dim=1).clamp_min(1e-3))
 
 
-def train_codec(opts: TrainCodecOptions, echo=None) -> Path:
+def train_codec(opts: TrainCodecOptions, echo=None, on_progress=None) -> Path:
     """Train (or fine-tune, or resume) a codec; returns the final model directory.
-    The run folder is claimed first (:func:`.checkpoint.claim_run_dir`)."""
+    The run folder is claimed first (:func:`.checkpoint.claim_run_dir`).
+
+    ``echo`` receives the log lines; ``on_progress(step, total)`` is called before the first
+    step and after each one (process 0 only), counting the steps of all stages still to run."""
     with claim_run_dir(opts.out, opts.resume):
-        return _train_codec(opts, echo)
+        return _train_codec(opts, echo, on_progress)
 
 
-def _train_codec(opts: TrainCodecOptions, echo=None) -> Path:
+def _train_codec(opts: TrainCodecOptions, echo=None, on_progress=None) -> Path:
     from ..errors import UsageError
 
     stages = list(STAGES) if opts.stage == "all" else opts.stage.split(",")
@@ -244,13 +247,15 @@ def _train_codec(opts: TrainCodecOptions, echo=None) -> Path:
     info(f"{len(clips)} training clips ({train_seconds / 60:.1f} min), {len(val_clips)} validation")
 
     t_start = time.time()
-    for stage in stages:
-        if stage in state["completed"]:
-            continue
+    todo = [s for s in stages if s not in state["completed"]]
+    total, offset = sum(int(opts.steps.get(s, 1000)) for s in todo), 0
+    for stage in todo:
         resume_step = state["stage_step"] if state.get("stage") == stage else 0
+        tick = _counting(on_progress, offset, total) if on_progress and rank == 0 else None
         _run_stage(codec, stage, opts, clips, val_clips, run_dir, log, info, rank, world,
                    device, state, resume_step, opt_tensors if resume_step else None,
-                   train_seconds)
+                   train_seconds, tick)
+        offset += int(opts.steps.get(stage, 1000))
         state["completed"].append(stage)
         state["stage"], state["stage_step"] = None, 0
     final = run_dir / "final"
@@ -264,8 +269,13 @@ def _train_codec(opts: TrainCodecOptions, echo=None) -> Path:
     return final
 
 
+def _counting(on_progress, before: int, total: int):
+    """A stage's ``tick(step)``: ``on_progress`` counts the steps of earlier stages too."""
+    return lambda step: on_progress(before + step, total)
+
+
 def _run_stage(codec, stage, opts, clips, val_clips, run_dir, log, info, rank, world, device,
-               state, start_step, opt_tensors, train_seconds):
+               state, start_step, opt_tensors, train_seconds, tick=None):
     from torch.nn.parallel import DistributedDataParallel as DDP
 
     steps = int(opts.steps.get(stage, 1000))
@@ -296,6 +306,8 @@ def _run_stage(codec, stage, opts, clips, val_clips, run_dir, log, info, rank, w
          f"crop {crop / codec.cfg.sample_rate:.2f}s, validation every {per_epoch} steps")
     autocast = codec.autocast()
     t0, agg = time.time(), {}
+    if tick:
+        tick(start_step)
     for step in range(start_step + 1, steps + 1):
         lr = opts.lr * min(1.0, step / max(1, opts.warmup)) * \
             (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, step / steps))))
@@ -311,6 +323,8 @@ def _run_stage(codec, stage, opts, clips, val_clips, run_dir, log, info, rank, w
         gn = torch.nn.utils.clip_grad_norm_(params, 1.0)
         check_finite(step, loss=out["loss"], gradient_norm=gn)
         opt.step()
+        if tick:
+            tick(step)
         if stage == "tokenizer" and step % 100 == 0:
             with torch.no_grad():
                 zn = codec.normalized_latent(F.pad(wav, (codec.edge, codec.edge)))

@@ -126,17 +126,23 @@ def _parse_dtype(name: str | None):
     return parse(name)
 
 
-def finetune(opts: FinetuneOptions, echo: Callable[[str], None] | None = None) -> Path:
-    """Train an adapter; returns ``OUT/final`` (the adapter directory)."""
+def finetune(opts: FinetuneOptions, echo: Callable[[str], None] | None = None,
+             on_progress: Callable[[int, int], None] | None = None,
+             notice: Callable[[str], None] | None = None) -> Path:
+    """Train an adapter; returns ``OUT/final`` (the adapter directory).
+
+    ``echo`` receives the log lines; ``on_progress(step, total)`` is called before the first
+    step and after each optimizer step (process 0 only); ``notice`` receives the one-line
+    announcement of a first-use LLM conversion (default: ``echo``)."""
     if opts.task not in TASKS:
         raise UsageError(f"unknown --task {opts.task!r}: use caption, generate or mixed")
     run_dir = Path(opts.out)
     with claim_run_dir(run_dir, opts.resume):
         ckpt = latest_checkpoint(run_dir, echo) if opts.resume else None
-        return _finetune_in(opts, run_dir, ckpt, echo)
+        return _finetune_in(opts, run_dir, ckpt, echo, on_progress, notice)
 
 
-def _finetune_in(opts: FinetuneOptions, run_dir: Path, ckpt, echo) -> Path:
+def _finetune_in(opts: FinetuneOptions, run_dir: Path, ckpt, echo, on_progress=None, notice=None) -> Path:
     rank, world = _dist(opts.device)
     device = torch.device(opts.device if not opts.device.startswith("cuda") or world == 1
                           else f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
@@ -149,7 +155,8 @@ def _finetune_in(opts: FinetuneOptions, run_dir: Path, ckpt, echo) -> Path:
     log = _Log(run_dir, echo) if rank == 0 else None
     info = log.info if log else (lambda m: None)
     try:
-        return _finetune(opts, run_dir, ckpt, rank, world, device, log, info)
+        return _finetune(opts, run_dir, ckpt, rank, world, device, log, info,
+                         on_progress if rank == 0 else None, notice)
     finally:
         if log:
             log.close()
@@ -172,7 +179,7 @@ def _codec_header(codec: str | None):
     return codec_header(load_codec(codec))
 
 
-def _finetune(opts, run_dir, ckpt, rank, world, device, log, info):
+def _finetune(opts, run_dir, ckpt, rank, world, device, log, info, on_progress=None, notice=None):
     header, kind = peek_header(opts.train, _codec_header(opts.codec))
     llm_spec = opts.llm or DEFAULT_LLM
     if opts.resume and ckpt is not None:
@@ -182,7 +189,7 @@ def _finetune(opts, run_dir, ckpt, rank, world, device, log, info):
             raise UsageError(f"cannot resume {run_dir} with a different --{changed[0].replace('_', '-')} "
                              f"({saved.get(changed[0])!r} before, {getattr(opts, changed[0])!r} now)")
     dtype = _parse_dtype(opts.dtype)
-    model, tokenizer = load_llm(llm_spec, device=device, dtype=dtype, progress=info)
+    model, tokenizer = load_llm(llm_spec, device=device, dtype=dtype, progress=notice or info)
     dtype = model.dtype
     vocab = AudioVocab(header, model.get_input_embeddings().num_embeddings)
     lora = {"r": opts.lora_r, "alpha": opts.lora_alpha, "dropout": opts.lora_dropout,
@@ -274,6 +281,8 @@ def _finetune(opts, run_dir, ckpt, rank, world, device, log, info):
     t_start, seconds_before = time.time(), float(state.get("train_seconds", 0.0))
     plan_epoch, examples, batches = 0, examples0, batches0
     alm.train()
+    if on_progress:
+        on_progress(step, total)
     while step < total:
         epoch, within = divmod(step, steps_per_epoch)
         if epoch != plan_epoch:
@@ -301,6 +310,8 @@ def _finetune(opts, run_dir, ckpt, rank, world, device, log, info):
         check_finite(step + 1, loss=agg_loss, gradient_norm=torch.nn.utils.clip_grad_norm_(params, 1.0))
         opt.step()
         step += 1
+        if on_progress:
+            on_progress(step, total)
         if step % opts.log_every == 0 or step == total:
             elapsed = time.time() - t0
             vals = {"loss": agg_loss / max(1, agg_tokens), "lr": opts.lr * lr_f,

@@ -181,19 +181,23 @@ def _init_vocoder(codec: LLMCodec, spec: str | None, info) -> None:
 
 def train_llm_codec(opts: TrainLLMCodecOptions, echo=None,
                     embedder: Callable[[list[str]], torch.Tensor] | None = None,
-                    llm: Any = None) -> Path:
+                    llm: Any = None, on_progress: Callable[[int, int], None] | None = None,
+                    notice: Callable[[str], None] | None = None) -> Path:
     """Train (or resume) an llm-codec; returns the final model directory.
 
     ``embedder`` replaces MiniLM (tests); ``llm`` an already loaded
     ``(model, tokenizer)`` pair instead of loading ``opts.llm``.  The run folder
-    is claimed first (:func:`.checkpoint.claim_run_dir`)."""
+    is claimed first (:func:`.checkpoint.claim_run_dir`).
+    ``on_progress(step, steps)`` is called before the first step and after each
+    step; ``notice`` receives the announcement of a first-use LLM conversion."""
     with claim_run_dir(opts.out, opts.resume):
-        return _train_llm_codec(opts, echo, embedder, llm)
+        return _train_llm_codec(opts, echo, embedder, llm, on_progress, notice)
 
 
 def _train_llm_codec(opts: TrainLLMCodecOptions, echo=None,
                      embedder: Callable[[list[str]], torch.Tensor] | None = None,
-                     llm: Any = None) -> Path:
+                     llm: Any = None, on_progress: Callable[[int, int], None] | None = None,
+                     notice: Callable[[str], None] | None = None) -> Path:
     from ..llm.loader import load_llm
     from .codec_trainer import Logger
 
@@ -203,7 +207,8 @@ def _train_llm_codec(opts: TrainLLMCodecOptions, echo=None,
     info = log.info
     device = torch.device(opts.device)
     torch.manual_seed(opts.seed)
-    model, tokenizer = llm if llm is not None else load_llm(opts.llm, device="cpu", dtype="float32")
+    model, tokenizer = llm if llm is not None else load_llm(opts.llm, device="cpu", dtype="float32",
+                                                                    progress=notice)
 
     ckpt = latest_checkpoint(run_dir, info) if opts.resume else None
     state: dict = {"step": 0}
@@ -264,6 +269,8 @@ def _train_llm_codec(opts: TrainLLMCodecOptions, echo=None,
     codec.train()
     nan = torch.full((codec.cfg.semantic_dim,), float("nan"))
     t0, agg = time.time(), {}
+    if on_progress:
+        on_progress(start, opts.steps)
     for step in range(start + 1, opts.steps + 1):
         lr = opts.lr * min(1.0, step / max(1, opts.warmup)) * \
             (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, step / opts.steps))))
@@ -277,6 +284,8 @@ def _train_llm_codec(opts: TrainLLMCodecOptions, echo=None,
         gn = torch.nn.utils.clip_grad_norm_(params, 1.0)
         check_finite(step, loss=out["loss"], gradient_norm=gn)
         opt.step()
+        if on_progress:
+            on_progress(step, opts.steps)
         for k, v in out.items():
             agg[k] = agg.get(k, 0.0) + float(v.detach())
         agg["grad_norm"] = agg.get("grad_norm", 0.0) + float(gn)
