@@ -21,7 +21,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "load_audio": ("soundtok.api", "load_audio"),
     "write_audio": ("soundtok.audio", "write_audio"),
-    "load_codec": ("soundtok.api", "load_any_codec"),
+    "load_codec": ("soundtok.registry", "load_codec"),
     "tokenize": ("soundtok.api", "tokenize"),
     "detokenize": ("soundtok.api", "detokenize"),
     "load_adapter": ("soundtok.llm.adapter", "load_adapter"),

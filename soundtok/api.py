@@ -48,75 +48,6 @@ def load_audio(src, sample_rate: int | None = SAMPLE_RATE):
     return wav[None], sr
 
 
-#: ``--codec`` name of the LLM-Codec shipped in the package (soundtok/llmcodec/default).
-LLM_CODEC_NAME = "llm-codec"
-
-
-def load_any_codec(codec=None, device: str = "auto", llm=None):
-    """A loaded codec in eval mode on ``device`` (``"auto"``: CUDA when available, else CPU;
-    see :func:`soundtok.device.resolve_device`).
-
-    ``codec``: ``None``/``"default"`` -> the built-in sound codec
-    (:class:`~soundtok.codec.model.SoundCodec`: ``encode`` takes audio ``(B, N)``
-    at 16 kHz and returns codes ``(B, 1, ceil(N / 640))``, 25 per second;
-    ``decode`` takes codes ``(B, 1, T)`` and returns audio ``(B, T * 640)``);
-    ``"llm-codec"`` -> the shipped LLM-Codec (its ``encode`` returns one code
-    tensor per scale); a directory -> whichever architecture its
-    ``config.json`` names; a loaded model is moved to ``device``.  ``llm``
-    (LLM-Codec only) is the LLM to take codebooks from (a spec or a loaded
-    ``(model, tokenizer)``; default: the one recorded)."""
-    import json
-    from pathlib import Path
-
-    from .device import resolve_device
-    from .errors import ModelError
-
-    device = resolve_device(device)
-
-    if hasattr(codec, "encode") and hasattr(codec, "cfg"):
-        return codec.to(device).eval()
-    if codec == LLM_CODEC_NAME:
-        from .llmcodec import DEFAULT_LLM_CODEC_DIR
-
-        if not (DEFAULT_LLM_CODEC_DIR / "model.safetensors").is_file():
-            raise ModelError("the default llm-codec is not installed in this copy of soundtok "
-                             "(build it with `make default-llm-codec` or pass --codec DIR)")
-        codec = str(DEFAULT_LLM_CODEC_DIR)
-    if codec not in (None, "", "default"):
-        p = Path(codec)
-        cfg = (p.parent if p.is_file() else p) / "config.json"
-        try:
-            arch = json.loads(cfg.read_text()).get("architecture") if cfg.is_file() else None
-        except (OSError, ValueError, AttributeError):
-            arch = None
-        if arch == "llm-codec":
-            from .llmcodec.model import LLMCodec
-
-            return LLMCodec.from_pretrained(codec, llm=llm, device=device)
-    if llm is not None:
-        raise UsageError("--llm applies to llm-codec codecs only")
-    from .codec import load_codec
-
-    return load_codec(codec, device=device)
-
-
-def _is_llm_codec(model) -> bool:
-    return getattr(getattr(model, "cfg", None), "strides", None) is not None
-
-
-_codec = load_any_codec
-
-
-def codec_header(codec) -> Header:
-    """The token-stream header describing ``codec``."""
-    if _is_llm_codec(codec):
-        return codec.header()
-    cfg = codec.cfg
-    return Header(codec={"name": cfg.name, "sha256": codec.sha256, "arch": "soundtok-fm"},
-                  sample_rate=cfg.sample_rate, hop_lengths=[cfg.token_hop],
-                  codebook_sizes=[cfg.codebook_size])
-
-
 def tokenize(inputs: list[str], output: str = "-", codec=None, device: str = "auto",
              chunk_seconds: float = 30.0, on_error: Callable[[str], None] | None = None,
              on_item: Callable[[Item], None] | None = None, as_text: bool = False,
@@ -126,10 +57,10 @@ def tokenize(inputs: list[str], output: str = "-", codec=None, device: str = "au
     """Tokenize audio files, folders, globs, manifests or ``-`` (stdin) into one
     token stream at ``output`` (``-`` = stdout; a file appears atomically).
 
-    ``codec``: see :func:`load_any_codec` (``"llm-codec"`` for the shipped
-    LLM-Codec).  ``as_text`` (LLM-Codec only): instead of a token stream write
-    one line per item, ``<id><TAB><the clip as the LLM's words>``
-    (:func:`soundtok.llmcodec.text.codes_to_words`).
+    ``codec``: see :func:`soundtok.registry.load_codec` (``"llm-codec"`` for the
+    shipped LLM-Codec); ``llm`` is passed on to it.  ``as_text`` (codecs whose
+    codes are an LLM's words, e.g. the LLM-Codec): instead of a token stream
+    write one line per item, ``<id><TAB><the clip as the LLM's words>``.
 
     Data-set conversion (see docs/scaling.md):
 
@@ -153,7 +84,8 @@ def tokenize(inputs: list[str], output: str = "-", codec=None, device: str = "au
     Unreadable inputs are skipped and reported (``on_error`` is called with each
     message); if no input succeeds, nothing is written and an error is raised.
     """
-    from .pipeline import ClipEncoder, iter_items
+    from .registry import load_codec, words_of
+    from .pipeline import iter_items
     from .shards import ResumableWriter, parse_shard, plan_sources
 
     shard = parse_shard(shard)
@@ -168,15 +100,13 @@ def tokenize(inputs: list[str], output: str = "-", codec=None, device: str = "au
     if not inputs and not manifests:
         raise UsageError("no audio inputs given")
 
-    tokenizer = None
-    if as_text:
-        llm, tokenizer = _llm_with_tokenizer(codec, llm)
-    model = _codec(codec, device, llm=llm)
-    if as_text and not _is_llm_codec(model):
+    model = load_codec(codec, device, llm=llm)
+    words = words_of(model) if as_text else None
+    if as_text and words is None:
         raise UsageError("--as-text needs an llm-codec (e.g. --codec llm-codec): only its codes are "
                          "an LLM's words")
-    header = codec_header(model)
-    sr = model.cfg.sample_rate
+    header = model.header()
+    sr = model.sample_rate
     report = BatchReport()
     held: list[str] = []  # failures not shown yet: until something succeeds (see below)
     succeeded = [False]
@@ -207,7 +137,6 @@ def tokenize(inputs: list[str], output: str = "-", codec=None, device: str = "au
     if shard is not None:
         header.extra = {**header.extra, "shard": {"index": shard.index, "count": shard.count,
                                                   "total_items": plan.total}}
-    encoder = ClipEncoder(model, chunk_seconds, batch_size)
     writer = ResumableWriter(output, header, on_info).open() if resume else None
     done = writer.done if writer else set()
     if writer and done and on_info:
@@ -221,7 +150,8 @@ def tokenize(inputs: list[str], output: str = "-", codec=None, device: str = "au
             yield src
 
     def items():
-        for r in iter_items(sources(), encoder, workers=workers):
+        for r in iter_items(sources(), model, chunk_seconds=chunk_seconds, batch_size=batch_size,
+                            workers=workers):
             src = r.source
             if r.error is not None:
                 fail(src.path or src.id, r.error)
@@ -261,7 +191,7 @@ def tokenize(inputs: list[str], output: str = "-", codec=None, device: str = "au
             raise UsageError("no audio inputs given")
         # an empty shard (more shards than items): a valid stream without items
     if as_text:
-        return _write_text(_chain(first, it) if first is not None else iter(()), output, header, tokenizer,
+        return _write_text(_chain(first, it) if first is not None else iter(()), output, header, words,
                            report, on_item)
     with open_token_writer(output, header) as w:
         for item in (_chain(first, it) if first is not None else ()):
@@ -282,45 +212,19 @@ def merge(inputs: list[str], output: str = "-", on_info: Callable[[str], None] |
     return merge_streams(list(inputs), output, on_info=on_info)
 
 
-def _llm_with_tokenizer(codec, llm):
-    """``(model, tokenizer)`` of the LLM an llm-codec directory records (or ``llm``)."""
-    import json
-    from pathlib import Path
-
-    from .llm.loader import load_llm
-
-    if isinstance(llm, tuple):
-        return llm, llm[1]
-    if llm is None and isinstance(codec, (str, Path)):
-        if codec == LLM_CODEC_NAME:
-            from .llmcodec import DEFAULT_LLM_CODEC_DIR as codec
-        cfg = Path(codec) / "config.json"
-        try:
-            llm = (json.loads(cfg.read_text()).get("llm") or {}).get("name")
-        except (OSError, ValueError, AttributeError):
-            llm = None
-    if llm is None and hasattr(codec, "cfg"):
-        llm = (getattr(codec.cfg, "llm", None) or {}).get("name")
-    if llm is None:  # not an llm-codec: the caller reports it
-        return None, None
-    pair = load_llm(llm, device="cpu", dtype="float32")
-    return pair, pair[1]
-
-
-def _write_text(items, output: str, header: Header, tokenizer, report: BatchReport, on_item) -> BatchReport:
-    """``<id>\t<words>`` lines (atomically for a file)."""
+def _write_text(items, output: str, header: Header, words, report: BatchReport, on_item) -> BatchReport:
+    """``<id>\t<words>`` lines (atomically for a file); ``words(item, header)`` renders one."""
     import sys
 
     from .fileio import atomic_write
-    from .llmcodec.text import codes_to_words
 
     def lines():
         for item in items:
-            words = " ".join(codes_to_words(item, header, tokenizer).split())
+            text = " ".join(words(item, header).split())
             report.ok += 1
             if on_item:
                 on_item(item)
-            yield f"{item.id}\t{words}\n"
+            yield f"{item.id}\t{text}\n"
 
     if output == "-":
         for line in lines():
@@ -348,42 +252,37 @@ def detokenize(stream: str = "-", output: str = "-", codec=None, device: str = "
 
     ``output``: ``-`` (stdout, WAV) or a file for a single-item stream; a
     directory (existing, or ending in ``/``) receives ``<id>.wav`` per item.
-    ``decoder``: ``flow`` (conditional flow matching; ``steps``, ``seed``,
-    ``guidance``, ``solver`` apply) or ``mse`` (deterministic baseline).
-    The stream must come from the same codec (checked by weights hash).
+    ``decoder``: one of the codec's decoders (the built-in codec's: ``flow``,
+    conditional flow matching, where ``steps``, ``seed``, ``guidance`` and
+    ``solver`` apply, or ``mse``, the deterministic baseline; a codec with one
+    decoder ignores these).  ``codec`` defaults to the built-in codec of the
+    stream's architecture.  The stream must come from the same codec (checked
+    by weights hash).
     """
     import os
 
     from .audio import open_audio_writer, output_path_for
+    from .registry import builtin_for_stream, load_codec
 
-    if decoder not in ("flow", "mse"):
-        raise UsageError(f"unknown decoder {decoder!r}: use flow or mse")
     if steps is not None and steps < 1:
         raise UsageError("--steps must be at least 1")
     reader = TokenReader(stream)
     try:
-        if codec is None and reader.header.codec.get("arch") == "llm-codec":
-            codec = LLM_CODEC_NAME  # an llm-codec stream: the shipped llm-codec, if it is that one
-        model = _codec(codec, device, llm=llm)
-        reader.check_codec(model.sha256, model.cfg.name)
+        model = load_codec(builtin_for_stream(reader.header) if codec is None else codec, device,
+                           llm=llm)
+        reader.check_codec(model.sha256, model.name)
+        if len(model.decoders) > 1 and decoder not in model.decoders:
+            raise UsageError(f"unknown decoder {decoder!r}: use {' or '.join(model.decoders)}")
     except BaseException:
         reader.close()
         raise
-    sr = model.cfg.sample_rate
+    sr = model.sample_rate
     to_dir = output != "-" and (os.path.isdir(output) or output.endswith(os.sep))
     report = BatchReport()
+    options = dict(decoder=decoder, steps=steps, seed=seed, guidance=guidance, solver=solver)
 
-    if _is_llm_codec(model):  # one deterministic decoder: decoder/steps/seed do not apply
-        def pieces(item: Item):
-            return model.iter_decode_long(item.codes, num_samples=item.num_samples,
-                                          chunk_seconds=chunk_seconds)
-    else:
-        chunk = max(1, int(chunk_seconds * model.cfg.frame_rate))
-
-        def pieces(item: Item):
-            return model.iter_decode_long(item.codes_tensor(), num_samples=item.num_samples,
-                                          chunk_tokens=chunk, decoder=decoder, steps=steps,
-                                          seed=seed, guidance=guidance, solver=solver)
+    def pieces(item: Item):
+        return model.decode_codes(item.codes, item.num_samples, chunk_seconds, **options)
 
     def decode_into(item: Item, dest: str, writer) -> None:
         for piece in pieces(item):
@@ -415,5 +314,4 @@ def detokenize(stream: str = "-", output: str = "-", codec=None, device: str = "
     return report
 
 
-__all__ = ["BatchReport", "LLM_CODEC_NAME", "SAMPLE_RATE", "codec_header", "load_any_codec", "load_audio",
-           "tokenize", "merge", "detokenize", "SoundtokError"]
+__all__ = ["BatchReport", "SAMPLE_RATE", "load_audio", "tokenize", "merge", "detokenize", "SoundtokError"]

@@ -26,10 +26,9 @@ from soundtok.tokens import TokenReader  # noqa: E402
 
 @pytest.fixture(scope="session")
 def codec_header_of(tiny_codec_dir):
-    from soundtok.api import codec_header
-    from soundtok.codec import load_codec
+    from soundtok.registry import load_codec
 
-    return codec_header(load_codec(str(tiny_codec_dir)))
+    return load_codec(str(tiny_codec_dir)).header()
 
 
 @pytest.fixture(scope="session")

@@ -93,11 +93,11 @@ def produce_fm(work: Path, streams_from: Path | None = None
 
 def _load_llm_codec():
     """The shipped LLM-Codec and its LLM ``(model, tokenizer)``, loaded once."""
-    from soundtok.api import load_any_codec
+    from soundtok.registry import load_codec
     from soundtok.llm.loader import load_llm
 
     pair = load_llm("gemma3-270m", device="cpu", dtype="float32")
-    return load_any_codec("llm-codec", llm=pair), pair
+    return load_codec("llm-codec", llm=pair), pair
 
 
 def produce_llm(work: Path, codec, pair, streams_from: Path | None = None

@@ -226,7 +226,8 @@ def test_vocoder_taken_by_reference_from_the_builtin_codec(tmp_path, llm, monkey
     and refused with one line when the built-in codec's file has changed."""
     from safetensors.torch import load_file
 
-    from soundtok.codec import DEFAULT_CODEC_DIR, load_codec
+    from soundtok.codec import DEFAULT_CODEC_DIR
+    from soundtok.registry import load_codec
     from soundtok.llmcodec import LLMCodec, LLMCodecConfig
 
     _, model, tok = llm
@@ -542,8 +543,9 @@ def test_encode_long_matches_whole_clip(codec):
 
 @pytest.mark.parametrize("block", [777, 5120, 40000])
 def test_streamed_long_input_equals_encode_long(codec, block):
-    """tokenize streams long inputs through LLMStreamEncoder: same codes as encode_long."""
-    from soundtok.pipeline import LLMStreamEncoder
+    """tokenize streams long inputs through LLMStreamEncoder: whatever the blocks, the
+    codes of the whole signal at once (encode_long)."""
+    from soundtok.llmcodec.coding import LLMStreamEncoder
 
     wav = synth(3.3, seed=8)
     enc = LLMStreamEncoder(codec, chunk_seconds=1.0)
@@ -559,11 +561,12 @@ def test_cli_tokenize_long_input_streams_with_llm_codec(tmp_path, llm, codec, mo
     import soundfile as sf
 
     from soundtok import api, pipeline
+    from soundtok.llmcodec.coding import LLMStreamEncoder
 
     monkeypatch.setattr(pipeline, "WHOLE_MAX_SECONDS", 1.0)  # 3.3 s counts as long
     pushed = []
-    real_push = pipeline.LLMStreamEncoder.push
-    monkeypatch.setattr(pipeline.LLMStreamEncoder, "push",
+    real_push = LLMStreamEncoder.push
+    monkeypatch.setattr(LLMStreamEncoder, "push",
                         lambda self, block: (pushed.append(len(block)), real_push(self, block)))
     wav = synth(3.3, seed=9)
     sf.write(tmp_path / "long.wav", wav, 16000)
@@ -571,10 +574,10 @@ def test_cli_tokenize_long_input_streams_with_llm_codec(tmp_path, llm, codec, mo
                  chunk_seconds=1.0)
     with TokenReader(str(tmp_path / "t.jsonl")) as r:
         (item,) = list(r)
+    assert sum(pushed) == wav.shape[0] and len(pushed) >= 1  # it went through the stream encoder
     ref = codec.encode_long(torch.from_numpy(sf.read(tmp_path / "long.wav", dtype="float32")[0]),
                             chunk_seconds=1.0)
     assert item.codes == [c[0].tolist() for c in ref]
-    assert sum(pushed) == wav.shape[0] and len(pushed) >= 1  # it went through the stream encoder
 
 
 def test_cli_tokenize_as_text_and_round_trip(tmp_path, llm, codec):

@@ -122,8 +122,7 @@ def evil(tmp_path_factory, tiny_codec_dir):
     pytest.importorskip("peft")
     from test_llm_finetune import write_stream
 
-    from soundtok.api import codec_header
-    from soundtok.codec import load_codec
+    from soundtok.registry import load_codec
     from soundtok.llm import tiny_llm
 
     root = tmp_path_factory.mktemp("evil")
@@ -138,7 +137,7 @@ def evil(tmp_path_factory, tiny_codec_dir):
     (codec_dir / "config.json").write_text(json.dumps({"architecture": "soundtok-fm", **TINY}))
     (codec_dir / "model.safetensors").write_bytes(payload)
     llm = tiny_llm(root / "llm", vocab_size=128)
-    stream = write_stream(root / "s.tok.jsonl", codec_header(load_codec(str(tiny_codec_dir))), n=8)
+    stream = write_stream(root / "s.tok.jsonl", load_codec(str(tiny_codec_dir)).header(), n=8)
     r = cli("finetune-llm", stream, "-o", root / "run", "--llm", llm, "--max-steps", "1", "--batch-size", "4",
             "--threads", "1", "--lora-r", "4", "--lora-alpha", "8")
     assert r.returncode == 0, r.stderr

@@ -275,12 +275,15 @@ def evaluate_recon(inputs: list[str], deg: str | None = None, codec: Any = None,
                    max_delay_ms: float = M.DEFAULT_MAX_DELAY_MS, extended_stoi: bool = False,
                    dnsmos: bool = True, examples: int = 3, limit: int | None = None,
                    on_clip: Callable[[str], None] | None = None,
-                   on_error: Callable[[str], None] | None = None) -> ReconResult:
+                   on_error: Callable[[str], None] | None = None, llm: Any = None) -> ReconResult:
     """Score reconstructions of the references in ``inputs`` (files, folders,
     globs, manifests; see the module docstring for the three modes).
 
-    ``codec``: a codec directory, ``"default"`` or a loaded SoundCodec;
-    ``decoders``/``steps``/``seed`` select how it decodes.  ``baselines``:
+    ``codec``: anything :func:`soundtok.registry.load_codec` takes (a codec
+    directory, ``"default"``, ``"llm-codec"``, a loaded codec; ``llm`` is passed
+    on to it); the references are tokenized and decoded as ``tokenize`` and
+    ``detokenize`` do.  ``decoders``/``steps``/``seed`` select how it decodes
+    (a codec with one decoder ignores them).  ``baselines``:
     e.g. ``"codec2-450,opus-6k"``.  ``tokens``: in pairs mode, the token stream
     the decoded files came from (for the exact bitrate and token statistics).
     ``dnsmos``: compute DNSMOS when speechmos works here.  ``examples``: keep
@@ -289,9 +292,6 @@ def evaluate_recon(inputs: list[str], deg: str | None = None, codec: Any = None,
     ``on_error`` and listed in ``result.failed``.
     """
     decoders = list(dict.fromkeys(decoders or ["flow"]))
-    for d in decoders:
-        if d not in ("flow", "mse"):
-            raise UsageError(f"unknown decoder {d!r}: use flow or mse")
     if steps is not None and steps < 1:
         raise UsageError("--steps must be at least 1")
     if max_delay_ms < 0:
@@ -345,11 +345,17 @@ def evaluate_recon(inputs: list[str], deg: str | None = None, codec: Any = None,
     systems: list[SystemResult] = []
     model = None
     if codec is not None:
-        model = _load_codec(codec, device)
-        cfg = model.cfg
+        from ..registry import load_codec
+
+        model = load_codec("default" if codec == "" else codec, device=device, llm=llm)
+        if len(model.decoders) == 1:
+            decoders = list(model.decoders)  # its one decoder, whatever was asked
         for d in decoders:
-            desc = (f"soundtok codec {cfg.name} (weights {model.sha256[:12]}), {d} decoder"
-                    + (f", {steps or cfg.fm_steps} steps, seed {seed}" if d == "flow" else ""))
+            if d not in model.decoders:
+                raise UsageError(f"unknown decoder {d!r}: use {' or '.join(model.decoders)}")
+        for d in decoders:
+            desc = (f"soundtok codec {model.name} (weights {model.sha256[:12]}), "
+                    + model.describe_decoder(d, steps=steps, seed=seed))
             systems.append(SystemResult(
                 f"soundtok-{d}", "soundtok", desc,
                 bitrate_method="token stream: sum over codebooks of len(codes) x "
@@ -380,7 +386,7 @@ def evaluate_recon(inputs: list[str], deg: str | None = None, codec: Any = None,
         if model is not None:
             codes, decoded = _codec_roundtrip(model, ref, decoders, steps, seed)
             codes_all.append(codes)
-            bits = sum(len(row) for row in codes) * math.log2(model.cfg.codebook_size)
+            bits = sum(len(row) * math.log2(size) for row, size in zip(codes, model.codebook_sizes))
             for d, y in decoded.items():
                 outputs[f"soundtok-{d}"] = (y, bits)
         from .baselines import roundtrip
@@ -427,7 +433,7 @@ def evaluate_recon(inputs: list[str], deg: str | None = None, codec: Any = None,
             total_s = sum(c.duration_s for c in s.clips)
             s.bitrate_bps = total_bits / total_s if total_s else None
     if model is not None:
-        stats = token_stats([model.cfg.codebook_size], codes_all)
+        stats = token_stats(model.codebook_sizes, codes_all)
         for s in systems:
             if s.kind == "soundtok":
                 s.token_stats = stats
@@ -443,31 +449,23 @@ def evaluate_recon(inputs: list[str], deg: str | None = None, codec: Any = None,
                        examples=kept, max_delay_ms=max_delay_ms)
 
 
-def _load_codec(codec: Any, device: str):
-    from ..codec import load_codec
-    from ..codec.model import SoundCodec
-
-    if isinstance(codec, SoundCodec):
-        return codec.to(device).eval()
-    return load_codec(None if codec in ("default", "") else codec, device=device)
-
-
 def _codec_roundtrip(model, ref16: np.ndarray, decoders: list[str], steps: int | None,
                      seed: int) -> tuple[list[list[int]], dict[str, np.ndarray]]:
-    """Tokenize and detokenize one clip -> (codes as lists, {decoder: 16 kHz wav})."""
+    """Tokenize and detokenize one clip as ``tokenize``/``detokenize`` do
+    -> (codes per codebook, {decoder: 16 kHz wav})."""
     import soxr
     import torch
 
-    sr = model.cfg.sample_rate
+    sr = model.sample_rate
     x = ref16 if sr == SCORE_SR else soxr.resample(ref16, SCORE_SR, sr, quality="HQ")
     n = len(x)
-    codes = model.encode_long(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
+    codes = model.encode_clips([np.ascontiguousarray(x, dtype=np.float32)], batch_size=1)[0]
     out = {}
     for d in decoders:
-        y = model.decode_long(codes, num_samples=n, decoder=d, steps=steps, seed=seed)
+        y = torch.cat(list(model.decode_codes(codes, n, decoder=d, steps=steps, seed=seed)))
         y = y.detach().cpu().numpy().astype(np.float32)
         out[d] = y if sr == SCORE_SR else soxr.resample(y, sr, SCORE_SR, quality="HQ")
-    return codes.tolist(), out
+    return codes, out
 
 
 __all__ = ["evaluate_recon", "ReconResult", "SystemResult", "ClipScore", "Example"]

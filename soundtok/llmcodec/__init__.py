@@ -8,7 +8,9 @@ few-shot audio tasks in context.  See ``docs/llm-codec.md``.
 
 Modules (imported lazily, so ``import soundtok.llmcodec`` is cheap):
 
-* :mod:`.config` -- :class:`LLMCodecConfig`
+* :mod:`.config` -- :class:`LLMCodecConfig`, :data:`ARCHITECTURE`
+* :mod:`.coding` -- the :class:`~soundtok.codecs.Codec` side: long-audio
+  windowing, the streaming encoder, the stream header
 * :mod:`.vocab` -- :func:`select_vocabularies`, :func:`word_vocabulary`, :func:`subword_vocabulary`
 * :mod:`.quantizer` -- :class:`FrozenEmbeddingRVQ`
 * :mod:`.model` -- :class:`LLMCodec`, :func:`load_llm_codec`
@@ -22,8 +24,21 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
+from .config import ARCHITECTURE
+
 #: The LLM-Codec shipped in the package (``--codec llm-codec``).
 DEFAULT_LLM_CODEC_DIR = Path(__file__).parent / "default"
+#: ``--codec`` name of the shipped LLM-Codec.
+BUILTIN_NAME = ARCHITECTURE
+
+
+def load(path: str | Path, device: str = "cpu", llm=None):
+    """An :class:`LLMCodec` from ``path``, its codebooks taken from ``llm`` (a
+    spec or a loaded ``(model, tokenizer)``; default: the LLM it records)."""
+    from .model import LLMCodec
+
+    return LLMCodec.from_pretrained(path, llm=llm, device=device)
+
 
 _EXPORTS = {
     "LLMCodecConfig": ".config",
@@ -44,7 +59,7 @@ _EXPORTS = {
     "bootstrap_interval": ".fewshot",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = sorted([*_EXPORTS, "ARCHITECTURE", "BUILTIN_NAME", "DEFAULT_LLM_CODEC_DIR", "load"])
 
 
 def __getattr__(name: str):

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..codec.config import CodecConfig
+from ..codec.config import ARCHITECTURE, CodecConfig
 from ..codec.model import SoundCodec
 from ..codec.vocoder import stft_loss
 from .checkpoint import latest_checkpoint, load_training_state, optimizer_from_flat, save_checkpoint
@@ -212,8 +212,11 @@ def train_codec(opts: TrainCodecOptions, echo=None) -> Path:
         state, opt_tensors = load_training_state(ckpt)
         info(f"resuming from {ckpt.name} (stage {state['stage']}, step {state['stage_step']})")
     elif opts.init_from:
-        from ..codec import load_codec
+        from ..registry import load_codec
         codec = load_codec(opts.init_from, device=str(device))
+        if not isinstance(codec, SoundCodec):
+            from ..errors import ModelError
+            raise ModelError(f"{opts.init_from} is not a {ARCHITECTURE} codec")
         info(f"fine-tuning from {opts.init_from}")
     else:
         codec = SoundCodec(CodecConfig.from_dict({**asdict(CodecConfig()), **opts.codec_config}))

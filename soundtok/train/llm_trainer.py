@@ -163,10 +163,9 @@ def _adapter_dir(adapter: str):
 def _codec_header(codec: str | None):
     if codec is None:
         return None
-    from ..api import codec_header
-    from ..codec import load_codec
+    from ..registry import load_codec
 
-    return codec_header(load_codec(codec))
+    return load_codec(codec).header()
 
 
 def _finetune(opts, run_dir, ckpt, rank, world, device, log, info):

@@ -161,7 +161,7 @@ def llmcodec_losses(codec: LLMCodec, wav: torch.Tensor, targets: torch.Tensor | 
 def _init_vocoder(codec: LLMCodec, spec: str | None, info) -> None:
     if not spec:
         return
-    from ..codec import load_codec
+    from ..registry import load_codec
     from ..errors import ModelError
 
     try:
