@@ -46,9 +46,9 @@ def main() -> None:
     import torch
 
     from soundtok.api import tokenize
-    from soundtok.registry import load_codec
     from soundtok.llm.loader import load_llm
     from soundtok.llmcodec.fewshot import read_labelled_stream, run_fewshot
+    from soundtok.registry import load_codec
 
     torch.set_num_threads(a.threads)
     runs = Path(a.runs)

@@ -84,8 +84,8 @@ def tokenize(inputs: list[str], output: str = "-", codec=None, device: str = "au
     Unreadable inputs are skipped and reported (``on_error`` is called with each
     message); if no input succeeds, nothing is written and an error is raised.
     """
-    from .registry import load_codec, words_of
     from .pipeline import iter_items
+    from .registry import load_codec, words_of
     from .shards import ResumableWriter, parse_shard, plan_sources
 
     shard = parse_shard(shard)

@@ -53,8 +53,8 @@ def W(tmp_path_factory, tiny_codec_dir):
     """Every input of the matrix, made once."""
     from test_llm_finetune import write_stream
 
-    from soundtok.registry import load_codec
     from soundtok.llm import tiny_llm
+    from soundtok.registry import load_codec
 
     root = tmp_path_factory.mktemp("badinput")
     w = {"root": root, "codec": tiny_codec_dir, "marker": root / "PWNED"}

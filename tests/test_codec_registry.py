@@ -14,13 +14,12 @@ import json
 import numpy as np
 import pytest
 import soundfile as sf
+import toycodec
 from conftest import cli, synth
 
-import toycodec
 from soundtok.codecs import is_codec
-from soundtok.registry import (CodecEntry, architectures, load_codec, register_codec,
-                               unregister_codec)
 from soundtok.errors import ModelError, UsageError
+from soundtok.registry import CodecEntry, architectures, load_codec, register_codec, unregister_codec
 from soundtok.tokens import TokenReader
 
 

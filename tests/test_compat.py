@@ -77,7 +77,7 @@ def produce_fm(work: Path, streams_from: Path | None = None
 
     inputs = _write_clips(work)
     streams, decoded = {}, {}
-    for case, stream, tok_opts, _ in FM_CASES:
+    for _case, stream, tok_opts, _ in FM_CASES:
         if stream is not None:
             soundtok.tokenize(inputs, f"new-{stream}", **tok_opts)
             streams[stream] = Path(f"new-{stream}").read_bytes()
@@ -93,8 +93,8 @@ def produce_fm(work: Path, streams_from: Path | None = None
 
 def _load_llm_codec():
     """The shipped LLM-Codec and its LLM ``(model, tokenizer)``, loaded once."""
-    from soundtok.registry import load_codec
     from soundtok.llm.loader import load_llm
+    from soundtok.registry import load_codec
 
     pair = load_llm("gemma3-270m", device="cpu", dtype="float32")
     return load_codec("llm-codec", llm=pair), pair

@@ -227,8 +227,8 @@ def test_vocoder_taken_by_reference_from_the_builtin_codec(tmp_path, llm, monkey
     from safetensors.torch import load_file
 
     from soundtok.codec import DEFAULT_CODEC_DIR
-    from soundtok.registry import load_codec
     from soundtok.llmcodec import LLMCodec, LLMCodecConfig
+    from soundtok.registry import load_codec
 
     _, model, tok = llm
     cfg = LLMCodecConfig(dim=12, enc_layers=1, dec_layers=1, semantic_dim=12, vocab_sizes=[8, 24, 24])
@@ -610,6 +610,29 @@ def test_cli_tokenize_as_text_and_round_trip(tmp_path, llm, codec):
     assert r.returncode == 1 and (b"codec mismatch" in r.stderr or b"llm-codec" in r.stderr), r.stderr
     assert len(r.stderr.decode().strip().splitlines()) == 1
     assert not (tmp_path / "b.wav").exists()
+
+
+def test_cli_evaluate_recon_with_llm_codec(tmp_path, llm, codec):
+    """evaluate recon --codec takes an llm-codec as tokenize does (--llm, its one decoder),
+    and its codes are the ones tokenize writes."""
+    import soundfile as sf
+    from conftest import cli
+
+    d, _, _ = llm
+    codec.save_pretrained(tmp_path / "lc")
+    sf.write(tmp_path / "a.wav", synth(1.0, seed=1), 16000)
+    r = cli("evaluate", "recon", tmp_path / "a.wav", "--codec", tmp_path / "lc", "--llm", d,
+            "--decoders", "flow,mse", "--json", "--no-dnsmos")
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(x) for x in r.stdout.decode().splitlines()]
+    (system,) = [x for x in rows if x["type"] == "system"]
+    assert system["system"] == "soundtok-default" and "deterministic" in system["description"]
+    bits = sum(math.ceil(16000 / h) * math.log2(v) for h, v in zip(codec.cfg.hop_lengths,
+                                                                    codec.cfg.vocab_sizes))
+    assert system["bitrate_bps"] == pytest.approx(bits, rel=1e-6)
+    assert [t["size"] for t in system["token_stats"]] == codec.cfg.vocab_sizes
+    r = cli("evaluate", "recon", tmp_path / "a.wav", "--codec", tmp_path / "lc", "--json")
+    assert r.returncode == 2 and b"unknown LLM 'words'" in r.stderr  # its LLM is not a built-in
 
 
 def test_cli_caption_few_shot(tmp_path, llm, codec):

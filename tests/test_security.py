@@ -122,8 +122,8 @@ def evil(tmp_path_factory, tiny_codec_dir):
     pytest.importorskip("peft")
     from test_llm_finetune import write_stream
 
-    from soundtok.registry import load_codec
     from soundtok.llm import tiny_llm
+    from soundtok.registry import load_codec
 
     root = tmp_path_factory.mktemp("evil")
     marker = root / "PWNED"

@@ -83,6 +83,7 @@ def recon(
         help="Folder of decoded files, matched to the references by relative path "
              "(then by file name).")] = None,
     codec: Codec = None,
+    llm: Llm = None,
     decoder: Decoder = "flow",
     decoders: Annotated[str | None, typer.Option(
         "--decoders", metavar="LIST", show_default=False,
@@ -133,6 +134,7 @@ def recon(
     Examples:
       soundtok evaluate recon clips/ --codec default --baselines codec2-450,opus-6k
       soundtok evaluate recon clips/ --codec mycodec/ --decoders flow,mse --report out/
+      soundtok evaluate recon clips/ --codec llm-codec --no-dnsmos --json
       soundtok evaluate recon clips/ --deg decoded/ --tokens clips.tok.jsonl --json
       soundtok evaluate recon pairs.csv --per-clip --json | jq -c 'select(.type=="clip")'
     """
@@ -147,7 +149,7 @@ def recon(
                                 device=dev, max_delay_ms=max_delay_ms,
                                 extended_stoi=extended_stoi, dnsmos=not no_dnsmos,
                                 examples=report_clips if report_dir else 0, limit=limit,
-                                on_clip=lambda _id: bar.advance(), on_error=console.error)
+                                on_clip=lambda _id: bar.advance(), on_error=console.error, llm=llm)
     if as_json:
         _print_json(result.rows(per_clip=per_clip))
     else:

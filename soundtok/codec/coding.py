@@ -14,7 +14,8 @@ signal at once, so the two cannot drift apart.
 from __future__ import annotations
 
 import collections
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 

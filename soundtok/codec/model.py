@@ -34,6 +34,7 @@ from .layers import MelFrontend
 from .quantizer import VectorQuantizer
 from .vocoder import Vocoder
 
+
 class SoundCodec(SoundCodecInterface, nn.Module):
     """VAE + VQ tokenizer + flow-matching / MSE decoders + vocoder.
 

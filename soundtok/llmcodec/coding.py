@@ -13,7 +13,8 @@ whole signal, so the two cannot drift apart.
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 

@@ -161,8 +161,8 @@ def llmcodec_losses(codec: LLMCodec, wav: torch.Tensor, targets: torch.Tensor | 
 def _init_vocoder(codec: LLMCodec, spec: str | None, info) -> None:
     if not spec:
         return
-    from ..registry import load_codec
     from ..errors import ModelError
+    from ..registry import load_codec
 
     try:
         src = load_codec(spec)

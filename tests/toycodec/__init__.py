@@ -17,8 +17,9 @@ naming :data:`ARCHITECTURE`; a test registers it with
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
