@@ -8,22 +8,10 @@ with the number or length of inputs.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from .errors import AudioError, FormatError, SoundtokError, UsageError
+from .streams import BatchReport
 from .tokens import Header, Item, TokenReader, open_token_writer
-
-
-@dataclass
-class BatchReport:
-    """What a batch command did: items written, failures ``(name, message)``,
-    seconds of audio processed and output paths."""
-
-    ok: int = 0
-    failed: list[tuple[str, str]] = field(default_factory=list)
-    audio_seconds: float = 0.0
-    outputs: list[str] = field(default_factory=list)
-    skipped: int = 0  # items a resumed run found already done
 
 
 #: Sample rate of the built-in codecs (Hz): the default of :func:`load_audio`.
@@ -84,9 +72,10 @@ def tokenize(inputs: list[str], output: str = "-", codec=None, device: str = "au
     Unreadable inputs are skipped and reported (``on_error`` is called with each
     message); if no input succeeds, nothing is written and an error is raised.
     """
+    from .inputs import parse_shard, plan_sources
     from .pipeline import iter_items
     from .registry import load_codec, words_of
-    from .shards import ResumableWriter, parse_shard, plan_sources
+    from .streams import ResumableWriter
 
     shard = parse_shard(shard)
     if not isinstance(workers, int) or workers < 0:
@@ -206,8 +195,8 @@ def tokenize(inputs: list[str], output: str = "-", codec=None, device: str = "au
 def merge(inputs: list[str], output: str = "-", on_info: Callable[[str], None] | None = None
           ) -> BatchReport:
     """Merge token stream files (e.g. the shards of ``tokenize --shard``) into
-    one; see :func:`soundtok.shards.merge_streams` for the checks."""
-    from .shards import merge_streams
+    one; see :func:`soundtok.streams.merge_streams` for the checks."""
+    from .streams import merge_streams
 
     return merge_streams(list(inputs), output, on_info=on_info)
 

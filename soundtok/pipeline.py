@@ -35,8 +35,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from .audio import AudioSource, AudioStream
+from .audio import AudioStream
 from .errors import AudioError, SoundtokError
+from .inputs import AudioSource
 
 __all__ = ["decode_clip", "iter_items", "Encoded", "WHOLE_MAX_SECONDS"]
 
@@ -103,12 +104,8 @@ class _Decoder:
                                             initializer=_worker_init, initargs=(os.getpid(),))
 
     def _local(self, src: AudioSource) -> tuple[str, Any]:
-        if src.stream is not None:
-            return decode_clip(None, self.sr, self.whole_max, stream=src.stream)
-        if src.path is None:  # bytes
-            import io
-
-            return decode_clip(None, self.sr, self.whole_max, stream=io.BytesIO(src.data or b""))
+        if src.path is None:  # stdin, spooled
+            return decode_clip(None, self.sr, self.whole_max, stream=src.open())
         return decode_clip(src.path, self.sr, self.whole_max)
 
     def map(self, sources: Iterator[AudioSource]) -> Iterator[tuple[AudioSource, str, Any]]:
@@ -223,14 +220,8 @@ def iter_items(sources: Iterator[AudioSource], codec: Any, *, chunk_seconds: flo
 
 
 def _stream_one(src: AudioSource, codec: Any, chunk_seconds: float) -> Encoded:
-    inp: Any = src.path
-    if inp is None:
-        import io
-
-        inp = src.stream if src.stream is not None else io.BytesIO(src.data or b"")
-        inp.seek(0)
     try:
-        with AudioStream(inp, codec.sample_rate) as st:
+        with AudioStream(src.open(), codec.sample_rate) as st:
             enc = codec.stream_encoder(chunk_seconds)
             for block in st.blocks(BLOCK_FRAMES):
                 enc.push(block)

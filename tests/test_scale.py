@@ -158,7 +158,7 @@ def test_long_file_cli_streams(tiny_codec_dir, tmp_path):
 
 
 def test_shard_split_is_round_robin_and_covers_everything(codec, dataset, tmp_path):
-    from soundtok.shards import parse_shard, plan_sources
+    from soundtok.inputs import parse_shard, plan_sources
 
     _d, man = dataset
     ids = []

@@ -19,14 +19,12 @@ scoring.  See ``docs/evaluate.md`` for the metric definitions.
 
 from __future__ import annotations
 
-import csv
-import io
-import json
+import itertools
 import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -171,42 +169,26 @@ def _clean(x: Any) -> Any:
 @dataclass
 class _Clip:
     id: str
-    ref: str | bytes
+    ref: str | IO[bytes]  # a path, or stdin spooled (see soundtok.inputs)
     deg: str | None = None
+    where: str = ""
 
 
 def _read_pair_manifest(path: str) -> list[_Clip] | None:
     """Pairs from a manifest with ``ref`` and ``deg`` columns; None when the
     manifest has no ``ref`` column (then it is an ordinary audio manifest)."""
-    base = os.path.dirname(path)
-    try:
-        with open(path, encoding="utf-8-sig", newline="") as f:
-            if path.lower().endswith(".csv"):
-                rows = list(csv.DictReader(f))
-            else:
-                rows = []
-                for n, line in enumerate(f, 1):
-                    if line.strip():
-                        try:
-                            rows.append(json.loads(line))
-                        except ValueError:
-                            raise UsageError(f"manifest {path} line {n}: invalid JSON") from None
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise UsageError(f"cannot read manifest {path}: {getattr(e, 'strerror', None) or e}") from e
-    if not rows or not isinstance(rows[0], dict) or "ref" not in rows[0]:
+    from ..inputs import check_unique_ids, iter_manifest_rows, manifest_path
+
+    rows = iter_manifest_rows(path, key=None)
+    first = next(rows, None)
+    if first is None or "ref" not in first[1]:
         return None
-    out, seen = [], set()
-    for n, row in enumerate(rows, 1):
-        ref, deg = (row.get(k) if isinstance(row, dict) else None for k in ("ref", "deg"))
-        if not isinstance(ref, str) or not ref or not isinstance(deg, str) or not deg:
-            raise UsageError(f"manifest {path} row {n}: \"ref\" and \"deg\" must be non-empty "
-                             f"paths")
-        ref, deg = (p if os.path.isabs(p) else os.path.join(base, p) for p in (ref, deg))
+    out = []
+    for where, row in itertools.chain([first], rows):
+        ref, deg = (manifest_path(path, where, row, key) for key in ("ref", "deg"))
         cid = str(row.get("id") or os.path.splitext(os.path.basename(ref))[0])
-        if cid in seen:
-            raise UsageError(f"manifest {path}: duplicate id {cid!r}")
-        seen.add(cid)
-        out.append(_Clip(cid, ref, deg))
+        out.append(_Clip(cid, ref, deg, f"{path} {where}"))
+    check_unique_ids((c.id, c.where) for c in out)
     return out
 
 
@@ -233,37 +215,37 @@ def _match_folders(refs: list, degs: list, on_error) -> tuple[list[_Clip], list[
             if on_error:
                 on_error(msg)
             continue
-        clips.append(_Clip(r.id, r.path if r.path is not None else r.data, d.path))
+        clips.append(_Clip(r.id, r.open(), d.path))
     return clips, failed
 
 
 def _collect(inputs: list[str], deg: str | None, on_error) -> tuple[list[_Clip], bool, list]:
     """(clips, pairs mode?, failures)."""
-    from ..audio import iter_sources
+    from ..inputs import is_manifest_name, plan_sources
 
     if deg is not None:
-        refs = list(iter_sources(inputs))
-        degs = list(iter_sources([deg]))
+        refs = list(plan_sources(inputs).sources())
+        degs = list(plan_sources([deg]).sources())
         clips, failed = _match_folders(refs, degs, on_error)
         if not clips:
             raise AudioError(f"no decoded file in {deg} matches a reference")
         return clips, True, failed
-    if len(inputs) == 1 and inputs[0].lower().endswith((".jsonl", ".csv")) \
-            and os.path.isfile(inputs[0]):
+    if len(inputs) == 1 and is_manifest_name(inputs[0]) and os.path.isfile(inputs[0]):
         pairs = _read_pair_manifest(inputs[0])
         if pairs is not None:
             if not pairs:
                 raise AudioError(f"manifest {inputs[0]} lists no pairs")
             return pairs, True, []
-    clips = [_Clip(s.id, s.path if s.path is not None else s.data) for s in iter_sources(inputs)]
+    clips = [_Clip(s.id, s.open()) for s in plan_sources(inputs).sources()]
     return clips, False, []
 
 
-def _load(src: str | bytes, sr: int, name: str) -> np.ndarray:
+def _load(src: str | IO[bytes], sr: int, name: str) -> np.ndarray:
     from ..audio import load_audio
 
-    wav = load_audio(src if isinstance(src, str) else io.BytesIO(src), sr, name=name)
-    return wav.numpy()
+    if not isinstance(src, str):
+        src.seek(0)
+    return load_audio(src, sr, name=name).numpy()
 
 
 # --------------------------------------------------------------------------- main entry

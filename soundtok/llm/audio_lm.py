@@ -59,7 +59,7 @@ class AudioLM(nn.Module):
         self._embed_scale = float(scale) if scale is not None else 1.0
         cfg = base.config.get_text_config() if hasattr(base.config, "get_text_config") else base.config
         self._softcap = getattr(cfg, "final_logit_softcapping", None)
-        self.meta: dict = {}  # adapter metadata (see soundtok.llm.adapter)
+        self.meta: dict = {}  # adapter metadata; saved and loaded by soundtok.llm.adapter
 
     @property
     def base_model(self) -> nn.Module:
@@ -113,12 +113,6 @@ class AudioLM(nn.Module):
         """Scores over the audio tokens only (``vocab.size`` columns)."""
         w = self.audio_head if self.audio_head is not None else self.audio_embed
         return self._cap(F.linear(h, w.to(h.dtype)))
-
-    def save_pretrained(self, directory) -> None:
-        """Write the adapter (LoRA + audio rows + metadata) to ``directory``."""
-        from .adapter import save_adapter
-
-        save_adapter(self, directory)
 
     # -- training ----------------------------------------------------------------------
 

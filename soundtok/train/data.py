@@ -24,13 +24,14 @@ class Clip:
 def load_clips(specs: list[str], sample_rate: int, log=None) -> tuple[list[Clip], list[str]]:
     """Load every audio source named by ``specs``. Returns ``(clips, errors)``;
     unreadable files are reported in ``errors`` and skipped."""
-    from ..audio import iter_sources, load_audio
+    from ..audio import load_audio
     from ..errors import AudioError
+    from ..inputs import plan_sources
 
     clips, errors = [], []
-    for src in iter_sources(specs):
+    for src in plan_sources(specs).sources():
         try:
-            wav = load_audio(src.path if src.path is not None else src.data, sample_rate)
+            wav = load_audio(src.open(), sample_rate)
         except AudioError as e:
             errors.append(str(e))
             continue

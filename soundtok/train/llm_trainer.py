@@ -316,7 +316,7 @@ def _finetune(opts, run_dir, ckpt, rank, world, device, log, info):
             if rank == 0:
                 seconds = seconds_before + time.time() - t_start
                 save_checkpoint(run_dir, alm, opt, {"step": step, "seed": opts.seed, "train_seconds": seconds},
-                                name=f"{step:07d}")
+                                name=f"{step:07d}", save=lambda d: save_adapter(alm, d))
             if world > 1:
                 torch.distributed.barrier()
     alm.eval()

@@ -75,13 +75,14 @@ class LabelledClip:
 
 def load_labelled_clips(specs: list[str], sample_rate: int) -> tuple[list[LabelledClip], list[str]]:
     """Clips with the label their manifest gives (``None`` without one)."""
-    from ..audio import iter_sources, load_audio
+    from ..audio import load_audio
     from ..errors import AudioError
+    from ..inputs import plan_sources
 
     clips, errors = [], []
-    for src in iter_sources(specs):
+    for src in plan_sources(specs).sources():
         try:
-            wav = load_audio(src.path if src.path is not None else src.data, sample_rate)
+            wav = load_audio(src.open(), sample_rate)
         except AudioError as e:
             errors.append(str(e))
             continue
@@ -117,11 +118,9 @@ class LabelledCropSampler:
 
 def minilm_embedder(device: str = "cpu") -> Callable[[list[str]], torch.Tensor]:
     """``labels -> (n, 384)`` unit MiniLM sentence embeddings (offline copy)."""
-    from sentence_transformers import SentenceTransformer
+    from ..minilm import load_sentence_model
 
-    from ..evaluate.captions import embedding_model_path
-
-    st = SentenceTransformer(embedding_model_path(), device=device)
+    st = load_sentence_model(device)
 
     def embed(labels: list[str]) -> torch.Tensor:
         return torch.as_tensor(st.encode(labels, convert_to_numpy=True, normalize_embeddings=True))
