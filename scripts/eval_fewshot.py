@@ -46,8 +46,9 @@ def main() -> None:
     import torch
 
     from soundtok.api import tokenize
+    from soundtok.evaluate.fewshot import run_fewshot
     from soundtok.llm.loader import load_llm
-    from soundtok.llmcodec.fewshot import read_labelled_stream, run_fewshot
+    from soundtok.llmcodec.incontext import read_labelled_stream
     from soundtok.registry import load_codec
 
     torch.set_num_threads(a.threads)

@@ -111,19 +111,23 @@ def test_no_import_cycles():
 # Lower layers never import higher ones (a package prefix names every module in it).
 FORBIDDEN = [
     # nothing below evaluate/ imports it
-    (("soundtok.codec", "soundtok.llmcodec", "soundtok.llm", "soundtok.train", "soundtok.tokens",
-      "soundtok.audio", "soundtok.api", "soundtok.pipeline", "soundtok.registry", "soundtok.codecs",
-      "soundtok.inputs", "soundtok.streams"), "soundtok.evaluate"),
+    (("soundtok.codec", "soundtok.llmcodec", "soundtok.llm", "soundtok.audiolm", "soundtok.train",
+      "soundtok.tokens", "soundtok.audio", "soundtok.api", "soundtok.pipeline", "soundtok.registry",
+      "soundtok.codecs", "soundtok.inputs", "soundtok.streams", "soundtok.minilm"), "soundtok.evaluate"),
     # the library never imports the CLI
-    (("soundtok.api", "soundtok.codec", "soundtok.llmcodec", "soundtok.llm", "soundtok.train",
-      "soundtok.evaluate", "soundtok.tokens", "soundtok.audio", "soundtok.pipeline"), "soundtok.cli"),
+    (("soundtok.api", "soundtok.codec", "soundtok.llmcodec", "soundtok.llm", "soundtok.audiolm",
+      "soundtok.train", "soundtok.evaluate", "soundtok.tokens", "soundtok.audio", "soundtok.pipeline"),
+     "soundtok.cli"),
     # training code is imported only by the training commands
-    (("soundtok.api", "soundtok.codec", "soundtok.llmcodec", "soundtok.llm", "soundtok.evaluate",
-      "soundtok.pipeline", "soundtok.registry"), "soundtok.train"),
+    (("soundtok.api", "soundtok.codec", "soundtok.llmcodec", "soundtok.llm", "soundtok.audiolm",
+      "soundtok.evaluate", "soundtok.pipeline", "soundtok.registry"), "soundtok.train"),
+    # the LLM loader is below everything that uses an LLM
+    (("soundtok.llm",), "soundtok.audiolm"),
+    (("soundtok.llm", "soundtok.audiolm"), "soundtok.llmcodec"),
     # the codecs do not know the registry, nor the commands' library layer
     (("soundtok.codec", "soundtok.llmcodec", "soundtok.codecs"), "soundtok.registry"),
-    (("soundtok.codec", "soundtok.llmcodec", "soundtok.llm", "soundtok.tokens", "soundtok.audio"),
-     "soundtok.api"),
+    (("soundtok.codec", "soundtok.llmcodec", "soundtok.llm", "soundtok.audiolm", "soundtok.tokens",
+      "soundtok.audio"), "soundtok.api"),
 ]
 
 

@@ -21,11 +21,11 @@ pytest.importorskip("peft")
 
 from conftest import ROOT, cli  # noqa: E402
 
+from soundtok.audiolm.adapter import load_adapter, new_audio_lm, save_adapter  # noqa: E402
+from soundtok.audiolm.data import collate  # noqa: E402
+from soundtok.audiolm.prompts import Example, PromptBuilder  # noqa: E402
+from soundtok.audiolm.vocabulary import AudioVocab  # noqa: E402
 from soundtok.llm import load_llm, tiny_llm  # noqa: E402
-from soundtok.llm.adapter import load_adapter, new_audio_lm, save_adapter  # noqa: E402
-from soundtok.llm.data import collate  # noqa: E402
-from soundtok.llm.prompts import Example, PromptBuilder  # noqa: E402
-from soundtok.llm.vocab import AudioVocab  # noqa: E402
 from soundtok.tokens import Header, Item, open_token_writer  # noqa: E402
 
 WORDS = ["zero", "one", "two", "three"]
@@ -119,7 +119,7 @@ def test_loss_is_response_only_and_matches_full_logits(tiny_llm_dir):
 
 
 def test_examples_per_task_and_meta_tasks(tiny_llm_dir, tmp_path):
-    from soundtok.llm.data import load_records, make_examples
+    from soundtok.audiolm.data import load_records, make_examples
 
     _, tok = load_llm(tiny_llm_dir, dtype="float32")
     vocab = AudioVocab(tiny_header(), 128)

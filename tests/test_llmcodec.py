@@ -62,7 +62,7 @@ def codec(llm):
 
 # ------------------------------------------------------------- vocabularies
 def test_vocabulary_selection_picks_whole_words(llm):
-    from soundtok.llmcodec.vocab import english_words, select_vocabularies, subword_vocabulary, word_vocabulary
+    from soundtok.llmcodec.wordlists import english_words, select_vocabularies, subword_vocabulary, word_vocabulary
 
     _, _, tok = llm
     ids = word_vocabulary(tok, 100)
@@ -85,7 +85,7 @@ def test_vocabulary_selection_picks_whole_words(llm):
 
 
 def test_character_tokenizer_has_no_words(tmp_path):
-    from soundtok.llmcodec.vocab import select_vocabularies
+    from soundtok.llmcodec.wordlists import select_vocabularies
 
     _, tok = load_llm(tiny_llm(tmp_path / "chars", vocab_size=128), dtype="float32")
     with pytest.raises(ModelError, match="whole-word"):
@@ -300,7 +300,7 @@ def _toy_header(tok, llm_ident):
 
 
 def test_codes_to_words_and_golden_prompt(llm):
-    from soundtok.llmcodec.fewshot import build_prompt, prompt_ids, render_prompt
+    from soundtok.llmcodec.incontext import build_prompt, prompt_ids, render_prompt
     from soundtok.llmcodec.text import codes_to_parts, codes_to_words
 
     _, model, tok = llm
@@ -327,7 +327,7 @@ def test_codes_to_words_and_golden_prompt(llm):
 
 
 def test_rank_labels_matches_direct_log_likelihood(llm):
-    from soundtok.llmcodec.fewshot import label_ids, prompt_ids, rank_labels
+    from soundtok.llmcodec.incontext import label_ids, prompt_ids, rank_labels
 
     _, model, tok = llm
     prompt = prompt_ids(["Sound:", [110, 120, 130], "\nAnswer:"], tok)
@@ -346,7 +346,7 @@ def test_rank_labels_matches_direct_log_likelihood(llm):
 def test_shared_prefix_ranking_equals_separate_ranking(llm):
     """The cached-prefix scorer gives rank_labels' scores; the prompts are longer
     than the tiny LLM's 64-token sliding window, so that path is exercised."""
-    from soundtok.llmcodec.fewshot import build_prompt, rank_labels, rank_labels_shared
+    from soundtok.llmcodec.incontext import build_prompt, rank_labels, rank_labels_shared
 
     _, model, tok = llm
     demos = [([[110 + i, 120, 130 + i, 111, 121]], lab) for i, lab in enumerate(["dog", "rain", "bird"] * 4)]
@@ -355,14 +355,14 @@ def test_shared_prefix_ranking_equals_separate_ranking(llm):
     labels = ["dog", "rain", "bird", "a much longer label"]
     shared = rank_labels_shared(model, tok, prompts, labels)
     separate = [rank_labels(model, tok, p, labels) for p in prompts]
-    from soundtok.llmcodec.fewshot import prompt_ids
+    from soundtok.llmcodec.incontext import prompt_ids
     assert min(len(prompt_ids(p, tok)) for p in prompts) > 64
     for a, b in zip(shared, separate):
         assert a == pytest.approx(b, abs=2e-4)
 
 
 def test_match_answer():
-    from soundtok.llmcodec.fewshot import match_answer
+    from soundtok.llmcodec.incontext import match_answer
 
     labels = ["dog", "dog bark", "rain"]
     assert match_answer(" Dog.", labels) == "dog"
@@ -372,7 +372,7 @@ def test_match_answer():
 
 # ------------------------------------------------------------ episodes and CIs
 def test_episode_sampler_is_seeded_n_way_k_shot():
-    from soundtok.llmcodec.fewshot import sample_episodes
+    from soundtok.evaluate.fewshot import sample_episodes
 
     labels = [f"l{i % 5}" for i in range(20)] + [None, None]
     eps = sample_episodes(labels, ways=3, shots=2, episodes=30, seed=7)
@@ -390,7 +390,7 @@ def test_episode_sampler_is_seeded_n_way_k_shot():
 
 
 def test_episode_sampler_with_a_demonstration_pool():
-    from soundtok.llmcodec.fewshot import sample_episodes
+    from soundtok.evaluate.fewshot import sample_episodes
 
     queries = [f"l{i % 4}" for i in range(8)]
     pool = [f"l{i % 5}" for i in range(15)]
@@ -405,7 +405,7 @@ def test_episode_sampler_with_a_demonstration_pool():
 
 
 def test_confidence_intervals():
-    from soundtok.llmcodec.fewshot import bootstrap_interval, wilson_interval
+    from soundtok.evaluate.fewshot import bootstrap_interval, wilson_interval
 
     lo, hi = wilson_interval(8, 10)
     assert lo == pytest.approx(0.4902, abs=1e-4) and hi == pytest.approx(0.9433, abs=1e-4)
@@ -422,7 +422,8 @@ def test_confidence_intervals():
 
 
 def test_run_fewshot_end_to_end(tmp_path, llm, codec):
-    from soundtok.llmcodec.fewshot import read_labelled_stream, run_fewshot
+    from soundtok.evaluate.fewshot import run_fewshot
+    from soundtok.llmcodec.incontext import read_labelled_stream
 
     _, model, tok = llm
     header = codec.header()
@@ -638,7 +639,7 @@ def test_cli_evaluate_recon_with_llm_codec(tmp_path, llm, codec):
 def test_cli_caption_few_shot(tmp_path, llm, codec):
     from conftest import cli
 
-    from soundtok.llmcodec.fewshot import answer_stream, read_labelled_stream
+    from soundtok.llmcodec.incontext import answer_stream, read_labelled_stream
 
     d, model, tok = llm
     demos = _write_stream(tmp_path / "demos.jsonl", codec, n=3)
@@ -674,7 +675,7 @@ def test_default_llm_codec_with_real_gemma(tmp_path):
     from safetensors import safe_open
 
     from soundtok.llmcodec import DEFAULT_LLM_CODEC_DIR
-    from soundtok.llmcodec.vocab import english_words
+    from soundtok.llmcodec.wordlists import english_words
 
     weights = DEFAULT_LLM_CODEC_DIR / "model.safetensors"
     assert weights.stat().st_size <= 20e6  # the package's size budget for it

@@ -99,8 +99,9 @@ def test_no_shell_and_no_eval():
 
 def test_model_files_are_read_with_safetensors_and_json():
     """Every loader of weights names safetensors (or GGUF, a non-executable format)."""
-    text = {p.name: p.read_text() for p in PACKAGE.rglob("*.py")}
-    assert "load_file" in text["model.py"] and "safetensors" in text["modelfiles.py"] + text["model.py"]
+    text = {p.relative_to(PACKAGE).as_posix(): p.read_text() for p in PACKAGE.rglob("*.py")}
+    for model in ("codec/model.py", "llmcodec/model.py"):
+        assert "load_file" in text[model] and "safetensors" in text["modelfiles.py"] + text[model]
     loader = (PACKAGE / "llm" / "loader.py").read_text()
     assert "use_safetensors=True" in loader
     assert "other weight formats are not loaded" in loader

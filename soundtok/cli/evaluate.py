@@ -327,9 +327,10 @@ def fewshot(
       soundtok evaluate fewshot digits.jsonl --ways 10 --shots 2 --repeats 3 --json
       soundtok evaluate fewshot esc10_fold4.llm.jsonl --demos esc10_folds123.llm.jsonl --ways 2
     """
+    from ..evaluate.fewshot import run_fewshot
     from ..fileio import atomic_write
     from ..llm.loader import load_llm
-    from ..llmcodec.fewshot import read_labelled_stream, run_fewshot
+    from ..llmcodec.incontext import read_labelled_stream
 
     console = runtime(threads, quiet, verbose)
     try:

@@ -88,7 +88,7 @@ class LLMCodec(LLMCodecInterface, nn.Module):
         selects the vocabularies (:func:`.vocab.select_vocabularies`), records
         the LLM identity and copies the embedding rows in."""
         from ..llm.loader import llm_identity
-        from .vocab import select_vocabularies
+        from .wordlists import select_vocabularies
 
         ident = identity or llm_identity(model)
         weight = model.get_input_embeddings().weight

@@ -30,12 +30,12 @@ from pathlib import Path
 
 import torch
 
+from ..audiolm.adapter import check_llm, load_weights, new_audio_lm, read_meta, save_adapter
+from ..audiolm.data import TASKS, collate, load_records, make_batches, make_examples, peek_header
+from ..audiolm.prompts import PromptBuilder
+from ..audiolm.vocabulary import AudioVocab
 from ..errors import ModelError, UsageError
-from ..llm.adapter import check_llm, load_weights, new_audio_lm, read_meta, save_adapter
-from ..llm.data import TASKS, collate, load_records, make_batches, make_examples, peek_header
 from ..llm.loader import DEFAULT_LLM, load_llm
-from ..llm.prompts import PromptBuilder
-from ..llm.vocab import AudioVocab
 from .checkpoint import latest_checkpoint, load_training_state, optimizer_from_flat, save_checkpoint
 
 
@@ -155,7 +155,7 @@ def finetune(opts: FinetuneOptions, echo: Callable[[str], None] | None = None) -
 
 
 def _adapter_dir(adapter: str):
-    from ..llm.adapter import resolve_adapter
+    from ..audiolm.adapter import resolve_adapter
 
     return resolve_adapter(adapter)
 

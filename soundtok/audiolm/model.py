@@ -3,7 +3,7 @@
 :class:`AudioLM` wraps a Hugging Face causal LM (usually with LoRA adapters
 injected by peft) and adds one small trainable matrix, ``audio_embed``
 (``vocab.size x hidden``), holding the input embeddings of the audio tokens
-(:mod:`soundtok.llm.vocab`).  When the LLM ties its input and output
+(:mod:`soundtok.audiolm.vocabulary`).  When the LLM ties its input and output
 embeddings (Gemma, SmolLM2) the same matrix scores audio tokens at the output;
 otherwise a second matrix ``audio_head`` does.  The LLM's own 262k-row
 embedding stays frozen and untouched.
@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .vocab import AudioVocab
+from .vocabulary import AudioVocab
 
 
 @functools.cache
@@ -59,7 +59,7 @@ class AudioLM(nn.Module):
         self._embed_scale = float(scale) if scale is not None else 1.0
         cfg = base.config.get_text_config() if hasattr(base.config, "get_text_config") else base.config
         self._softcap = getattr(cfg, "final_logit_softcapping", None)
-        self.meta: dict = {}  # adapter metadata; saved and loaded by soundtok.llm.adapter
+        self.meta: dict = {}  # adapter metadata; saved and loaded by soundtok.audiolm.adapter
 
     @property
     def base_model(self) -> nn.Module:
