@@ -19,16 +19,14 @@ batch of random crops (one crop per clip, so a crop keeps its clip's label):
   ``vocoder_init="default"`` the vocoder *is* the built-in codec's, frozen and
   taken by reference (not stored in the llm-codec's weights).
 
-Checkpoints, resume and metrics reuse :mod:`.checkpoint`, :mod:`.data` and the
-codec trainer's :class:`~.codec_trainer.Logger`.  Single process (no DDP).
+The learning-rate schedule, the run logger and metrics.csv are
+:mod:`.scaffold`'s, the clips :mod:`.data`'s, checkpoints :mod:`.checkpoint`'s.
+Single process (no DDP).
 """
 
 from __future__ import annotations
 
 import json
-import math
-import random
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -41,6 +39,8 @@ from ..codec.vocoder import stft_loss
 from ..llmcodec.config import VOCODER_FIELDS, LLMCodecConfig
 from ..llmcodec.model import LLMCodec
 from .checkpoint import latest_checkpoint, load_training_state, optimizer_from_flat, save_checkpoint
+from .data import LabelledCropSampler, load_clips
+from .scaffold import Means, RunLogger, lr_factor, no_audio_error, set_lr
 
 
 @dataclass
@@ -64,56 +64,6 @@ class TrainLLMCodecOptions:
     vocoder_init: str | None = "default"
     train_vocoder: bool = True
     semantic: bool = True
-
-
-@dataclass
-class LabelledClip:
-    id: str
-    wav: torch.Tensor
-    label: str | None
-
-
-def load_labelled_clips(specs: list[str], sample_rate: int) -> tuple[list[LabelledClip], list[str]]:
-    """Clips with the label their manifest gives (``None`` without one)."""
-    from ..audio import load_audio
-    from ..errors import AudioError
-    from ..inputs import plan_sources
-
-    clips, errors = [], []
-    for src in plan_sources(specs).sources():
-        try:
-            wav = load_audio(src.open(), sample_rate)
-        except AudioError as e:
-            errors.append(str(e))
-            continue
-        clips.append(LabelledClip(src.id, wav, src.label))
-    return clips, errors
-
-
-class LabelledCropSampler:
-    """Batches of ``(wav (B, crop), labels)``: a random crop of a random clip
-    (zero-padded when shorter), random gain; private seeded RNG."""
-
-    def __init__(self, clips: list[LabelledClip], crop: int, batch: int, seed: int = 0,
-                 gain_db: float = 6.0):
-        if not clips:
-            raise ValueError("no training clips")
-        self.clips, self.crop, self.batch, self.gain_db = clips, crop, batch, gain_db
-        self.rng = random.Random(seed)
-
-    def __iter__(self):
-        return self
-
-    def __next__(self) -> tuple[torch.Tensor, list[str | None]]:
-        wavs, labels = [], []
-        for _ in range(self.batch):
-            c = self.clips[self.rng.randrange(len(self.clips))]
-            start = self.rng.randrange(max(1, c.wav.shape[0] - self.crop + 1))
-            piece = c.wav[start:start + self.crop]
-            gain = 10 ** (self.rng.uniform(-self.gain_db, self.gain_db) / 20)
-            wavs.append(F.pad(piece, (0, self.crop - piece.shape[0])) * gain)
-            labels.append(c.label)
-        return torch.stack(wavs), labels
 
 
 def minilm_embedder(device: str = "cpu") -> Callable[[list[str]], torch.Tensor]:
@@ -185,15 +135,22 @@ def train_llm_codec(opts: TrainLLMCodecOptions, echo=None,
     ``embedder`` replaces MiniLM (tests); ``llm`` an already loaded
     ``(model, tokenizer)`` pair instead of loading ``opts.llm``."""
     from ..llm.loader import load_llm
-    from .codec_trainer import Logger
 
     run_dir = Path(opts.out)
     run_dir.mkdir(parents=True, exist_ok=True)
-    log = Logger(run_dir, echo, False)
+    log = RunLogger(run_dir, echo)
+    torch.manual_seed(opts.seed)
+    try:
+        return _train(opts, run_dir, log, embedder, llm or load_llm(opts.llm, device="cpu",
+                                                                    dtype="float32"))
+    finally:
+        log.close()
+
+
+def _train(opts: TrainLLMCodecOptions, run_dir: Path, log: RunLogger, embedder, llm) -> Path:
     info = log.info
     device = torch.device(opts.device)
-    torch.manual_seed(opts.seed)
-    model, tokenizer = llm if llm is not None else load_llm(opts.llm, device="cpu", dtype="float32")
+    model, tokenizer = llm
 
     ckpt = latest_checkpoint(run_dir) if opts.resume else None
     state: dict = {"step": 0}
@@ -220,14 +177,11 @@ def train_llm_codec(opts: TrainLLMCodecOptions, echo=None,
     codec.to(device)
     (run_dir / "options.json").write_text(json.dumps(asdict(opts), indent=1))
 
-    clips, errors = load_labelled_clips(opts.train, codec.cfg.sample_rate)
+    clips, errors = load_clips(opts.train, codec.cfg.sample_rate)
     for e in errors:
         info(f"skipped: {e}")
     if not clips:
-        from ..errors import AudioError
-        first = f": {errors[0]}" if errors else ""
-        raise AudioError(f"no usable training audio in {', '.join(map(str, opts.train))} "
-                         f"({len(errors)} input(s) failed){first}")
+        raise no_audio_error(opts.train, errors)
     crop = int(opts.crop_seconds * codec.cfg.sample_rate)
     crop = max(codec.cfg.max_hop, crop - crop % codec.cfg.max_hop)
     labels = sorted({c.label for c in clips if c.label is not None})
@@ -253,12 +207,9 @@ def train_llm_codec(opts: TrainLLMCodecOptions, echo=None,
         optimizer_from_flat(opt, opt_tensors, state["optimizer"])
     codec.train()
     nan = torch.full((codec.cfg.semantic_dim,), float("nan"))
-    t0, agg = time.time(), {}
+    means = Means()
     for step in range(start + 1, opts.steps + 1):
-        lr = opts.lr * min(1.0, step / max(1, opts.warmup)) * \
-            (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, step / opts.steps))))
-        for g in opt.param_groups:
-            g["lr"] = lr
+        lr = set_lr(opt, lr_factor(step, opts.steps, opts.warmup), base=opts.lr)
         wav, labs = next(sampler)
         targets = torch.stack([table.get(lab, nan) if lab else nan for lab in labs]) if table else None
         out = llmcodec_losses(codec, wav.to(device), targets, vocoder=opts.train_vocoder)
@@ -266,16 +217,11 @@ def train_llm_codec(opts: TrainLLMCodecOptions, echo=None,
         out["loss"].backward()
         gn = torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
-        for k, v in out.items():
-            agg[k] = agg.get(k, 0.0) + float(v.detach())
-        agg["grad_norm"] = agg.get("grad_norm", 0.0) + float(gn)
+        means.add({**out, "grad_norm": gn})
+        means.step()
         if step % opts.log_every == 0 or step == opts.steps:
-            n = (step - start) % opts.log_every or opts.log_every
-            vals = {k: v / n for k, v in agg.items()}
-            vals["lr"], vals["s_per_step"] = lr, (time.time() - t0) / n
-            log.metrics("llmcodec", step, "train", vals)
-            info(f"llmcodec {step}/{opts.steps} " + " ".join(f"{k}={v:.4g}" for k, v in vals.items()))
-            agg, t0 = {}, time.time()
+            log.line("llmcodec", step, "train", {**means.take(), "lr": lr},
+                     f"llmcodec {step}/{opts.steps}")
         if step % opts.save_every == 0 or step == opts.steps:
             save_checkpoint(run_dir, codec, opt, {"step": step, "seed": opts.seed},
                             name=f"llmcodec-{step:07d}")
