@@ -365,3 +365,21 @@ def _record_rank_data(run_dir: Path, rank: int, ids: list[str]) -> None:
     d = run_dir / "ranks"
     d.mkdir(parents=True, exist_ok=True)
     (d / f"rank{rank}.json").write_text(json.dumps({"rank": rank, "first_batch_ids": ids}))
+
+
+def train_from_request(req, echo=None) -> Path:
+    """``soundtok train-codec`` for this codec (a :class:`soundtok.train.CodecTrainingRequest`)."""
+    from ..errors import UsageError
+
+    for flag, value in (("--llm", req.llm), ("--crop-seconds", req.crop_seconds),
+                        ("--freeze-vocoder", req.freeze_vocoder)):
+        if value:
+            raise UsageError(f"{flag} needs --arch llm-codec")
+    steps = {k: req.steps for k in req.stage_steps} if req.steps else dict(req.stage_steps)
+    opts = TrainCodecOptions(train=list(req.train), out=req.out, val=list(req.val), stage=req.stage,
+                             steps=steps, batch=req.batch, lr=req.lr, save_every=req.save_every,
+                             val_every=req.val_every, seed=req.seed, device=req.device,
+                             resume=req.resume, init_from=req.init_from,
+                             codec_config=req.codec_config, tensorboard=req.tensorboard,
+                             vocoder_input=req.vocoder_input)
+    return train_codec(opts, echo=echo)

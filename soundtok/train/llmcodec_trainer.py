@@ -230,3 +230,20 @@ def _train(opts: TrainLLMCodecOptions, run_dir: Path, log: RunLogger, embedder, 
     codec.save_pretrained(final)
     info(f"llm-codec saved to {final}")
     return final
+
+
+def train_from_request(req, echo=None) -> Path:
+    """``soundtok train-codec --arch llm-codec`` (a :class:`soundtok.train.CodecTrainingRequest`):
+    one stage of ``--steps`` (default 20000); ``--stage``, ``--val`` and the per-stage
+    step options do not apply."""
+    from ..errors import UsageError
+
+    if req.init_from:
+        raise UsageError("--init-from is not supported with --arch llm-codec")
+    opts = TrainLLMCodecOptions(train=list(req.train), out=req.out, llm=req.llm,
+                                steps=req.steps or 20000, batch=req.batch, lr=req.lr,
+                                save_every=req.save_every, seed=req.seed, device=req.device,
+                                resume=req.resume, codec_config=req.codec_config,
+                                train_vocoder=not req.freeze_vocoder,
+                                **({"crop_seconds": req.crop_seconds} if req.crop_seconds else {}))
+    return train_llm_codec(opts, echo=echo)
