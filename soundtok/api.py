@@ -13,7 +13,6 @@ from .errors import AudioError, FormatError, SoundtokError, UsageError
 from .streams import BatchReport
 from .tokens import Header, Item, TokenReader, open_token_writer
 
-
 #: Sample rate of the built-in codecs (Hz): the default of :func:`load_audio`.
 SAMPLE_RATE = 16000
 
