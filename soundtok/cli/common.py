@@ -9,13 +9,14 @@
 from __future__ import annotations
 
 import contextlib
-import re
 import sys
 from dataclasses import dataclass
 
 import typer
 
-from ..errors import UsageError
+from ..device import resolve_device  # --device: one rule for the library and the CLI
+
+__all__ = ["Console", "resolve_device", "runtime"]
 
 
 @dataclass
@@ -70,22 +71,6 @@ class _RichProgress(contextlib.AbstractContextManager):
 
     def advance(self, n: int = 1) -> None:
         self.prog.advance(self.task, n)
-
-
-_DEVICE_RE = re.compile(r"^(auto|cpu|cuda|cuda:\d+|mps)$")
-
-
-def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` when available else ``cpu``; validate the rest."""
-    if not _DEVICE_RE.match(device):
-        raise UsageError(f"invalid --device {device!r}: use auto, cpu, cuda or cuda:N")
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError(f"--device {device}: CUDA is not available in this torch build/machine")
-    return device
 
 
 def runtime(threads: int | None, quiet: bool, verbose: bool) -> Console:
