@@ -43,6 +43,21 @@ default-llm-codec: manifests
 eval-fewshot:
 	$(PY) scripts/eval_fewshot.py --runs $(RUNS) --threads $(THREADS)
 
+# Model-card results of a codec: FSDD digit strings, held-out corpus voices and real speech,
+# ESC-10 fold 4, held-out music; side by side with codec2-450, codec2-700C and opus-6k
+# (WER/CER, STOI, PESQ, speaker similarity, DNSMOS, mel distances; spectrograms).
+#   make eval-codec CODEC=runs/new/final DECODERS=flow,mse PREVIOUS=soundtok/codec/default LIMIT=20
+.PHONY: eval-codec
+CODEC ?= default
+DECODERS ?= flow
+PREVIOUS ?=
+LIMIT ?=
+EVAL_SETS ?= fsdd,voices,speech,esc10,music
+eval-codec:
+	$(PY) scripts/eval_codec.py --codec $(CODEC) --decoders $(DECODERS) --sets $(EVAL_SETS) \
+	  --data $(DATA) --corpus $(RUNS)/corpus --out $(RUNS)/eval-codec --threads 2 \
+	  $(if $(PREVIOUS),--previous $(PREVIOUS)) $(if $(LIMIT),--limit $(LIMIT))
+
 completions:
 	$(PY) scripts/make_completions.py
 
@@ -58,3 +73,16 @@ default-adapter:
 
 eval-adapter:
 	$(PY) scripts/eval_adapter.py --runs $(RUNS) --threads 2
+
+# The offline training corpus (docs/corpus.md): TTS voices with text, FSDD, klettres, ESC-10,
+# sonic-pi, music21 renderings -> $(CORPUS)/{train,val,test}.jsonl. Resumes where it stopped.
+CORPUS ?= $(if $(SOUNDTOK_CORPUS),$(SOUNDTOK_CORPUS),$(RUNS)/corpus)
+CORPUS_WORKERS ?= 2
+.PHONY: corpus examples
+corpus:
+	nice -n 5 $(PY) scripts/build_corpus.py --out $(CORPUS) --data $(DATA) --workers $(CORPUS_WORKERS) \
+	  --resume --log $(CORPUS)/build.log
+
+# examples/speech.wav (Piper joe) and examples/sound.wav (a CC0 sonic-pi sample); see examples/README.md
+examples:
+	$(PY) scripts/make_examples.py

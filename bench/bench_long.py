@@ -14,7 +14,7 @@ wall seconds) and the child's peak RSS (``ru_maxrss`` from ``os.wait4``, the
 whole process: torch alone is ~400 MB).  Memory that does not grow with
 duration is the claim under test; the target is under 1.5 GB at 60 minutes.
 
-    python bench/bench_long.py --minutes 1,10,60 --threads 1 --json bench/results-long.json
+    python bench/bench_long.py --minutes 1,10,60 --threads 2 --json bench/results-long.json
     python bench/bench_long.py --minutes 1 --rate 16000 --channels 1      # a quick check
 """
 
@@ -77,7 +77,7 @@ def main() -> None:
     ap.add_argument("--minutes", default="1,10,60", help="durations, comma-separated")
     ap.add_argument("--rate", type=int, default=44100, help="sample rate of the test file")
     ap.add_argument("--channels", type=int, default=2)
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=2, help="torch threads (--threads of the CLI)")
     ap.add_argument("--codec", default=None, help="codec directory (default: the built-in one)")
     ap.add_argument("--steps", default=None, help="flow steps for detokenize (default: the codec's)")
     ap.add_argument("--tmp", default=None, help="folder for the test files (default: system temp)")
@@ -113,6 +113,11 @@ def main() -> None:
         t, d = r["tokenize"], r["detokenize"]
         print(f"| {r['minutes']:g} | {t['wall_s']} s | {t['x_realtime']}× | {t['peak_rss_mb']} MB "
               f"| {d['wall_s']} s | {d['x_realtime']}× | {d['peak_rss_mb']} MB |")
+    if len(rows) > 1:
+        for mode in ("tokenize", "detokenize"):
+            lo, hi = rows[0][mode]["peak_rss_mb"], rows[-1][mode]["peak_rss_mb"]
+            print(f"peak RSS {mode}: {lo} MB at {rows[0]['minutes']:g} min -> {hi} MB at "
+                  f"{rows[-1]['minutes']:g} min ({hi - lo:+.1f} MB)")
     if a.json:
         Path(a.json).write_text(json.dumps(result, indent=1) + "\n")
 

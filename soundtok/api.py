@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .errors import AudioError, FormatError, SoundtokError, UsageError
+from .errors import AudioError, FormatError, PartialFailure, SoundtokError, UsageError
+from .fileio import note_input, output_target, tracks_inputs
 from .streams import BatchReport
 from .tokens import Header, Item, TokenReader, open_token_writer
 
@@ -35,6 +36,7 @@ def load_audio(src, sample_rate: int | None = SAMPLE_RATE):
     return wav[None], sr
 
 
+@tracks_inputs
 def tokenize(inputs: list[str], output: str = "-", codec=None, device: str = "auto",
              chunk_seconds: float = 30.0, on_error: Callable[[str], None] | None = None,
              on_item: Callable[[Item], None] | None = None, as_text: bool = False,
@@ -56,8 +58,9 @@ def tokenize(inputs: list[str], output: str = "-", codec=None, device: str = "au
       ``k mod N == I`` (``k`` counts items in input order, from 0).  The header
       records ``extra.shard`` so that :func:`merge` can check the set.
     * ``workers``: decoding processes (0 = decode in this process).  The model
-      encodes in this process; clips with the same number of token frames are
-      encoded ``batch_size`` at a time (same codes as one by one).
+      encodes in this process, up to ``batch_size`` clips at a time when the
+      codec batches (the built-in codec: clips with the same number of token
+      frames; same codes as one by one).
     * ``resume``: ``output`` (a file) is written incrementally -- each item is
       appended and flushed when done -- and, if it exists, continued: its items
       are checked and skipped, a cut-off last line is repaired.  Without
@@ -87,6 +90,10 @@ def tokenize(inputs: list[str], output: str = "-", codec=None, device: str = "au
         raise UsageError("--resume works with token streams, not --as-text")
     if not inputs and not manifests:
         raise UsageError("no audio inputs given")
+    for spec in (*inputs, *manifests):  # an output that is one of the inputs is refused now, before any work
+        if spec != "-":
+            note_input(spec)
+    output_target(output)
 
     model = load_codec(codec, device, llm=llm)
     words = words_of(model) if as_text else None
@@ -144,19 +151,28 @@ def tokenize(inputs: list[str], output: str = "-", codec=None, device: str = "au
             if r.error is not None:
                 fail(src.path or src.id, r.error)
                 continue
-            report.audio_seconds += r.num_samples / sr
-            succeeded[0] = True
-            show_held()
             yield Item(id=src.id, num_samples=r.num_samples, codes=r.codes, source=src.path,
                        text=src.text, label=src.label, meta=dict(src.meta or {}))
+
+    def put(w, item: Item) -> None:
+        """Write one item; an item that cannot be written (NaN in its metadata, a bad id)
+        fails alone and the batch goes on."""
+        try:
+            w.write(item)
+        except FormatError as e:
+            fail(item.source or item.id, str(e))
+            return
+        report.ok += 1
+        report.audio_seconds += item.num_samples / sr
+        succeeded[0] = True
+        show_held()
+        if on_item:
+            on_item(item)
 
     if writer is not None:
         try:
             for item in items():
-                writer.write(item)
-                report.ok += 1
-                if on_item:
-                    on_item(item)
+                put(writer, item)
             if report.ok == 0 and report.failed and not report.skipped:
                 writer.discard_if_empty()
                 raise nothing_tokenized()
@@ -180,17 +196,18 @@ def tokenize(inputs: list[str], output: str = "-", codec=None, device: str = "au
         # an empty shard (more shards than items): a valid stream without items
     if as_text:
         return _write_text(_chain(first, it) if first is not None else iter(()), output, header, words,
-                           report, on_item)
+                           report, put)
     with open_token_writer(output, header) as w:
         for item in (_chain(first, it) if first is not None else ()):
-            w.write(item)
-            report.ok += 1
-            if on_item:
-                on_item(item)
+            put(w, item)
+        if report.ok == 0 and report.failed:
+            raise nothing_tokenized()  # nothing could be written: the output is not replaced
+    show_held()
     report.outputs.append(output)
     return report
 
 
+@tracks_inputs
 def merge(inputs: list[str], output: str = "-", on_info: Callable[[str], None] | None = None
           ) -> BatchReport:
     """Merge token stream files (e.g. the shards of ``tokenize --shard``) into
@@ -200,28 +217,35 @@ def merge(inputs: list[str], output: str = "-", on_info: Callable[[str], None] |
     return merge_streams(list(inputs), output, on_info=on_info)
 
 
-def _write_text(items, output: str, header: Header, words, report: BatchReport, on_item) -> BatchReport:
-    """``<id>\t<words>`` lines (atomically for a file); ``words(item, header)`` renders one."""
-    import sys
+def _write_text(items, output: str, header: Header, words, report: BatchReport, put) -> BatchReport:
+    """``<id>\t<words>`` lines (atomically for a file); ``words(item, header)`` renders
+    one item, ``put(writer, item)`` writes it or reports it as failed (see :func:`tokenize`)."""
+    from .fileio import atomic_write, output_target, std_stream
 
-    from .fileio import atomic_write
+    class Lines:
+        def __init__(self, f) -> None:
+            self.f, self.ids = f, set()
 
-    def lines():
-        for item in items:
+        def write(self, item: Item) -> None:
+            header.check_item(item)  # a bad id fails here, alone
+            if item.id in self.ids:
+                raise FormatError(f"item id {item.id!r} was already written; ids must be unique")
             text = " ".join(words(item, header).split())
-            report.ok += 1
-            if on_item:
-                on_item(item)
-            yield f"{item.id}\t{text}\n"
+            self.f.write(f"{item.id}\t{text}\n")
+            self.f.flush()
+            self.ids.add(item.id)
 
-    if output == "-":
-        for line in lines():
-            sys.stdout.write(line)
-        sys.stdout.flush()
+    if output_target(output).kind == "stdout":
+        w = Lines(std_stream("stdout", binary=False))
+        for item in items:
+            put(w, item)
     else:
         with atomic_write(output, "w") as f:
-            for line in lines():
-                f.write(line)
+            w = Lines(f)
+            for item in items:
+                put(w, item)
+            if report.ok == 0 and report.failed:
+                raise FormatError(report.failed[0][1])
     report.outputs.append(output)
     return report
 
@@ -231,11 +255,12 @@ def _chain(first, rest):
     yield from rest
 
 
+@tracks_inputs
 def detokenize(stream: str = "-", output: str = "-", codec=None, device: str = "auto",
                decoder: str = "flow", steps: int | None = None, seed: int = 0,
                guidance: float = 1.0, solver: str = "euler", chunk_seconds: float = 30.0,
                fmt: str | None = None, on_item: Callable[[str], None] | None = None,
-               llm=None) -> BatchReport:
+               llm=None, on_error: Callable[[str], None] | None = None) -> BatchReport:
     """Decode a token stream back to audio.
 
     ``output``: ``-`` (stdout, WAV) or a file for a single-item stream; a
@@ -246,6 +271,14 @@ def detokenize(stream: str = "-", output: str = "-", codec=None, device: str = "
     decoder ignores these).  ``codec`` defaults to the built-in codec of the
     stream's architecture.  The stream must come from the same codec (checked
     by weights hash).
+
+    Into a directory, items are independent: an item that is not valid (codes
+    out of range, an id that cannot be a file name) is reported through
+    ``on_error`` and skipped, the others are decoded, and the call ends with
+    :class:`~soundtok.errors.PartialFailure` (exit 1).  Ids must be unique:
+    from a stream file, a repeated id is refused before anything is written;
+    from a pipe, the second item with an id is refused alone (the first one's
+    file is never overwritten).
     """
     import os
 
@@ -254,18 +287,22 @@ def detokenize(stream: str = "-", output: str = "-", codec=None, device: str = "
 
     if steps is not None and steps < 1:
         raise UsageError("--steps must be at least 1")
+    to_dir = output not in ("-", "") and (os.path.isdir(output) or output.endswith(os.sep))
     reader = TokenReader(stream)
     try:
+        if not to_dir:
+            output_target(output)  # an unusable output fails before the codec loads
         model = load_codec(builtin_for_stream(reader.header) if codec is None else codec, device,
                            llm=llm)
         reader.check_codec(model.sha256, model.name)
         if len(model.decoders) > 1 and decoder not in model.decoders:
             raise UsageError(f"unknown decoder {decoder!r}: use {' or '.join(model.decoders)}")
+        if to_dir and stream != "-" and os.path.isfile(stream):
+            _refuse_duplicate_ids(stream)
     except BaseException:
         reader.close()
         raise
     sr = model.sample_rate
-    to_dir = output != "-" and (os.path.isdir(output) or output.endswith(os.sep))
     report = BatchReport()
     options = dict(decoder=decoder, steps=steps, seed=seed, guidance=guidance, solver=solver)
 
@@ -281,13 +318,47 @@ def detokenize(stream: str = "-", output: str = "-", codec=None, device: str = "
         if on_item:
             on_item(dest)
 
+    failed: list[str] = []
+    held: list[str] = []  # failures before the first success: one line if nothing succeeds
+
+    def bad(msg: str) -> None:
+        failed.append(msg)
+        held.append(msg)
+        if report.ok:
+            show_held()
+
+    def show_held() -> None:
+        while held:
+            msg = held.pop(0)
+            if on_error:
+                on_error(msg)
+
     with reader:
         items = iter(reader)
         if to_dir:
-            for item in items:
-                dest = output_path_for(output, item.id, 2)
-                with open_audio_writer(dest, sr, fmt) as w:
-                    decode_into(item, dest, w)
+            reader.on_bad_item = bad
+            written: dict[str, int] = {}
+            try:
+                for item in items:
+                    n = reader.line_number
+                    try:
+                        dest = output_path_for(output, item.id, 2)
+                    except UsageError as e:
+                        bad(f"{reader.name}: line {n}: {e}")
+                        continue
+                    key = os.path.normcase(os.path.abspath(dest))
+                    if key in written:
+                        bad(f"{reader.name}: line {n}: item id {item.id!r} is also on line {written[key]}; "
+                            f"not overwriting {dest}")
+                        continue
+                    written[key] = n
+                    with open_audio_writer(dest, sr, fmt) as w:
+                        decode_into(item, dest, w)
+                    show_held()
+            except BaseException:
+                if report.ok:
+                    show_held()
+                raise
         else:
             first = next(items, None)
             if first is not None:
@@ -297,9 +368,34 @@ def detokenize(stream: str = "-", output: str = "-", codec=None, device: str = "
                         raise UsageError(
                             "the stream holds more than one item; give a directory (e.g. "
                             f"{output if output != '-' else 'out'}/) to write one file per item")
+    if failed:
+        if report.ok == 0:
+            if len(failed) == 1:
+                raise FormatError(failed[0])
+            show_held()
+            raise FormatError(f"{reader.name}: no item could be decoded ({len(failed)} failed)")
+        show_held()
+        raise PartialFailure(f"{len(failed)} of {report.ok + len(failed)} items failed (listed above)")
     if report.ok == 0:
         raise FormatError(f"{reader.name}: the token stream holds no items")
     return report
+
+
+def _refuse_duplicate_ids(stream: str) -> None:
+    """UsageError naming the first id that two items of the stream file share (before any
+    file is written); invalid lines are left for the decoding pass to report."""
+    seen: dict[str, int] = {}
+    with TokenReader(stream, on_bad_item=lambda msg: None) as r:
+        try:
+            for item in r:
+                if item.id in seen:
+                    raise UsageError(f"{stream}: item id {item.id!r} is on lines {seen[item.id]} and "
+                                     f"{r.line_number}; ids must be unique to write one file per item")
+                seen[item.id] = r.line_number
+        except UsageError:
+            raise
+        except FormatError:  # a garbled or cut-off line: reported after the items before it are decoded
+            return
 
 
 __all__ = ["BatchReport", "SAMPLE_RATE", "load_audio", "tokenize", "merge", "detokenize", "SoundtokError"]

@@ -22,7 +22,6 @@ import io
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from typing import IO, TYPE_CHECKING, Any, Union
@@ -32,7 +31,7 @@ import soundfile as sf
 import soxr
 
 from soundtok.errors import AudioError, SoundtokError, UsageError
-from soundtok.fileio import atomic_write
+from soundtok.fileio import atomic_write, note_input, output_target, spool, std_stream
 
 if TYPE_CHECKING:
     import torch
@@ -43,6 +42,35 @@ AudioInput = Union[str, "os.PathLike[str]", bytes, IO[bytes]]
 
 
 # --------------------------------------------------------------------------- decoding
+
+@contextlib.contextmanager
+def _c_stderr_quiet(on: bool = True) -> Iterator[None]:
+    """Silence what C libraries print on file descriptor 2 during the block: libmpg123
+    (inside libsndfile) writes notes such as "Illegal Audio-MPEG-Header ... Trying to
+    resync" there for ordinary MP3 files.  soundtok's own messages are not written
+    meanwhile; a decoding failure is still reported, as one line, by the caller."""
+    if not on:
+        yield
+        return
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        os.close(saved)
+        yield
+        return
+    try:
+        os.dup2(null, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+
 
 def _reason(text: str, limit: int = 120) -> str:
     """The last line of an error text, shortened: the most specific part."""
@@ -91,13 +119,15 @@ def _ffmpeg_decode(path: str | None, data: bytes | None) -> tuple[np.ndarray, in
         return wav, int(sr)
 
 
-def _decode(path: str | None, data: bytes | None, label: str) -> tuple[np.ndarray, int]:
-    """Decode to (frames, channels) float32 and the file's sample rate (Hz)."""
-    if path is None and not data:
+def _decode(path: str | None, data: Any, label: str) -> tuple[np.ndarray, int]:
+    """Decode to (frames, channels) float32 and the file's sample rate (Hz);
+    ``data`` is bytes or a seekable binary file (a spooled pipe)."""
+    if path is None and isinstance(data, (bytes, type(None))) and not data:
         raise AudioError(f"cannot decode {label} as audio: the input is empty")
     try:
-        wav, sr = sf.read(path if path is not None else io.BytesIO(data or b""),
-                          dtype="float32", always_2d=True)
+        src = path if path is not None else (io.BytesIO(data) if isinstance(data, bytes) else data)
+        with _c_stderr_quiet():
+            wav, sr = sf.read(src, dtype="float32", always_2d=True)
         return wav, int(sr)
     except (sf.SoundFileError, RuntimeError, TypeError) as e:
         reason = getattr(e, "error_string", None) or _reason(str(e))
@@ -107,23 +137,74 @@ def _decode(path: str | None, data: bytes | None, label: str) -> tuple[np.ndarra
     return decoded
 
 
-def _check_path(path: str, label: str) -> tuple[str | None, bytes | None]:
-    """``(path, None)`` for a readable, non-empty regular file; ``(None, bytes)``
-    for a pipe (/dev/stdin, ``<(...)``), read whole; AudioError otherwise."""
+#: Bytes of a pipe read first, to recognise the audio format before copying the rest.
+PROBE_BYTES = 1 << 20
+
+
+def _probe(prefix: bytes, label: str) -> None:
+    """AudioError unless the first bytes of a pipe look like audio to libsndfile or
+    ffmpeg, so that a pipe of something else (``/dev/zero``, a text) is refused at
+    once instead of being copied to disk first."""
+    if not prefix:
+        raise AudioError(f"cannot decode {label} as audio: the input is empty")
+    try:
+        with _c_stderr_quiet():
+            sf.info(io.BytesIO(prefix))
+        return
+    except (sf.SoundFileError, RuntimeError, TypeError) as e:
+        reason = getattr(e, "error_string", None) or _reason(str(e))
+    exe = shutil.which("ffmpeg")
+    if exe is not None:
+        try:
+            proc = subprocess.run([exe, "-hide_banner", "-nostats", "-loglevel", "error", "-i", "pipe:0",
+                                   "-map", "0:a:0", "-t", "0", "-f", "null", "-"], input=prefix,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+            if proc.returncode == 0:
+                return
+        except (OSError, subprocess.SubprocessError):
+            return  # ffmpeg could not say: let decoding decide
+    raise AudioError(f"cannot decode {label} as audio: {reason.rstrip('.')}")
+
+
+def spool_audio(stream: IO[bytes], label: str) -> IO[bytes]:
+    """A pipe or stdin as a seekable temporary file (deleted when closed), so that it
+    can be decoded as a stream: the first bytes are checked to be audio
+    (:func:`_probe`), then at most :data:`soundtok.fileio.SPOOL_MAX_BYTES` are
+    copied.  Memory stays bounded whatever arrives."""
+    try:
+        prefix = stream.read(PROBE_BYTES)
+    except OSError as e:
+        raise AudioError(f"cannot read {label}: {e.strerror or e}") from None
+    _probe(prefix, label)
+    try:
+        return spool(stream, label, first=prefix)
+    except AudioError:
+        raise
+    except SoundtokError as e:  # too large, or no temporary space: this input fails
+        raise AudioError(str(e)) from None
+
+
+def _check_path(path: str, label: str) -> tuple[str | None, Any]:
+    """``(path, None)`` for a readable, non-empty regular file; ``(None, file)`` for
+    a pipe or device (/dev/stdin, ``<(...)``), copied to a temporary file of bounded
+    size (:func:`spool_audio`); AudioError otherwise."""
     if not os.path.exists(path):
         raise AudioError(f"no such file: {path}")
     if os.path.isdir(path):
         raise AudioError(f"{path} is a directory, not an audio file")
     try:
-        if not os.path.isfile(path):  # a pipe such as /dev/stdin or <(...)
+        if not os.path.isfile(path):  # a pipe such as /dev/stdin or <(...), or a device
             with open(path, "rb") as f:
-                return None, f.read()
+                return None, spool_audio(f, label)
         if not os.access(path, os.R_OK):
             raise PermissionError(13, "permission denied")
         if os.path.getsize(path) == 0:
             raise AudioError(f"cannot decode {path} as audio: the input is empty")
     except OSError as e:
         raise AudioError(f"cannot read {label}: {e.strerror or e}") from None
+    except SoundtokError as e:
+        raise AudioError(str(e)) from None
+    note_input(path)
     return path, None
 
 
@@ -145,7 +226,7 @@ def read_audio(src: AudioInput, sample_rate: int | None = None, min_sr: int = 40
                                     or sample_rate <= 0):
         raise ValueError(f"sample rate must be a positive int, not {sample_rate!r}")
     path: str | None = None
-    data: bytes | None = None
+    data: Any = None
     if isinstance(src, (str, os.PathLike)):
         label = name or os.fspath(src)
         path, data = _check_path(os.fspath(src), label)
@@ -153,7 +234,11 @@ def read_audio(src: AudioInput, sample_rate: int | None = None, min_sr: int = 40
         data = bytes(src) if isinstance(src, (bytes, bytearray, memoryview)) else src.read()
         label = name or "<stdin>"
 
-    wav, sr = _decode(path, data, label)
+    try:
+        wav, sr = _decode(path, data, label)
+    finally:
+        if path is None and hasattr(data, "close"):
+            data.close()
     if wav.shape[0] == 0:
         raise AudioError(f"{label} contains no audio samples")
     if not np.isfinite(wav).all():
@@ -206,13 +291,15 @@ class AudioStream:
                  name: str | None = None) -> None:
         if not isinstance(target_sr, int) or target_sr <= 0:
             raise ValueError(f"target_sr must be a positive int, not {target_sr!r}")
-        self.target_sr, self._tmp = target_sr, None
+        self.target_sr, self._tmp, self._spooled = target_sr, None, None
         self.num_samples = 0  # samples delivered so far, at target_sr
         path: str | None = None
         data: Any = None
         if isinstance(src, (str, os.PathLike)):
             self.label = name or os.fspath(src)
             path, data = _check_path(os.fspath(src), self.label)
+            if path is None:
+                self._spooled = data  # a pipe's copy: closed (and so deleted) with the stream
         elif isinstance(src, (bytes, bytearray, memoryview)):
             data, self.label = bytes(src), name or "<stdin>"
         else:
@@ -228,9 +315,10 @@ class AudioStream:
 
     def _open(self, path: str | None, data: Any) -> Any:
         try:
-            if path is not None:
-                return sf.SoundFile(path)
-            return sf.SoundFile(io.BytesIO(data) if isinstance(data, bytes) else data)
+            with _c_stderr_quiet():
+                if path is not None:
+                    return sf.SoundFile(path)
+                return sf.SoundFile(io.BytesIO(data) if isinstance(data, bytes) else data)
         except (sf.SoundFileError, RuntimeError, TypeError) as e:
             reason = getattr(e, "error_string", None) or _reason(str(e))
         self._tmp = tempfile.TemporaryDirectory(prefix="soundtok-ffmpeg-")
@@ -261,9 +349,11 @@ class AudioStream:
             resampler = soxr.ResampleStream(self.input_rate, self.target_sr, 1,
                                             dtype="float32", quality="HQ")
         frames_in = 0
+        mpeg = self._snd.format in ("MPEG", "MP3")
         while True:
             try:
-                blk = self._snd.read(block_frames, dtype="float32", always_2d=True)
+                with _c_stderr_quiet(mpeg):
+                    blk = self._snd.read(block_frames, dtype="float32", always_2d=True)
             except (sf.SoundFileError, RuntimeError) as e:
                 reason = getattr(e, "error_string", None) or _reason(str(e))
                 raise AudioError(f"cannot decode {self.label} as audio: {reason}") from None
@@ -303,6 +393,9 @@ class AudioStream:
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
+        spooled, self._spooled = getattr(self, "_spooled", None), None
+        if spooled is not None:
+            spooled.close()
 
     def __enter__(self) -> AudioStream:
         return self
@@ -381,7 +474,9 @@ def open_audio_writer(dest: str, sr: int, fmt: str | None = None,
 
     ``dest`` ``-`` goes to ``sys.stdout.buffer`` (WAV unless ``fmt`` says
     otherwise), spooled through a temporary file and copied out only when the
-    block succeeds; a path is written atomically, its format taken from
+    block succeeds -- as does a device, a FIFO or ``/dev/stdout`` (written to,
+    never replaced); a file path is written atomically (a symbolic link is
+    written through; see :func:`soundtok.fileio.atomic_write`), its format taken from
     ``fmt`` or the extension (wav, flac, ogg, mp3; no extension = wav).
     Samples are clamped to [-1, 1] (NaN becomes 0). ``subtype`` is a soundfile
     subtype (default PCM_16 for WAV/FLAC, VORBIS for OGG). If the block raises,
@@ -389,15 +484,17 @@ def open_audio_writer(dest: str, sr: int, fmt: str | None = None,
     """
     from soundtok.fileio import DISK_FULL_ERRNOS, write_error
 
-    ext = "" if dest == "-" else os.path.splitext(dest)[1]
+    target = output_target(dest)
+    ext = "" if target.kind == "stdout" else os.path.splitext(dest)[1]
     sf_format, default_subtype = _write_format(fmt or ext or "wav")
     subtype = subtype or default_subtype
     if not sf.check_format(sf_format, subtype):
         raise UsageError(f"audio subtype {subtype!r} cannot be used with {sf_format}")
     guard: _GuardedFile | None = None
-    where = "a temporary file for stdout" if dest == "-" else dest
+    streamed = target.kind != "file"
+    where = f"a temporary file for {'stdout' if dest == '-' else dest}" if streamed else dest
     try:
-        if dest == "-":
+        if streamed:  # stdout, a device, a FIFO: no seeking there, so the file is made aside first
             with tempfile.TemporaryFile() as f:
                 guard = _GuardedFile(f)
                 with sf.SoundFile(guard, "w", sr, 1, subtype, format=sf_format) as snd:
@@ -405,13 +502,19 @@ def open_audio_writer(dest: str, sr: int, fmt: str | None = None,
                 if guard.error is not None:
                     raise guard.error
                 f.seek(0)
+                out_name = "stdout" if target.kind == "stdout" else dest
                 try:
-                    shutil.copyfileobj(f, sys.stdout.buffer, 1 << 20)
-                    sys.stdout.buffer.flush()
+                    if target.kind == "stdout":
+                        out = std_stream("stdout")
+                        shutil.copyfileobj(f, out, 1 << 20)
+                        out.flush()
+                    else:
+                        with open(target.path, "wb") as out:
+                            shutil.copyfileobj(f, out, 1 << 20)
                 except OSError as e:
-                    if e.errno not in DISK_FULL_ERRNOS:
+                    if e.errno not in DISK_FULL_ERRNOS and target.kind == "stdout":
                         raise  # BrokenPipeError: the reader went away; the CLI exits quietly
-                    raise write_error("stdout", e) from None
+                    raise write_error(out_name, e) from None
         else:
             with atomic_write(dest, "wb") as f:
                 guard = _GuardedFile(f)
@@ -458,6 +561,10 @@ def output_path_for(dest: str, item_id: str, n_items: int, ext: str = ".wav") ->
     parts = item_id.split("/")
     if not item_id or "\0" in item_id or any(p in ("", ".", "..") for p in parts):
         raise UsageError(f"item id {item_id!r} cannot be used as a file name")
+    try:
+        item_id.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raise UsageError(f"item id {item_id!r} cannot be used as a file name (not valid Unicode)") from None
     path = os.path.join(dest, *parts) + ext
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)

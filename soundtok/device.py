@@ -32,4 +32,7 @@ def resolve_device(device: Any = "auto") -> str:
         return "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError(f"--device {name}: CUDA is not available in this torch build/machine")
+    if name.startswith("cuda:") and int(name[5:]) >= torch.cuda.device_count():
+        n = torch.cuda.device_count()
+        raise UsageError(f"--device {name}: this machine has {n} GPU(s) (cuda:0 .. cuda:{n - 1})")
     return name

@@ -6,9 +6,11 @@ single ``error: ...`` line on stderr and exits with :attr:`SoundtokError.exit_co
 Exit codes (documented in README.md):
 
 * 0 -- success
-* 1 -- failure (bad input, I/O error, a batch in which some items failed)
+* 1 -- failure (bad input, I/O error, a batch in which some items failed,
+  training diverged, a file or run folder in use by another process)
 * 2 -- usage error (bad flags or arguments)
-* 130 -- interrupted (Ctrl-C)
+* 129 -- hung up (SIGHUP), 130 -- interrupted (Ctrl-C), 143 -- terminated (SIGTERM)
+* 141 -- stdout's reader went away (``| head``)
 """
 
 from __future__ import annotations

@@ -11,8 +11,9 @@ bytes on stdin.  :func:`plan_sources` expands them into a
 * **one duplicate-id check**: ids must be unique across all inputs; a 64-bit
   hash per id is kept in memory, a second pass confirms a clash and names
   both places (:func:`check_unique_ids` for lists built elsewhere);
-* **one stdin policy**: ``-`` is spooled to a temporary file (seekable, so it
-  can be decoded as a stream; id ``stdin``);
+* **one stdin policy**: ``-`` is spooled to a temporary file of bounded size
+  (seekable, so it can be decoded as a stream; id ``stdin``), its first bytes
+  checked to be audio (:func:`soundtok.audio.spool_audio`);
 * **shards** (``--shard I/N``, :func:`parse_shard`): the split is round-robin
   over the expanded inputs: item ``k`` (0-based, in input order: manifest
   lines in file order with blank lines skipped, folders and globs sorted)
@@ -31,8 +32,6 @@ from __future__ import annotations
 
 import csv
 import os
-import sys
-import tempfile
 from array import array
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -40,7 +39,7 @@ from glob import glob
 from typing import IO, Any
 
 from .errors import AudioError, UsageError
-from .fileio import iter_jsonl
+from .fileio import iter_jsonl, note_input, std_stream
 
 __all__ = ["AUDIO_EXTENSIONS", "MANIFEST_EXTENSIONS", "AudioSource", "Shard", "parse_shard",
            "SourcePlan", "plan_sources", "iter_manifest", "iter_manifest_rows", "manifest_path",
@@ -125,6 +124,7 @@ def iter_manifest_rows(manifest: str, key: str | None = "path"
     malformed line or an unreadable manifest (raised when that line is reached)."""
     try:
         with open(manifest, encoding="utf-8-sig", newline="") as f:
+            note_input(f)
             if manifest.lower().endswith(".csv"):
                 reader = csv.DictReader(f)
                 if key is not None and key not in (reader.fieldnames or []):
@@ -134,7 +134,7 @@ def iter_manifest_rows(manifest: str, key: str | None = "path"
                     clean = {k: v for k, v in row.items() if k is not None and v is not None}
                     yield f"line {reader.line_num}", clean
             else:
-                for n, obj in iter_jsonl(f, f"manifest {manifest}", UsageError):
+                for n, obj in iter_jsonl(f, f"manifest {manifest}", UsageError, constants=True):
                     if not isinstance(obj, dict) or (key is not None and key not in obj):
                         with_key = f" with a \"{key}\" key" if key is not None else ""
                         raise UsageError(f"manifest {manifest} line {n}: expected a JSON object"
@@ -245,6 +245,8 @@ class SourcePlan:
             if e.sources is not None:
                 for src in e.sources:
                     if self.shard is None or self.shard.takes(k):
+                        if src.path is not None:
+                            note_input(src.path)  # (here, in this process: workers decode it)
                         yield k, src
                     k += 1
                 continue
@@ -253,6 +255,7 @@ class SourcePlan:
                 if seen == e.count:
                     break
                 if self.shard is None or self.shard.takes(k):
+                    note_input(src.path)
                     yield k, src
                 k += 1
                 seen += 1
@@ -292,8 +295,9 @@ def plan_sources(specs: list[str], manifests: list[str] = (), shard: Shard | Non
     reported through ``fail(spec, message)`` and skipped; with a ``shard`` it
     is always an error, because the split must be the same in every shard's
     job.  Duplicate ids are a UsageError naming both places.  ``-`` (audio on
-    ``stdin``, default ``sys.stdin.buffer``) is spooled to a temporary file so
-    that it can be decoded as a stream.
+    ``stdin``, default the process's stdin) is spooled to a temporary file
+    (bounded: see :func:`soundtok.audio.spool_audio`) so that it can be decoded
+    as a stream.
     """
     entries: list[_Entry] = []
     hashes = array("q")
@@ -301,7 +305,9 @@ def plan_sources(specs: list[str], manifests: list[str] = (), shard: Shard | Non
     for spec, forced in all_specs:
         try:
             if spec == "-":
-                spooled = _spool(stdin if stdin is not None else sys.stdin.buffer)
+                from .audio import spool_audio
+
+                spooled = spool_audio(stdin if stdin is not None else std_stream("stdin"), "<stdin>")
                 found = [AudioSource(id="stdin", stream=spooled)]
             elif _is_manifest(spec, forced) and os.path.isfile(spec):
                 n = 0
@@ -333,15 +339,6 @@ def plan_sources(specs: list[str], manifests: list[str] = (), shard: Shard | Non
     plan = SourcePlan(entries, shard)
     _check_unique(plan, hashes)
     return plan
-
-
-def _spool(stream: IO[bytes]) -> IO[bytes]:
-    """Copy a (non-seekable) binary stream into a temporary file, rewound."""
-    f = tempfile.TemporaryFile(prefix="soundtok-stdin-")
-    while block := stream.read(1 << 20):
-        f.write(block)
-    f.seek(0)
-    return f
 
 
 def _check_unique(plan: SourcePlan, hashes: array) -> None:

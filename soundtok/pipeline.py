@@ -68,12 +68,15 @@ def decode_clip(path: str | None, target_sr: int, whole_max_seconds: float,
 
 
 def _worker_init(parent: int) -> None:
-    """Worker processes ignore Ctrl-C (the main process stops them) and exit
-    when the main process is gone (e.g. after ``kill -9``)."""
+    """Worker processes ignore Ctrl-C, SIGTERM and SIGHUP (sent to the whole process
+    group by a terminal, SLURM or ``kill -- -PGID``: the main process cleans up and
+    stops them) and exit when the main process is gone (e.g. after ``kill -9``)."""
     import signal
     import time
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
     try:  # Linux: be killed with the parent
         import ctypes
 
@@ -90,6 +93,24 @@ def _worker_init(parent: int) -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
+def _start_resource_tracker() -> None:
+    """Start multiprocessing's resource tracker with SIGHUP ignored (it ignores SIGINT and
+    SIGTERM itself): a hang-up sent to the process group must not kill it while the main
+    process cleans up, or a restarted tracker prints a traceback about unknown semaphores."""
+    import signal
+    import threading
+
+    if not hasattr(signal, "SIGHUP") or threading.current_thread() is not threading.main_thread():
+        return
+    from multiprocessing import resource_tracker
+
+    old = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        resource_tracker.ensure_running()
+    finally:
+        signal.signal(signal.SIGHUP, old)
+
+
 class _Decoder:
     """Decode sources in order, ``workers`` processes ahead of the consumer."""
 
@@ -100,6 +121,7 @@ class _Decoder:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
 
+            _start_resource_tracker()
             self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                             initializer=_worker_init, initargs=(os.getpid(),))
 
@@ -149,10 +171,11 @@ class _Decoder:
         pool, self.pool = self.pool, None
         if pool is None:
             return
-        if abort:  # Ctrl-C or an error: stop the workers now, then let the pool clean up
+        if abort:  # Ctrl-C, SIGTERM or an error: stop the workers now (they ignore SIGTERM), then
+            # let the pool clean up
             for p in list((getattr(pool, "_processes", None) or {}).values()):
                 try:
-                    p.terminate()
+                    p.kill()
                 except (OSError, AttributeError, ValueError):
                     pass
         pool.shutdown(wait=True, cancel_futures=True)

@@ -18,14 +18,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO
 
 from .errors import FormatError, SoundtokError, UsageError
-from .fileio import write_error
+from .fileio import output_target, signals_deferred, write_error
 from .tokens import Header, Item, TokenReader, open_token_writer
 
 __all__ = ["BatchReport", "ResumableWriter", "merge_streams"]
@@ -44,28 +42,6 @@ class BatchReport:
 
 
 # --------------------------------------------------------------------------- resumable output
-
-@contextlib.contextmanager
-def _sigint_deferred() -> Iterator[None]:
-    """Hold back Ctrl-C while a line is written, so that it is written whole."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught: list[int] = []
-    try:
-        old = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
-    except ValueError:  # signals are not available here
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, old)
-        if caught and callable(old):
-            old(signal.SIGINT, None)
-        elif caught and old != signal.SIG_IGN:
-            raise KeyboardInterrupt
-
 
 def _same_stream_kind(a: Header, b: Header, ignore_extra: tuple[str, ...] = ()) -> str | None:
     """What differs between two headers (codec, rates, sizes, extra), or None."""
@@ -90,8 +66,12 @@ class ResumableWriter:
     file that is not a token stream, a damaged complete line -- is refused.  A missing file is
     created when the first item is written (or by :meth:`finish`).  The file is
     locked (``flock``) while open, so two jobs cannot append to it at once.
-    Ctrl-C never splits a line; ``kill -9`` can cut the last one, which the
-    next :meth:`open` repairs.
+    Ctrl-C, SIGTERM and SIGHUP never split a line; ``kill -9`` can cut the
+    last one, which the next :meth:`open` repairs.  The output must be a
+    regular file (a symbolic link is followed); one of the run's inputs is
+    refused.  If the file is replaced or removed while the run writes it (by
+    ``mv``, ``rm``, another program), the next write stops the run with an
+    error instead of appending to a file nobody can see any more.
     """
 
     def __init__(self, path: str, header: Header, on_info: Callable[[str], None] | None = None,
@@ -100,14 +80,17 @@ class ResumableWriter:
         self.done: set[str] = set()
         self.count = 0  # items written by this writer
         self._f: IO[bytes] | None = None
+        self._real = self.path  # the file written (a symbolic link's target)
+        self._ident: tuple[int, int] | None = None
         self._created = False
         self._fsync_every, self._last_sync = fsync_every, 0.0
 
     # -- opening and checking
     def open(self) -> ResumableWriter:
-        p = self.path
-        if os.path.isdir(p):
-            raise SoundtokError(f"cannot write {p}: it is a directory")
+        target = output_target(self.path)
+        if target.kind != "file":
+            raise UsageError(f"--resume writes a regular file, not {self.path}")
+        self._real = p = target.path
         try:
             f = open(p, "r+b") if os.path.exists(p) else None
         except OSError as e:
@@ -119,6 +102,7 @@ class ResumableWriter:
             return self
         self._f = f
         self._lock()
+        self._ident = self._identity()
         try:
             good_end = self._scan()
             size = os.fstat(f.fileno()).st_size
@@ -134,6 +118,21 @@ class ResumableWriter:
             self.close()
             raise
         return self
+
+    def _identity(self) -> tuple[int, int]:
+        st = os.fstat(self._f.fileno())
+        return st.st_dev, st.st_ino
+
+    def _check_same_file(self) -> None:
+        """SoundtokError if the path no longer names the file this writer appends to."""
+        try:
+            st = os.stat(self._real)
+            now = (st.st_dev, st.st_ino)
+        except OSError:
+            now = None
+        if now != self._ident:
+            raise SoundtokError(f"{self.path} was {'removed' if now is None else 'replaced'} by another "
+                                f"process while this run was writing it; stopping (run again with --resume)")
 
     def _lock(self) -> None:
         try:
@@ -199,7 +198,7 @@ class ResumableWriter:
         if self._f is not None:
             return
         try:
-            self._f = open(self.path, "xb")
+            self._f = open(self._real, "xb")
         except FileExistsError:
             raise SoundtokError(f"{self.path} appeared while this run was starting; "
                                 f"another job is writing it") from None
@@ -207,12 +206,13 @@ class ResumableWriter:
             raise SoundtokError(f"cannot write {self.path}: {e.strerror or e}") from None
         self._created = True
         self._lock()
+        self._ident = self._identity()
         self._write_line(self.header.to_json())
 
     def _write_line(self, line: str) -> None:
         data = (line + "\n").encode("utf-8")
         f = self._f
-        with _sigint_deferred():
+        with signals_deferred():
             try:
                 f.write(data)
                 f.flush()
@@ -234,8 +234,11 @@ class ResumableWriter:
     def write(self, item: Item) -> None:
         """Validate ``item`` against the header and append it as one line."""
         self.header.check_item(item)
+        if item.id in self.done:
+            raise FormatError(f"item id {item.id!r} is already in {self.path}; ids must be unique")
         line = item.to_json(self.header.sample_rate)
         self._ensure_file()
+        self._check_same_file()
         self._write_line(line)
         self.done.add(item.id)
         self.count += 1
@@ -243,6 +246,7 @@ class ResumableWriter:
     def finish(self) -> None:
         """Make sure the file exists (a header-only stream if nothing was written)."""
         self._ensure_file()
+        self._check_same_file()
         self._sync()
 
     def close(self) -> None:
@@ -256,7 +260,7 @@ class ResumableWriter:
         if self._created and self.count == 0:
             self.close()
             with contextlib.suppress(OSError):
-                os.unlink(self.path)
+                os.unlink(self._real)
 
     def __enter__(self) -> ResumableWriter:
         return self.open()

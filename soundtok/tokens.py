@@ -39,13 +39,22 @@ import io
 import json
 import os
 import re
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
 from soundtok.errors import FormatError, SoundtokError
-from soundtok.fileio import DISK_FULL_ERRNOS, atomic_write, write_error
+from soundtok.fileio import (
+    DISK_FULL_ERRNOS,
+    LINE_MAX_BYTES,
+    atomic_write,
+    json_too_deep,
+    note_input,
+    output_target,
+    read_line,
+    std_stream,
+    write_error,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -83,6 +92,17 @@ def _loads(s: str) -> Any:
     def no_constants(name: str) -> None:
         raise ValueError(f"{name} is not valid JSON")
     return json.loads(s, parse_constant=no_constants)
+
+
+def _is_text(s: str) -> bool:
+    """True for a string that can be written as UTF-8 (no lone surrogates)."""
+    if s.isascii():
+        return True
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _dumps(obj: dict[str, Any]) -> str:
@@ -181,6 +201,11 @@ class Header:
     def check_item(self, item: Item) -> None:
         """Raise FormatError unless ``item`` is valid for this header."""
         name, codes, n = _short(item.id), item.codes, item.num_samples
+        if not isinstance(item.id, str) or not item.id:
+            raise FormatError(f'item {name}: "id" must be a non-empty string')
+        if not _is_text(item.id):
+            raise FormatError(f"item {name}: the id is not valid Unicode text (it holds a lone surrogate, e.g. "
+                              f"from a file name that is not UTF-8); give the item another id")
         if not _is_int(n) or n < 0:
             raise FormatError(f'item {name}: "num_samples" must be a non-negative integer')
         if not isinstance(codes, list) or len(codes) != self.num_codebooks:
@@ -246,9 +271,17 @@ class Item:
         if self.meta:
             d["meta"] = self.meta
         try:
-            return _dumps(d)
+            line = _dumps(d)
         except (TypeError, ValueError) as e:
             raise FormatError(f"item {_short(self.id)} cannot be written as JSON: {e}") from None
+        except RecursionError:
+            raise FormatError(f"item {_short(self.id)} cannot be written as JSON: its meta is nested "
+                              f"too deeply") from None
+        if len(line) >= LINE_MAX_BYTES:
+            raise FormatError(f"item {_short(self.id)} is too long for one token stream line "
+                              f"({len(line) >> 20} MiB; readers accept {LINE_MAX_BYTES >> 20} MiB): "
+                              f"split its audio")
+        return line
 
     @classmethod
     def from_json(cls, data: str | dict[str, Any], header: Header | None = None) -> Item:
@@ -266,6 +299,8 @@ class Item:
                 raise FormatError(f'item {name}: "{key}" must be a string')
         if not isinstance(d.get("meta", {}), dict):
             raise FormatError(f'item {name}: "meta" must be an object')
+        if json_too_deep(d.get("meta", {}), 32):
+            raise FormatError(f'item {name}: "meta" is nested too deeply')
         item = cls(id=d["id"], num_samples=d.get("num_samples"),  # type: ignore[arg-type]
                    codes=d.get("codes"), duration=d["duration"],  # type: ignore[arg-type]
                    source=d.get("source"), text=d.get("text"),
@@ -277,10 +312,16 @@ class Item:
 
 class TokenWriter:
     """Write a v1 stream to ``stream`` (binary or text): the header at once, then
-    one validated, flushed line per :meth:`write`."""
+    one validated, flushed line per :meth:`write`.
+
+    An item that cannot be written -- invalid for the header, an id already
+    written, metadata that is not JSON (NaN), an id that is not valid Unicode --
+    raises FormatError before any byte of it is written, so the caller can
+    report it and go on with the next item."""
 
     def __init__(self, stream: IO[Any], header: Header, name: str | None = None) -> None:
         self.stream, self.header, self.count = stream, header, 0
+        self._ids: set[str] = set()
         if name is None:
             n = getattr(stream, "name", None)
             name = n if isinstance(n, str) and n != "<stdout>" else "stdout"
@@ -300,16 +341,21 @@ class TokenWriter:
     def write(self, item: Item) -> None:
         """Validate ``item`` against the header (FormatError) and write it as one line."""
         self.header.check_item(item)
-        self._emit(item.to_json(self.header.sample_rate))
+        if item.id in self._ids:
+            raise FormatError(f"item id {_short(item.id)} was already written to {self.name}; ids must be unique")
+        line = item.to_json(self.header.sample_rate)
+        self._emit(line)
+        self._ids.add(item.id)
         self.count += 1
 
 
 @contextlib.contextmanager
 def open_token_writer(path: str | os.PathLike[str], header: Header) -> Iterator[TokenWriter]:
     """TokenWriter on stdout (``path == "-"``) or on a file written atomically
-    (the file appears only if the ``with`` block succeeds)."""
-    if os.fspath(path) == "-":
-        yield TokenWriter(sys.stdout.buffer, header)
+    (the file appears only if the ``with`` block succeeds; see
+    :func:`soundtok.fileio.atomic_write` for devices, FIFOs and links)."""
+    if output_target(path).kind == "stdout":
+        yield TokenWriter(std_stream("stdout"), header)
         return
     with atomic_write(path, "wb") as f:
         yield TokenWriter(f, header, name=os.fspath(path))
@@ -322,12 +368,22 @@ class TokenReader:
     :class:`Item` objects one line at a time (constant memory).  With
     ``expect_codec_sha256``/``expect_codec_name`` the header's codec must match.
     Every problem is a one-line FormatError naming the stream and line.
+
+    With ``on_bad_item`` a complete item line that is not a valid item (codes
+    out of range, wrong lengths, a bad id, ...) is reported as
+    ``on_bad_item(message)`` and skipped, and reading goes on; without it, it
+    stops the iteration.  A garbled or cut-off line always stops it.  Lines
+    longer than :data:`~soundtok.fileio.LINE_MAX_BYTES` are refused (memory
+    stays bounded whatever the input).
     """
 
     def __init__(self, source: str | os.PathLike[str] | IO[Any],
                  expect_codec_sha256: str | None = None,
-                 expect_codec_name: str | None = None) -> None:
+                 expect_codec_name: str | None = None,
+                 on_bad_item: Any = None) -> None:
         self._expect_sha, self._expect_name = expect_codec_sha256, expect_codec_name
+        self.on_bad_item = on_bad_item
+        self.bad_items = 0
         self._header: Header | None = None
         self._lineno, self._owned = 0, False
         path = os.fspath(source) if isinstance(source, (str, os.PathLike)) else None
@@ -336,15 +392,18 @@ class TokenReader:
             name = getattr(source, "name", None)
             self.name = name if isinstance(name, str) else "<stream>"
         elif path == "-":
-            self._f, self.name = sys.stdin.buffer, "<stdin>"
+            self._f, self.name = std_stream("stdin"), "<stdin>"
         else:
             self.name = path
+            if os.path.isdir(path):
+                raise SoundtokError(f"{path} is a folder, not a token stream")
             try:
                 self._f, self._owned = open(path, "rb"), True
             except FileNotFoundError:
                 raise SoundtokError(f"no such file: {path}") from None
             except OSError as e:
                 raise SoundtokError(f"cannot read {path}: {e.strerror or e}") from None
+            note_input(self._f)
 
     def __enter__(self) -> TokenReader:
         return self
@@ -366,9 +425,11 @@ class TokenReader:
 
     def _readline(self) -> Any:
         try:
-            return self._f.readline()
+            return read_line(self._f, self.name, self._lineno + 1, FormatError)
         except UnicodeDecodeError:  # a text-mode stream was given to us
             raise self._err(f"line {self._lineno + 1} is not valid UTF-8") from None
+        except OSError as e:
+            raise SoundtokError(f"cannot read {self.name}: {e.strerror or e}") from None
 
     def _next_record(self) -> tuple[int, dict[str, Any]] | None:
         """Next non-blank line as (line number, JSON object), or None at EOF."""
@@ -433,9 +494,14 @@ class TokenReader:
             if obj.get("type") != "item":
                 raise self._err(f"line {n}: unknown record type {_short(obj.get('type'))}")
             try:
-                yield Item.from_json(obj, header)
+                item = Item.from_json(obj, header)
             except FormatError as e:
-                raise self._err(f"line {n}: {e}") from None
+                if self.on_bad_item is None:
+                    raise self._err(f"line {n}: {e}") from None
+                self.bad_items += 1
+                self.on_bad_item(f"{self.name}: line {n}: {e}")
+                continue
+            yield item
 
 
 def code_token(k: int, c: int) -> str:

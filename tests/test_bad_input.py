@@ -320,7 +320,7 @@ def build(case: Case, w: dict, out: Path) -> tuple[list, Path | None]:
                  "prompts-wav-file": ["--prompts", a / "ok.wav", "--adapter", w["adapter"]]}[case.name]
         return [*base, *extra], target
     if case.command == "evaluate":
-        recon = ["--json", "--no-dnsmos", "--threads", "1"]
+        recon = ["--json", "--no-dnsmos", "--no-asr", "--no-speaker", "--threads", "1"]
         refs = {"recon-text-file": a / "text.wav", "recon-empty-file": a / "empty.wav", "recon-nan": a / "nan.wav",
                 "recon-48k-stereo": a / "st48.wav"}
         if case.name in refs:

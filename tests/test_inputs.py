@@ -77,10 +77,15 @@ def test_duplicate_ids(tree: Path) -> None:
         sources([str(tree)])
 
 
-def test_stdin_is_spooled() -> None:
-    got = list(sources(["-"], stdin=io.BytesIO(b"RIFFdata")))
+def test_stdin_is_spooled(tmp_path: Path) -> None:
+    sf.write(tmp_path / "a.wav", np.zeros(100, np.float32), 16000)
+    wav = (tmp_path / "a.wav").read_bytes()
+    got = list(sources(["-"], stdin=io.BytesIO(wav)))
     assert [(s.id, s.path, s.where) for s in got] == [("stdin", None, "<stdin>")]
-    assert got[0].open().read() == b"RIFFdata" and got[0].open().read() == b"RIFFdata"
+    assert got[0].open().read() == wav and got[0].open().read() == wav  # rewound each time
+    # what is not audio is refused from its first bytes, before being read whole
+    with pytest.raises(AudioError, match="cannot decode <stdin> as audio"):
+        list(sources(["-"], stdin=io.BytesIO(b"RIFFdata")))
 
 
 def test_jsonl_manifest(tree: Path, tmp_path: Path) -> None:

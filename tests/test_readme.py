@@ -101,15 +101,12 @@ def test_ci_installs_the_readme_system_tools():
     assert "default-jre-headless" in readme_pkgs and "codec2" in readme_pkgs and "opus-tools" in readme_pkgs
 
 
-#: Files the README links to that arrive with the corpus work (remove once they are in the tree).
-PENDING = {"docs/corpus.md", "examples/README.md"}
-
 
 def test_readme_links_exist():
     text = README.read_text(encoding="utf-8")
     targets = re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", text)
     assert "LICENSE" in targets and "NOTICE" in targets and "docs/api.md" in targets
-    missing = [t for t in targets if not (ROOT / t).exists() and t not in PENDING]
+    missing = [t for t in targets if not (ROOT / t).exists()]
     assert not missing, f"README links to missing files: {missing}"
 
 

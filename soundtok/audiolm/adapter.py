@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ModelError
+from ..thirdparty import quiet_libraries
 from .prompts import PromptFormat
 from .vocabulary import AudioVocab
 
@@ -82,6 +83,7 @@ def _quiet():
         yield
 
 
+@quiet_libraries()
 def new_audio_lm(model, tokenizer, vocab: AudioVocab, *, llm_spec: str, lora: dict | None = None,
                  fmt: PromptFormat | None = None, seed: int = 0):
     """Wrap a loaded LLM with fresh LoRA adapters and audio rows (all trainable)."""
@@ -122,6 +124,7 @@ def new_audio_lm(model, tokenizer, vocab: AudioVocab, *, llm_spec: str, lora: di
 # --------------------------------------------------------------------------- save
 
 
+@quiet_libraries()
 def save_adapter(alm, directory: str | os.PathLike, *, dtype=None, extra: dict | None = None) -> Path:
     """Write ``alm``'s adapter to ``directory`` atomically (temp dir + rename).
 
@@ -174,6 +177,7 @@ def save_adapter(alm, directory: str | os.PathLike, *, dtype=None, extra: dict |
     return directory
 
 
+@quiet_libraries()
 def load_weights(alm, directory: str | os.PathLike) -> None:
     """Copy LoRA and audio weights saved in ``directory`` into ``alm`` (same shapes)."""
     from peft import set_peft_model_state_dict
@@ -229,6 +233,7 @@ def check_llm(meta: dict, model, adapter_name: str) -> None:
             f"(sha256 {str(want.get('sha256'))[:12]}), not {have['name']!r} (sha256 {have['sha256'][:12]})")
 
 
+@quiet_libraries()
 def load_adapter(adapter: str | os.PathLike | None = None, *, llm: str | None = None, device="auto",
                  dtype=None, merge: bool = True, progress: Callable[[str], None] | None = None):
     """Load ``(audio_lm, tokenizer, meta)`` for inference (``adapter`` None: the shipped one).

@@ -18,12 +18,12 @@ only on the seed and the epoch, so a resumed run sees the same batches.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 from dataclasses import dataclass, field
 
 from ..errors import FormatError, UsageError
+from ..fileio import iter_jsonl
 from ..tokens import Header, TokenReader
 from .prompts import Example, PromptBuilder
 
@@ -71,13 +71,7 @@ def _first_records(path) -> tuple[dict | None, dict | None]:
     out: list[dict] = []
     try:
         with open(path, encoding="utf-8-sig") as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except ValueError:
-                    raise FormatError(f"{path}: line {n}: invalid JSON") from None
+            for n, obj in iter_jsonl(f, f"{path}:", FormatError):
                 if not isinstance(obj, dict):
                     raise FormatError(f"{path}: line {n}: not a JSON object")
                 out.append(obj)
@@ -114,10 +108,9 @@ def load_records(path: str | os.PathLike, builder: PromptBuilder, kind: str) -> 
             raise FormatError(f"{path}: no item carries a text or label to train on")
         return records, skipped
     with open(path, encoding="utf-8-sig") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            obj = json.loads(line)
+        for n, obj in iter_jsonl(f, f"{path}:", FormatError):
+            if not isinstance(obj, dict):
+                raise FormatError(f"{path}: line {n}: not a JSON object")
             if "soundtok" in obj:
                 continue
             prompt, response = obj.get("prompt"), obj.get("response")

@@ -18,6 +18,8 @@ import contextlib
 
 import torch
 
+from ..thirdparty import quiet_libraries
+
 
 def left_pad(seqs: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
     """Left-padded ``(ids, attention_mask)`` for a batch of id lists."""
@@ -43,6 +45,7 @@ def _quiet_generate():
 
 
 @torch.inference_mode()
+@quiet_libraries()
 def generate_text(alm, prompts: list[list[int]], *, eos_id: int, pad_id: int, max_new_tokens: int = 32,
                   beams: int = 1, sample: bool = False, temperature: float = 1.0,
                   top_p: float = 1.0) -> list[list[int]]:
@@ -80,6 +83,7 @@ def _pick(logits: torch.Tensor, gen: torch.Generator | None, temperature: float,
 
 
 @torch.inference_mode()
+@quiet_libraries()
 def generate_audio(alm, prompts: list[list[int]], *, pad_id: int, max_tokens: int,
                    seeds: list[int] | None = None, temperature: float = 1.0,
                    top_p: float = 1.0) -> list[list[int]]:

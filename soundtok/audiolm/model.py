@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..thirdparty import quiet_libraries
 from .vocabulary import AudioVocab
 
 
@@ -90,6 +91,7 @@ class AudioLM(nn.Module):
         audio = F.embedding((ids - base_size).clamp(min=0), self.audio_embed) * self._embed_scale
         return torch.where(is_audio.unsqueeze(-1), audio.to(text.dtype), text)
 
+    @quiet_libraries()
     def hidden(self, ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                position_ids: torch.Tensor | None = None, past_key_values=None,
                use_cache: bool = False):

@@ -6,14 +6,18 @@ the result; options several commands share are declared once, in ``options.py``.
 Subcommand modules are imported only when used, so ``soundtok --help`` is fast.
 
 Exit codes: 0 success; 1 failure (bad input, I/O error, some items of a batch
-failed); 2 usage error; 130 interrupted (Ctrl-C); 141 the reader of stdout went
-away (e.g. ``| head``), as for other Unix tools -- quietly.
+failed, training diverged); 2 usage error; 129 hung up (SIGHUP), 130 interrupted
+(Ctrl-C, SIGINT), 143 terminated (SIGTERM) -- each after the same clean-up (temporary
+files removed, workers stopped, the last checkpoint kept); 141 the reader of stdout
+went away (e.g. ``| head``), as for other Unix tools -- quietly.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
+import signal
 import sys
 from typing import Annotated
 
@@ -22,9 +26,54 @@ from typer.core import TyperGroup
 
 from .. import __version__
 from ..errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, SoundtokError
-from .options import APP_SETTINGS
+from .options import APP_SETTINGS, harden
 
 EXIT_BROKEN_PIPE = 141
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised in the main thread like Ctrl-C's KeyboardInterrupt, so that
+    every clean-up that handles Ctrl-C (temporary files, workers, checkpoints) handles it too."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+#: what the one error line says for each stop signal
+_STOP_MESSAGES = {signal.SIGINT: "interrupted"}
+for _name, _msg in (("SIGTERM", "terminated (SIGTERM)"), ("SIGHUP", "hung up (SIGHUP)")):
+    if hasattr(signal, _name):
+        _STOP_MESSAGES[getattr(signal, _name)] = _msg
+
+
+def _on_stop_signal(signum, frame) -> None:
+    for s in _STOP_MESSAGES:  # a second signal must not cut the clean-up short (kill -9 still can)
+        if s != signal.SIGINT:
+            with contextlib.suppress(ValueError, OSError):
+                signal.signal(s, signal.SIG_IGN)
+    raise Stopped(signum)
+
+
+@contextlib.contextmanager
+def _stop_signals_handled():
+    """SIGTERM and SIGHUP stop the command as Ctrl-C does (unless they are ignored, as
+    under ``nohup``); the previous handlers come back afterwards."""
+    old = {}
+    for s in _STOP_MESSAGES:
+        if s == signal.SIGINT:
+            continue
+        try:
+            if signal.getsignal(s) == signal.SIG_DFL:
+                old[s] = signal.signal(s, _on_stop_signal)
+        except (ValueError, OSError):  # not the main thread
+            pass
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            with contextlib.suppress(ValueError, OSError):
+                signal.signal(s, h)
 
 COMMANDS = {
     "tokenize": "Audio files -> token stream (JSON Lines).",
@@ -48,7 +97,7 @@ class LazyGroup(TyperGroup):
         if name not in COMMANDS or not _module_exists(name):
             return None
         mod = importlib.import_module(f"soundtok.cli.{name.replace('-', '_')}")
-        return typer.main.get_command(mod.app)
+        return harden(typer.main.get_command(mod.app))
 
     def format_commands(self, ctx, formatter) -> None:
         # the one-line summaries, without importing every subcommand to read its docstring
@@ -95,11 +144,13 @@ def main(argv: list[str] | None = None) -> None:
     if any(k.endswith("_COMPLETE") and k.startswith("_SOUNDTOK") for k in os.environ):
         cmd.main(args=argv, prog_name="soundtok")  # shell completion (completions/): typer's own exit
         return
+    from ..fileio import input_scope
+
     try:
         # make_context + invoke rather than Command.main: main turns a broken pipe into a silent
         # exit 1 and prints a blank line on Ctrl-C; here both reach the handlers below.
         args = sys.argv[1:] if argv is None else [str(a) for a in argv]
-        with cmd.make_context("soundtok", args) as ctx:
+        with _stop_signals_handled(), input_scope(), cmd.make_context("soundtok", args) as ctx:
             rv = cmd.invoke(ctx)
         code = rv if isinstance(rv, int) else 0
     except typer.Exit as e:
@@ -116,9 +167,10 @@ def main(argv: list[str] | None = None) -> None:
         _err(e.format_message().replace("\n", " ") + hint)
     except BrokenPipeError:
         code = _broken_pipe()
-    except KeyboardInterrupt:
-        _err("interrupted")
-        code = EXIT_INTERRUPTED
+    except KeyboardInterrupt as e:
+        signum = getattr(e, "signum", signal.SIGINT)
+        _err(_STOP_MESSAGES.get(signum, "interrupted"))
+        code = EXIT_INTERRUPTED if signum == signal.SIGINT else 128 + int(signum)
     except SoundtokError as e:
         if debug:
             import traceback
@@ -135,9 +187,12 @@ def main(argv: list[str] | None = None) -> None:
             _err(f"{type(e).__name__}: {msg} (set SOUNDTOK_DEBUG=1 for the traceback)")
         code = EXIT_FAILURE
     try:
-        sys.stdout.flush()
+        if sys.stdout is not None:
+            sys.stdout.flush()
     except BrokenPipeError:
         code = _broken_pipe()
+    except (OSError, ValueError):
+        pass
     sys.exit(code)
 
 
@@ -155,5 +210,8 @@ def _err(msg: str) -> None:
     try:
         sys.stderr.write(f"error: {msg}\n")
         sys.stderr.flush()
-    except (OSError, ValueError):
+    except (OSError, ValueError, AttributeError):  # stderr closed (2>&-): nothing to tell
         pass
+    except UnicodeEncodeError:
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            sys.stderr.write(f"error: {msg.encode('ascii', 'backslashreplace').decode()}\n")

@@ -14,9 +14,7 @@ from dataclasses import dataclass
 
 import typer
 
-from ..device import resolve_device  # --device: one rule for the library and the CLI
-
-__all__ = ["Console", "resolve_device", "runtime"]
+from ..errors import UsageError
 
 
 @dataclass
@@ -71,6 +69,17 @@ class _RichProgress(contextlib.AbstractContextManager):
 
     def advance(self, n: int = 1) -> None:
         self.prog.advance(self.task, n)
+
+
+def resolve_device(device: str) -> str:
+    """``--device``: only what it documents (auto, cpu, cuda, cuda:N; the option's own
+    check refuses the rest at parsing), resolved by :func:`soundtok.device.resolve_device`."""
+    from ..device import resolve_device as resolve
+    from .options import DEVICE_RE
+
+    if not isinstance(device, str) or not DEVICE_RE.match(device):
+        raise UsageError(f"invalid --device {device!r}: use auto, cpu, cuda or cuda:N")
+    return resolve(device)
 
 
 def runtime(threads: int | None, quiet: bool, verbose: bool) -> Console:

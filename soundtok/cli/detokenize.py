@@ -55,5 +55,6 @@ def command(
     with console.progress(None, "decoding") as bar:
         report = detokenize(stream, output, codec=codec, device=dev, decoder=decoder, steps=steps,
                             seed=seed, guidance=guidance, solver=solver, llm=llm,
-                            chunk_seconds=chunk_seconds, fmt=fmt, on_item=lambda p: bar.advance())
+                            chunk_seconds=chunk_seconds, fmt=fmt, on_item=lambda p: bar.advance(),
+                            on_error=console.error)
     console.info(f"decoded {report.ok} item(s), {report.audio_seconds:.1f} s of audio")

@@ -35,7 +35,8 @@ def command() -> None:
 
     \b
     Subcommands:
-      recon    reconstruction quality (mel-L1, LSD, STOI, PESQ, SI-SDR, ...),
+      recon    reconstruction quality (WER/CER, mel-L1, LSD, STOI, PESQ,
+               speaker similarity, DNSMOS, ...),
                bitrate and token statistics, with codec2/Opus side by side
       caption  caption metrics (BLEU, METEOR, ROUGE-L, CIDEr-D, embedding
                similarity, label accuracy)
@@ -106,6 +107,15 @@ def recon(
                                                 help="Also compute extended STOI (ESTOI).")] = False,
     no_dnsmos: Annotated[bool, typer.Option("--no-dnsmos",
                                             help="Skip DNSMOS even when speechmos works.")] = False,
+    no_asr: Annotated[bool, typer.Option("--no-asr", help="Skip the Whisper WER/CER.")] = False,
+    asr_model: Annotated[Literal["base", "tiny.en"], typer.Option(
+        "--asr-model", help="Whisper model judging intelligibility (offline weights).")] = "base",
+    text_field: Annotated[str, typer.Option(
+        "--text-field", metavar="FIELD",
+        help="Manifest field with what is said (e.g. label for digit strings); 'none': always "
+             "Whisper's transcript of the reference.")] = "text",
+    no_speaker: Annotated[bool, typer.Option("--no-speaker",
+                                             help="Skip the speaker similarity.")] = False,
     limit: Annotated[int | None, typer.Option("--limit", min=1, metavar="N", show_default=False,
                                               help="Score only the first N clips.")] = None,
     as_json: Json = False,
@@ -126,6 +136,9 @@ def recon(
     after the delay of each output (found from band-envelope and waveform
     cross-correlation within +-100 ms) is removed. SI-SDR is meaningless for codecs that do not keep
     phase, soundtok's included. Bitrates are payload bits (no containers).
+    Optional metrics, skipped with one note when their packages are absent:
+    Whisper WER/CER (against the manifest's text, else Whisper's transcript of
+    the reference), speaker similarity (resemblyzer) and DNSMOS (speechmos).
     --codec "default" is the built-in codec; --seed sets the flow decoder's
     noise. With --json: a run row, one row per system (and per clip with
     --per-clip).
@@ -137,6 +150,7 @@ def recon(
       soundtok evaluate recon clips/ --codec llm-codec --no-dnsmos --json
       soundtok evaluate recon clips/ --deg decoded/ --tokens clips.tok.jsonl --json
       soundtok evaluate recon pairs.csv --per-clip --json | jq -c 'select(.type=="clip")'
+      soundtok evaluate recon digits.jsonl --codec default --text-field label --baselines codec2-450
     """
     from ..evaluate.recon import evaluate_recon
 
@@ -148,6 +162,9 @@ def recon(
                                 seed=seed, baselines=baselines, tokens=tokens, name=name,
                                 device=dev, max_delay_ms=max_delay_ms,
                                 extended_stoi=extended_stoi, dnsmos=not no_dnsmos,
+                                asr=not no_asr, asr_model=asr_model,
+                                text_field=None if text_field.lower() == "none" else text_field,
+                                speaker=not no_speaker,
                                 examples=report_clips if report_dir else 0, limit=limit,
                                 on_clip=lambda _id: bar.advance(), on_error=console.error, llm=llm)
     if as_json:
@@ -182,7 +199,9 @@ def _print_recon(result, per_clip: bool) -> None:
                          [[n, str(t.codebook), str(t.size), f"{t.usage:.3f}",
                            f"{t.entropy_bits:.2f}", f"{t.perplexity:.1f}"] for n, t in stats]))
     if per_clip:
-        keys = ["mel_l1", "lsd_db", "stoi", "pesq_wb", "pesq_nb", "si_sdr_db"]
+        keys = [k for k in ("wer", "mel_l1", "mel_l1_4k", "lsd_db", "stoi", "pesq_wb",
+                            "pesq_nb", "si_sdr_db", "speaker_sim")
+                if any(k in c.metrics for s in result.systems for c in s.clips)]
         rows = []
         for s in result.systems:
             for c in s.clips:
@@ -210,11 +229,14 @@ def _parse_labels(labels: str | None) -> list[str] | None:
 def _parse_synonyms(path: str | None) -> dict[str, list[str]] | None:
     if not path:
         return None
+    from ..fileio import loads_json
+
     try:
         with open(path, encoding="utf-8") as f:
-            data = json.load(f)
+            text = f.read(1 << 24)
     except (OSError, ValueError) as e:
         raise UsageError(f"cannot read synonyms {path}: {getattr(e, 'strerror', None) or e}") from e
+    data = loads_json(text, f"synonyms {path}")
     if not isinstance(data, dict) or not all(
             isinstance(v, list) and all(isinstance(x, str) for x in v) for v in data.values()):
         raise UsageError(f"synonyms {path}: expected a JSON object {{label: [phrase, ...]}}")

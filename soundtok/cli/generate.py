@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import re
-import sys
 from typing import Annotated
 
 import typer
@@ -46,22 +44,20 @@ def _read_prompts(prompts: tuple[str, ...], prompts_file: str | None) -> list[tu
                 raise UsageError(f"prompt {i} is empty")
             out.append((None, p))
     elif prompts_file:
+        from ..fileio import iter_jsonl, note_input, std_stream
+
         try:
-            f = sys.stdin if prompts_file == "-" else open(prompts_file, encoding="utf-8-sig")
+            f = std_stream("stdin", binary=False) if prompts_file == "-" else open(prompts_file, encoding="utf-8-sig")
         except OSError as e:
             raise UsageError(f"cannot read {prompts_file}: {e.strerror or e}") from None
+        if prompts_file != "-":
+            note_input(f)
         with f:
             try:
-                lines = list(f)
+                rows = list(iter_jsonl(f, prompts_file, UsageError))
             except UnicodeDecodeError:
                 raise UsageError(f"{prompts_file} is not valid UTF-8 text (expected JSON Lines prompts)") from None
-            for n, line in enumerate(lines, 1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except ValueError:
-                    raise UsageError(f"{prompts_file} line {n}: invalid JSON") from None
+            for n, obj in rows:
                 if isinstance(obj, str):
                     obj = {"prompt": obj}
                 text = obj.get("prompt", obj.get("text")) if isinstance(obj, dict) else None
@@ -72,12 +68,26 @@ def _read_prompts(prompts: tuple[str, ...], prompts_file: str | None) -> list[tu
                 pid = obj.get("id")
                 out.append((str(pid) if pid is not None else None, text))
     else:
-        for line in sys.stdin:
+        from ..fileio import read_line, std_stream
+
+        f, n = std_stream("stdin", binary=False), 0
+        while line := read_line(f, "<stdin>", n + 1, UsageError):
+            n += 1
             if line.strip():
                 out.append((None, line.strip()))
     if not out:
         raise UsageError("no prompts given (arguments, --prompts FILE or lines on stdin)")
-    return [(pid or f"{i:04d}-{_slug(text)}", text) for i, (pid, text) in enumerate(out, 1)]
+    pairs = [(pid or f"{i:04d}-{_slug(text)}", text) for i, (pid, text) in enumerate(out, 1)]
+    seen: set[str] = set()
+    for pid, _ in pairs:  # every id is checked before anything is generated or written
+        if pid in seen:
+            raise UsageError(f"prompt id {pid!r} occurs twice; ids must be unique")
+        try:
+            pid.encode("utf-8")
+        except UnicodeEncodeError:
+            raise UsageError(f"prompt id {pid!r} is not valid Unicode text") from None
+        seen.add(pid)
+    return pairs
 
 
 @app.command("generate")

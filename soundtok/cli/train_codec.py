@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import enum
-import json
 from typing import Annotated, Literal
 
 import typer
@@ -84,21 +83,12 @@ def command(
       torchrun --nproc_per_node 4 -m soundtok train-codec train.jsonl -o runs/codec --device cuda
       soundtok train-codec train.jsonl --arch llm-codec --llm gemma3-270m -o runs/llmcodec
     """
-    from ..errors import UsageError
     from ..train import CodecTrainingRequest
     from ..train import train as train_codec
+    from .options import json_option
 
     console = runtime(threads, quiet, verbose)
-    overrides = {}
-    if config_json:
-        import os
-        try:
-            text = open(config_json).read() if os.path.isfile(config_json) else config_json
-            overrides = json.loads(text)
-        except (OSError, json.JSONDecodeError) as e:
-            raise UsageError(f"--config is neither a JSON file nor JSON: {e}") from None
-        if not isinstance(overrides, dict):
-            raise UsageError("--config must be a JSON object")
+    overrides = json_option(config_json, "--config") if config_json else {}
     request = CodecTrainingRequest(
         train=list(train), out=out, arch=Arch(arch).value, val=list(val or []), stage=stage, steps=steps,
         stage_steps={"vae": vae_steps, "tokenizer": tokenizer_steps, "vocoder": vocoder_steps},

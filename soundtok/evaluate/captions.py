@@ -24,14 +24,13 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import SoundtokError, UsageError
-from ..fileio import iter_jsonl
+from ..fileio import iter_jsonl, std_stream
 
 NOT_OFFERED_NOTE = "SPICE and FENSE are not offered: they need model downloads at run time"
 DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
@@ -129,7 +128,7 @@ def read_captions(path: str) -> list[dict[str, Any]]:
     out = []
     try:
         with open(path, encoding="utf-8-sig") if path != "-" else contextlib.nullcontext(
-                sys.stdin) as f:
+                std_stream("stdin", binary=False)) as f:
             for n, obj in iter_jsonl(f, path, UsageError):
                 if not isinstance(obj, dict):
                     raise UsageError(f"{path} line {n}: expected a JSON object")

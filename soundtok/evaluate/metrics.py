@@ -9,6 +9,9 @@ values nominally in [-1, 1].  Definitions (also in ``docs/evaluate.md``):
   triangular filters of peak 1 on the HTK mel scale from 0 to 8000 Hz, then
   ``log10(max(mel, 1e-5))``.
 * mel-L1: mean absolute difference of the two log-mels over frames and bands.
+* mel-L1 0-4 kHz: the same over the :data:`MEL_BANDS_4K` bands of that
+  filterbank whose upper edge is at most 4 kHz (content above 4 kHz does not
+  count, so codec2's 4 kHz bandwidth is not penalised).
 * LSD (dB): per frame sqrt(mean over the 513 STFT bins of
   (10 log10((P_ref + 1e-10) / (P_deg + 1e-10)))^2), P = |STFT|^2, averaged
   over frames.
@@ -18,7 +21,7 @@ values nominally in [-1, 1].  Definitions (also in ``docs/evaluate.md``):
 * SI-SDR (dB): after removing the means, 10 log10(|a s|^2 / |a s - d|^2) with
   a = <d, s> / |s|^2.  Meaningless for codecs that do not keep phase.
 * mel Fréchet distance: Fréchet distance between Gaussians fitted to two sets
-  of log-mel frames.
+  of log-mel frames (all 80 bands, or the 0-4 kHz bands).
 """
 
 from __future__ import annotations
@@ -44,8 +47,10 @@ MEL_CONFIG = {"sample_rate": SCORE_SR, "n_fft": MEL_N_FFT, "win_length": MEL_N_F
               "n_mels": MEL_BANDS, "f_min": MEL_FMIN, "f_max": MEL_FMAX, "mel_scale": "htk",
               "filter_norm": "peak 1", "spectrum": "magnitude", "log": "log10(max(mel, 1e-5))"}
 
-SIGNAL_METRICS = ("mel_l1", "lsd_db", "stoi", "estoi", "pesq_wb", "pesq_nb", "si_sdr_db",
-                  "dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak", "dnsmos_p808")
+SIGNAL_METRICS = ("mel_l1", "mel_l1_4k", "lsd_db", "stoi", "estoi", "pesq_wb", "pesq_nb",
+                  "si_sdr_db", "wer", "cer", "speaker_sim", "dnsmos_ovrl", "dnsmos_sig",
+                  "dnsmos_bak", "dnsmos_p808")
+BAND_LIMIT_HZ = 4000.0
 
 
 # --------------------------------------------------------------------------- spectra
@@ -82,15 +87,32 @@ def mel_filterbank() -> np.ndarray:
     return np.maximum(0.0, np.minimum(up, down))
 
 
+def _band_count_below(limit_hz: float) -> int:
+    """Number of leading mel bands whose upper edge is at most ``limit_hz``."""
+    edges = _mel_to_hz(np.linspace(_hz_to_mel(MEL_FMIN), _hz_to_mel(MEL_FMAX), MEL_BANDS + 2))
+    return int(np.sum(edges[2:] <= limit_hz + 1e-6))
+
+
+MEL_BANDS_4K = _band_count_below(BAND_LIMIT_HZ)  # 60 of the 80 bands: 0 - 3.97 kHz
+
+
+def band_edges_hz() -> np.ndarray:
+    """(MEL_BANDS + 2,) edges of the triangular filters in Hz: band ``i`` rises
+    from ``edges[i]``, peaks at ``edges[i + 1]`` and ends at ``edges[i + 2]``."""
+    return _mel_to_hz(np.linspace(_hz_to_mel(MEL_FMIN), _hz_to_mel(MEL_FMAX), MEL_BANDS + 2))
+
+
 def log_mel(x: np.ndarray) -> np.ndarray:
     """log10 mel magnitude spectrogram, shape (frames, MEL_BANDS)."""
     return np.log10(np.maximum(_stft_mag(x) @ mel_filterbank().T, MEL_FLOOR))
 
 
-def mel_l1(ref: np.ndarray, deg: np.ndarray) -> float:
+def mel_l1(ref: np.ndarray, deg: np.ndarray, bands: int = MEL_BANDS) -> float:
+    """mean |log-mel difference| over frames and the first ``bands`` bands
+    (``MEL_BANDS_4K``: the 0-4 kHz mel-L1)."""
     a, b = log_mel(ref), log_mel(deg)
     n = min(len(a), len(b))
-    return float(np.mean(np.abs(a[:n] - b[:n])))
+    return float(np.mean(np.abs(a[:n, :bands] - b[:n, :bands])))
 
 
 def lsd(ref: np.ndarray, deg: np.ndarray) -> float:
@@ -155,7 +177,8 @@ def dnsmos_status() -> tuple[bool, str]:
     try:
         from speechmos import dnsmos  # noqa: F401
     except Exception as e:  # ImportError, or whatever its imports raise
-        return False, f"DNSMOS unavailable: speechmos cannot be imported ({type(e).__name__}: {e})"
+        return False, (f"DNSMOS skipped: speechmos cannot be imported ({type(e).__name__}: {e}; "
+                       f"pip install 'soundtok[eval]' installs speechmos, librosa, onnxruntime)")
     return True, "DNSMOS: speechmos (bundled ONNX models, offline)"
 
 
@@ -163,7 +186,10 @@ def dnsmos_scores(x: np.ndarray) -> dict[str, float]:
     """DNSMOS P.835 (sig, bak, ovrl) and P.808 MOS of one 16 kHz signal."""
     from speechmos import dnsmos
 
-    r = dnsmos.run(np.clip(np.asarray(x, np.float32), -1.0, 1.0), SCORE_SR)
+    x = np.clip(np.asarray(x, np.float32), -1.0, 1.0)
+    if x.size < SCORE_SR // 10 or not np.abs(x).max():
+        raise ValueError("signal is silent or shorter than 0.1 s")  # speechmos would loop
+    r = dnsmos.run(x, SCORE_SR)
     return {"dnsmos_ovrl": float(r["ovrl_mos"]), "dnsmos_sig": float(r["sig_mos"]),
             "dnsmos_bak": float(r["bak_mos"]), "dnsmos_p808": float(r["p808_mos"])}
 
@@ -232,19 +258,88 @@ def align(ref: np.ndarray, deg: np.ndarray, lag: int) -> tuple[np.ndarray, np.nd
 
 # --------------------------------------------------------------------------- Fréchet
 
-def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """Fréchet distance between Gaussians fitted to the rows of ``a`` and ``b``
-    ((N, D) arrays): |mu_a - mu_b|^2 + tr(C_a + C_b - 2 (C_a C_b)^(1/2))."""
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    if len(a) < 2 or len(b) < 2:
+def one_blas_thread():
+    """Context: BLAS/LAPACK on one thread (threadpoolctl, when installed).  The
+    many small eigendecompositions of the Fréchet distances run several times
+    faster so on a busy machine than with threads that wait for cores."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        import contextlib
+
+        return contextlib.nullcontext()
+    return threadpool_limits(1)
+
+
+@dataclass
+class GaussStats:
+    """Sufficient statistics of a set of feature rows for a Gaussian fit:
+    count ``n``, sum ``s`` (D,) and sum of outer products ``ss`` (D, D), float64.
+    Statistics of several clips add up, so a set's fit (and bootstrap
+    resamples over clips) need no second pass over the frames."""
+
+    n: int
+    s: np.ndarray
+    ss: np.ndarray
+
+    @classmethod
+    def of(cls, x: np.ndarray) -> GaussStats:
+        x = np.asarray(x, np.float64)
+        return cls(len(x), x.sum(0), x.T @ x)
+
+    def __add__(self, other: GaussStats) -> GaussStats:
+        return GaussStats(self.n + other.n, self.s + other.s, self.ss + other.ss)
+
+    def bands(self, k: int) -> GaussStats:
+        """The statistics of the first ``k`` feature dimensions."""
+        return GaussStats(self.n, self.s[:k], self.ss[:k, :k])
+
+    def mean_cov(self) -> tuple[np.ndarray, np.ndarray]:
+        mu = self.s / self.n
+        cov = (self.ss - self.n * np.outer(mu, mu)) / (self.n - 1)
+        return mu, (cov + cov.T) / 2
+
+
+def frechet_from_stats(a: GaussStats, b: GaussStats) -> float:
+    """Fréchet distance between the Gaussians fitted to two sets:
+    |mu_a - mu_b|^2 + tr(C_a + C_b - 2 (C_a C_b)^(1/2)); NaN below 2 rows."""
+    if a.n < 2 or b.n < 2:
         return math.nan
-    mu = a.mean(0) - b.mean(0)
-    ca, cb = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    mu_a, ca = a.mean_cov()
+    mu_b, cb = b.mean_cov()
+    mu = mu_a - mu_b
     w, v = np.linalg.eigh(ca)
     sqrt_a = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
     m = sqrt_a @ cb @ sqrt_a  # symmetric PSD; tr sqrt(ca cb) = tr sqrt(m)
     tr_sqrt = float(np.sum(np.sqrt(np.clip(np.linalg.eigvalsh((m + m.T) / 2), 0, None))))
     return float(max(0.0, mu @ mu + np.trace(ca) + np.trace(cb) - 2.0 * tr_sqrt))
+
+
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Fréchet distance between Gaussians fitted to the rows of ``a`` and ``b``
+    ((N, D) arrays): |mu_a - mu_b|^2 + tr(C_a + C_b - 2 (C_a C_b)^(1/2))."""
+    return frechet_from_stats(GaussStats.of(a), GaussStats.of(b))
+
+
+def frechet_bootstrap(ref: list[GaussStats], deg: list[GaussStats], resamples: int = 200,
+                      seed: int = 0) -> float:
+    """Standard deviation of the set-level Fréchet distance over ``resamples``
+    bootstrap resamples of the clips (the same clips drawn for both sides);
+    NaN with fewer than 2 clips."""
+    if len(ref) < 2:
+        return math.nan
+    rng = np.random.default_rng(seed)
+    vals = []
+    with one_blas_thread():
+        for _ in range(resamples):
+            idx = rng.integers(0, len(ref), len(ref))
+            a, b = ref[idx[0]], deg[idx[0]]
+            for i in idx[1:]:
+                a, b = a + ref[i], b + deg[i]
+            vals.append(frechet_from_stats(a, b))
+    vals = np.array(vals)
+    vals = vals[np.isfinite(vals)]
+    return float(vals.std(ddof=1)) if len(vals) > 1 else math.nan
 
 
 # --------------------------------------------------------------------------- one pair
@@ -272,6 +367,7 @@ def score_pair(ref: np.ndarray, deg: np.ndarray, max_delay_ms: float = DEFAULT_M
     m: dict[str, float] = {}
     rm, dm = log_mel(r), log_mel(d)
     m["mel_l1"] = float(np.mean(np.abs(rm - dm)))
+    m["mel_l1_4k"] = float(np.mean(np.abs(rm[:, :MEL_BANDS_4K] - dm[:, :MEL_BANDS_4K])))
     m["lsd_db"] = lsd(r, d)
     m["stoi"], note = stoi(r, d)
     notes += [note] if note else []

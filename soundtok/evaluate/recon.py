@@ -15,10 +15,18 @@ Baselines can be added to any of them.  All audio is scored at 16 kHz
 is found (band-envelope, then waveform cross-correlation; see
 :func:`.metrics.find_delay`) within +-``max_delay_ms`` and removed before
 scoring.  See ``docs/evaluate.md`` for the metric definitions.
+
+Optional metrics, each skipped with one note line when its packages are
+missing (nothing is ever downloaded): ASR word/character error rates
+(:mod:`.asr`, Whisper via faster-whisper; the reference text is a manifest
+field, by default ``text``, else Whisper's transcript of the reference),
+speaker similarity (:mod:`.speaker`, resemblyzer d-vectors) and DNSMOS
+(speechmos).
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import os
@@ -40,7 +48,10 @@ SI_SDR_NOTE = ("SI-SDR compares waveforms sample by sample: it is meaningless fo
                "so do not rank such systems by it")
 RESAMPLE_NOTE = "all audio is resampled to 16 kHz (soxr HQ) before scoring"
 FRECHET_NOTE = ("mel Fréchet distance: Gaussians fitted to the pooled log-mel frames of the "
-                "references and of the outputs (not FAD: no pretrained embedding is used)")
+                "references and of the outputs (not FAD: no pretrained embedding is used); "
+                "its spread is the bootstrap standard deviation over clips")
+POOLED_NOTE = ("WER/CER in the summary are pooled over clips (total edits / total reference "
+               "words or characters); per-clip means are in the JSON summaries")
 
 
 @dataclass
@@ -53,6 +64,7 @@ class ClipScore:
     metrics: dict[str, float]
     bits: float | None = None
     notes: list[str] = field(default_factory=list)
+    asr: dict[str, Any] | None = None  # texts and edit counts behind wer/cer
 
     @property
     def bitrate_bps(self) -> float | None:
@@ -71,8 +83,11 @@ class SystemResult:
     bitrate_method: str | None = None
     token_stats: list[CodebookStats] | None = None
     mel_frechet: float | None = None
-    _ref_frames: list[np.ndarray] = field(default_factory=list, repr=False)
-    _deg_frames: list[np.ndarray] = field(default_factory=list, repr=False)
+    mel_frechet_4k: float | None = None
+    mel_frechet_std: float | None = None
+    mel_frechet_4k_std: float | None = None
+    _ref_stats: list[M.GaussStats] = field(default_factory=list, repr=False)
+    _deg_stats: list[M.GaussStats] = field(default_factory=list, repr=False)
 
     def aggregate(self) -> tuple[dict[str, float], dict[str, int]]:
         """(mean of each metric over the clips where it is finite, count of
@@ -86,6 +101,35 @@ class SystemResult:
             if (~ok).sum():
                 nans[k] = int((~ok).sum())
         return means, nans
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        """Per metric over the clips where it is finite: mean, std (ddof 1),
+        median, min, max, n and the 95% confidence half-width of the mean
+        (1.96 std / sqrt(n), normal approximation)."""
+        out = {}
+        for k in [k for k in M.SIGNAL_METRICS if any(k in c.metrics for c in self.clips)]:
+            v = np.array([c.metrics.get(k, math.nan) for c in self.clips], dtype=np.float64)
+            v = v[np.isfinite(v)]
+            if not len(v):
+                out[k] = {"mean": math.nan, "n": 0}
+                continue
+            std = float(v.std(ddof=1)) if len(v) > 1 else math.nan
+            out[k] = {"mean": float(v.mean()), "std": std, "median": float(np.median(v)),
+                      "min": float(v.min()), "max": float(v.max()), "n": int(len(v)),
+                      "ci95": 1.96 * std / math.sqrt(len(v)) if len(v) > 1 else math.nan}
+        return out
+
+    def pooled_asr(self) -> dict[str, float] | None:
+        """WER and CER pooled over the clips with a non-empty reference text
+        (sum of edits / sum of reference words or characters), or None."""
+        rows = [c.asr for c in self.clips if c.asr and c.asr.get("ref_words")]
+        if not rows:
+            return None
+        words = sum(r["ref_words"] for r in rows)
+        chars = sum(r["ref_chars"] for r in rows)
+        return {"wer": sum(r["word_edits"] for r in rows) / words,
+                "cer": sum(r["char_edits"] for r in rows) / chars,
+                "ref_words": words, "ref_chars": chars, "clips": len(rows)}
 
     @property
     def delay_ms_mean(self) -> float:
@@ -137,17 +181,23 @@ class ReconResult:
                 "type": "system", "system": s.name, "kind": s.kind, "description": s.description,
                 "clips": len(s.clips), "bitrate_bps": s.bitrate_bps,
                 "bitrate_method": s.bitrate_method, "metrics": means, "metrics_nan": nans,
-                "mel_frechet": s.mel_frechet, "delay_ms_mean": s.delay_ms_mean,
+                "summary": s.summary(), "asr_pooled": s.pooled_asr(),
+                "mel_frechet": s.mel_frechet, "mel_frechet_std": s.mel_frechet_std,
+                "mel_frechet_4k": s.mel_frechet_4k, "mel_frechet_4k_std": s.mel_frechet_4k_std,
+                "delay_ms_mean": s.delay_ms_mean,
                 "token_stats": None if s.token_stats is None else [t.to_dict()
                                                                    for t in s.token_stats],
                 "notes": s.notes()})
         if per_clip:
             for s in self.systems:
                 for c in s.clips:
-                    out.append({"type": "clip", "system": s.name, "id": c.id,
-                                "duration_s": c.duration_s, "delay_ms": c.delay_ms,
-                                "bitrate_bps": c.bitrate_bps, "metrics": c.metrics,
-                                "notes": c.notes})
+                    row = {"type": "clip", "system": s.name, "id": c.id,
+                           "duration_s": c.duration_s, "delay_ms": c.delay_ms,
+                           "bitrate_bps": c.bitrate_bps, "metrics": c.metrics,
+                           "notes": c.notes}
+                    if c.asr is not None:
+                        row["asr"] = c.asr
+                    out.append(row)
         return [_clean(r) for r in out]
 
 
@@ -171,7 +221,18 @@ class _Clip:
     id: str
     ref: str | IO[bytes]  # a path, or stdin spooled (see soundtok.inputs)
     deg: str | None = None
+    fields: dict[str, Any] = field(default_factory=dict)  # manifest text, label, other keys
     where: str = ""
+
+    def text(self, name: str | None) -> str | None:
+        """The manifest field ``name`` as a reference transcript, or None."""
+        v = self.fields.get(name) if name else None
+        return v if isinstance(v, str) and v.strip() else None
+
+
+def _fields(src) -> dict[str, Any]:
+    return {**(src.meta or {}), **({"text": src.text} if src.text is not None else {}),
+            **({"label": src.label} if src.label is not None else {})}
 
 
 def _read_pair_manifest(path: str) -> list[_Clip] | None:
@@ -187,7 +248,8 @@ def _read_pair_manifest(path: str) -> list[_Clip] | None:
     for where, row in itertools.chain([first], rows):
         ref, deg = (manifest_path(path, where, row, key) for key in ("ref", "deg"))
         cid = str(row.get("id") or os.path.splitext(os.path.basename(ref))[0])
-        out.append(_Clip(cid, ref, deg, f"{path} {where}"))
+        out.append(_Clip(cid, ref, deg, {k: v for k, v in row.items() if k != "id"},
+                         f"{path} {where}"))
     check_unique_ids((c.id, c.where) for c in out)
     return out
 
@@ -215,7 +277,7 @@ def _match_folders(refs: list, degs: list, on_error) -> tuple[list[_Clip], list[
             if on_error:
                 on_error(msg)
             continue
-        clips.append(_Clip(r.id, r.open(), d.path))
+        clips.append(_Clip(r.id, r.open(), d.path, _fields(r)))
     return clips, failed
 
 
@@ -236,7 +298,7 @@ def _collect(inputs: list[str], deg: str | None, on_error) -> tuple[list[_Clip],
             if not pairs:
                 raise AudioError(f"manifest {inputs[0]} lists no pairs")
             return pairs, True, []
-    clips = [_Clip(s.id, s.open()) for s in plan_sources(inputs).sources()]
+    clips = [_Clip(s.id, s.open(), fields=_fields(s)) for s in plan_sources(inputs).sources()]
     return clips, False, []
 
 
@@ -255,7 +317,10 @@ def evaluate_recon(inputs: list[str], deg: str | None = None, codec: Any = None,
                    seed: int = 0, baselines: str | list[str] | None = None,
                    tokens: str | None = None, name: str = "decoded", device: str = "cpu",
                    max_delay_ms: float = M.DEFAULT_MAX_DELAY_MS, extended_stoi: bool = False,
-                   dnsmos: bool = True, examples: int = 3, limit: int | None = None,
+                   dnsmos: bool = True, asr: bool = True, asr_model: str = "base",
+                   text_field: str | None = "text", speaker: bool = True,
+                   codecs: list[tuple[str, Any]] | None = None, examples: int = 3,
+                   limit: int | None = None, bootstrap: int = 100,
                    on_clip: Callable[[str], None] | None = None,
                    on_error: Callable[[str], None] | None = None, llm: Any = None) -> ReconResult:
     """Score reconstructions of the references in ``inputs`` (files, folders,
@@ -263,14 +328,22 @@ def evaluate_recon(inputs: list[str], deg: str | None = None, codec: Any = None,
 
     ``codec``: anything :func:`soundtok.registry.load_codec` takes (a codec
     directory, ``"default"``, ``"llm-codec"``, a loaded codec; ``llm`` is passed
-    on to it); the references are tokenized and decoded as ``tokenize`` and
-    ``detokenize`` do.  ``decoders``/``steps``/``seed`` select how it decodes
-    (a codec with one decoder ignores them).  ``baselines``:
-    e.g. ``"codec2-450,opus-6k"``.  ``tokens``: in pairs mode, the token stream
-    the decoded files came from (for the exact bitrate and token statistics).
-    ``dnsmos``: compute DNSMOS when speechmos works here.  ``examples``: keep
-    the waveforms of this many clips for report figures.  ``limit``: score only
-    the first N clips.  Unreadable clips are skipped, reported through
+    on to it), its systems ``soundtok-<decoder>``; the references are
+    tokenized and decoded as ``tokenize`` and ``detokenize`` do.  ``codecs``:
+    more codecs as ``(label, codec)`` pairs, scored the same way as
+    ``<label>-<decoder>`` (e.g. a previous version side by side);
+    ``decoders``/``steps``/``seed`` select how they decode (a codec with one
+    decoder ignores them).  ``baselines``: e.g. ``"codec2-450,opus-6k"``.  ``tokens``: in
+    pairs mode, the token stream the decoded files came from (for the exact
+    bitrate and token statistics).  ``dnsmos``, ``asr``, ``speaker``: compute
+    DNSMOS, WER/CER (Whisper ``asr_model``) and speaker similarity when their
+    packages work here (else one note line each).  ``text_field``: the
+    manifest field holding what is said (``text``; ``label`` for digit
+    strings); clips without it, or all clips when None, are scored against
+    Whisper's transcript of the reference.  ``examples``: keep the waveforms of
+    this many clips for report figures.  ``limit``: score only the first N
+    clips.  ``bootstrap``: resamples for the spread of the mel Fréchet
+    distances (0: none).  Unreadable clips are skipped, reported through
     ``on_error`` and listed in ``result.failed``.
     """
     decoders = list(dict.fromkeys(decoders or ["flow"]))
@@ -278,11 +351,20 @@ def evaluate_recon(inputs: list[str], deg: str | None = None, codec: Any = None,
         raise UsageError("--steps must be at least 1")
     if max_delay_ms < 0:
         raise UsageError("--max-delay-ms must be >= 0")
+    from .asr import ASR_MODELS
+
+    if asr and asr_model not in ASR_MODELS:
+        raise UsageError(f"unknown ASR model {asr_model!r}: use {' or '.join(ASR_MODELS)}")
     base_list: list[Baseline] = parse_baselines(baselines)
-    if codec is not None and deg is not None:
+    codec_list: list[tuple[str, Any]] = ([("soundtok", codec)] if codec is not None else []) \
+        + list(codecs or [])
+    labels = [label for label, _ in codec_list]
+    if len(set(labels)) != len(labels) or any(not label or "/" in label for label in labels):
+        raise UsageError(f"codec labels must be unique and non-empty: {labels}")
+    if codec_list and deg is not None:
         raise UsageError("give either --codec (codec in the loop) or --deg (decoded files), "
                          "not both")
-    if tokens is not None and codec is not None:
+    if tokens is not None and codec_list:
         raise UsageError("--tokens is for pairs mode (--deg or a ref/deg manifest); with "
                          "--codec the tokens are made here")
     if not inputs:
@@ -310,7 +392,7 @@ def evaluate_recon(inputs: list[str], deg: str | None = None, codec: Any = None,
         pending = None
 
     clips, pairs, failed = _collect(list(inputs), deg, on_error)
-    if codec is None and not pairs and not base_list:
+    if not codec_list and not pairs and not base_list:
         raise UsageError("nothing to compare: give --codec DIR|default, decoded files (--deg "
                          "DIR or a manifest with ref and deg columns) or --baselines")
     if tokens is not None and not pairs:
@@ -319,38 +401,63 @@ def evaluate_recon(inputs: list[str], deg: str | None = None, codec: Any = None,
         clips = clips[:limit]
 
     notes = [RESAMPLE_NOTE, "delay removed before scoring: band-envelope, then waveform "
-             f"cross-correlation within +-{max_delay_ms:g} ms", SI_SDR_NOTE, FRECHET_NOTE]
-    use_dnsmos = False
+             f"cross-correlation within +-{max_delay_ms:g} ms", SI_SDR_NOTE, FRECHET_NOTE,
+             f"mel-L1 0-4k and mel FD 0-4k: the first {M.MEL_BANDS_4K} of the "
+             f"{M.MEL_BANDS} mel bands (upper edges <= 4 kHz)"]
+    use_dnsmos = use_asr = use_speaker = False
     if dnsmos:
         use_dnsmos, why = M.dnsmos_status()
         notes.append(why)
-    systems: list[SystemResult] = []
-    model = None
-    if codec is not None:
-        from ..registry import load_codec
+    asr_judge = spk_encoder = None
+    if asr:
+        from .asr import asr_status
 
-        model = load_codec("default" if codec == "" else codec, device=device, llm=llm)
-        if len(model.decoders) == 1:
-            decoders = list(model.decoders)  # its one decoder, whatever was asked
-        for d in decoders:
+        use_asr, why = asr_status(asr_model)
+        notes.append(why)
+        if use_asr:
+            asr_judge = _asr_judge(asr_model)
+            notes.append(POOLED_NOTE)
+    if speaker:
+        from .speaker import speaker_status
+
+        use_speaker, why = speaker_status()
+        notes.append(why)
+        if use_speaker:
+            spk_encoder = _speaker_encoder()
+    systems: list[SystemResult] = []
+    models: list[tuple[str, Any, list[str]]] = []  # (label, codec, its decoders)
+    from ..registry import load_codec
+
+    for label, c in codec_list:
+        model = load_codec("default" if c == "" else c, device=device, llm=llm)
+        # a codec with one decoder uses it whatever was asked
+        decs = list(model.decoders) if len(model.decoders) == 1 else decoders
+        for d in decs:
             if d not in model.decoders:
                 raise UsageError(f"unknown decoder {d!r}: use {' or '.join(model.decoders)}")
-        for d in decoders:
-            desc = (f"soundtok codec {model.name} (weights {model.sha256[:12]}), "
+        models.append((label, model, decs))
+        where = "" if label == "soundtok" else f" from {c if isinstance(c, str) else label}"
+        for d in decs:
+            desc = (f"soundtok codec {model.name}{where} (weights {model.sha256[:12]}), "
                     + model.describe_decoder(d, steps=steps, seed=seed))
             systems.append(SystemResult(
-                f"soundtok-{d}", "soundtok", desc,
+                f"{label}-{d}", "soundtok", desc,
                 bitrate_method="token stream: sum over codebooks of len(codes) x "
                                "log2(codebook size) / duration"))
-    elif pairs:
+    if pairs:
         systems.append(SystemResult(name, "pairs", f"decoded files ({deg or inputs[0]})"))
     for b in base_list:
         systems.append(SystemResult(b.name, "baseline", b.description,
                                     bitrate_method=b.bitrate_method))
-    reference = SystemResult("reference", "reference", "the references themselves (DNSMOS only)")
-    codes_all: list[list[list[int]]] = []
+    if len({s.name for s in systems}) != len(systems):
+        raise UsageError(f"two systems share a name: {[s.name for s in systems]}")
+    reference = SystemResult("reference", "reference",
+                             "the references themselves (DNSMOS; ASR against the manifest text)")
+    codes_all: dict[str, list[list[list[int]]]] = {label: [] for label, _, _ in models}
     kept: list[Example] = []
     by_name = {s.name: s for s in systems}
+    text_sources = {"manifest": 0, "whisper": 0}
+    languages: dict[str, int] = {}
 
     scored = 0
     for clip in clips:
@@ -365,31 +472,84 @@ def evaluate_recon(inputs: list[str], deg: str | None = None, codec: Any = None,
                 on_error(str(e))
             continue
         dur = len(ref) / SCORE_SR
-        if model is not None:
-            codes, decoded = _codec_roundtrip(model, ref, decoders, steps, seed)
-            codes_all.append(codes)
+        for label, model, decs in models:
+            codes, decoded = _codec_roundtrip(model, ref, decs, steps, seed)
+            codes_all[label].append(codes)
             bits = sum(len(row) * math.log2(size) for row, size in zip(codes, model.codebook_sizes))
             for d, y in decoded.items():
-                outputs[f"soundtok-{d}"] = (y, bits)
+                outputs[f"{label}-{d}"] = (y, bits)
         from .baselines import roundtrip
 
         for b in base_list:
             y, bits = roundtrip(b, ref, SCORE_SR)
             outputs[b.name] = (y, float(bits))
+
+        ref_metrics: dict[str, float] = {}
+        ref_notes: list[str] = []
+        ref_asr = None
+        truth = clip.text(text_field)
+        if asr_judge is not None:
+            from .asr import whisper_language
+
+            lang = whisper_language(clip.fields.get("language"))
+            languages[lang] = languages.get(lang, 0) + 1
+            try:
+                ref_hyp = asr_judge.transcribe(ref, lang)
+            except Exception as e:  # a broken ctranslate2 install, etc.
+                ref_hyp = None
+                ref_notes.append(f"ASR failed: {type(e).__name__}: {e}")
+            if truth is None:
+                truth = ref_hyp
+                src = "whisper"
+            else:
+                src = f"manifest:{text_field}"
+            text_sources["manifest" if src != "whisper" else "whisper"] += 1
+            if src != "whisper" and ref_hyp is not None:
+                ref_asr = _asr_row(truth, src, ref_hyp, ref_metrics, ref_notes)
+        ref_emb = None
+        if spk_encoder is not None:
+            try:
+                ref_emb = spk_encoder.embed(ref)
+            except Exception as e:
+                ref_notes.append(f"speaker embedding failed: {type(e).__name__}: {e}")
+            if ref_emb is None:
+                ref_notes.append("speaker similarity: no voiced audio in the reference "
+                                 "(webrtcvad)")
         for sys_name, (y, bits) in outputs.items():
             s = by_name[sys_name]
             ps = M.score_pair(ref, y, max_delay_ms=max_delay_ms, extended_stoi=extended_stoi,
                               dnsmos=use_dnsmos)
+            asr_row = None
+            if asr_judge is not None and truth is not None:
+                try:
+                    asr_row = _asr_row(truth, src, asr_judge.transcribe(y, lang), ps.metrics,
+                                       ps.notes)
+                except Exception as e:
+                    ps.notes.append(f"ASR failed: {type(e).__name__}: {e}")
+            if spk_encoder is not None and ref_emb is not None:
+                from .speaker import cosine
+
+                try:
+                    emb = spk_encoder.embed(y)
+                except Exception as e:
+                    emb = None
+                    ps.notes.append(f"speaker embedding failed: {type(e).__name__}: {e}")
+                ps.metrics["speaker_sim"] = cosine(ref_emb, emb)
+                if emb is None:
+                    ps.notes.append("speaker similarity: no voiced audio in the output "
+                                    "(webrtcvad)")
             s.clips.append(ClipScore(clip.id, dur, 1000.0 * ps.delay / SCORE_SR, ps.metrics,
-                                     bits, ps.notes))
-            s._ref_frames.append(ps.ref_mel)
-            s._deg_frames.append(ps.deg_mel)
+                                     bits, ps.notes + ref_notes, asr_row))
+            s._ref_stats.append(M.GaussStats.of(ps.ref_mel))
+            s._deg_stats.append(M.GaussStats.of(ps.deg_mel))
         if use_dnsmos:
             try:
-                reference.clips.append(ClipScore(clip.id, dur, 0.0, M.dnsmos_scores(ref)))
-            except Exception as e:  # onnxruntime problems
-                reference.clips.append(ClipScore(clip.id, dur, 0.0, {},
-                                                 notes=[f"DNSMOS failed: {e}"]))
+                ref_metrics.update(M.dnsmos_scores(ref))
+            except Exception as e:  # onnxruntime problems, silence
+                ref_notes.append(f"DNSMOS failed: {e}")
+        if use_dnsmos or ref_asr is not None:
+            reference.clips.append(ClipScore(clip.id, dur, 0.0, ref_metrics, notes=ref_notes,
+                                             asr=ref_asr))
         if len(kept) < examples:
             kept.append(Example(clip.id, {"reference": ref,
                                           **{k: v for k, (v, _) in outputs.items()}}))
@@ -405,30 +565,76 @@ def evaluate_recon(inputs: list[str], deg: str | None = None, codec: Any = None,
         flush_pending()
         raise AudioError(f"no clip could be scored ({len(failed)} failed)")
     flush_pending()
+    if asr_judge is not None:
+        notes.append(f"ASR reference text: manifest field {text_field!r} for "
+                     f"{text_sources['manifest']} clips, Whisper's transcript of the reference "
+                     f"for {text_sources['whisper']}"
+                     + (" (the reference row has no WER then)" if text_sources["whisper"] else ""))
+        if set(languages) != {"en"}:
+            notes.append("ASR languages (from the manifest's language field): "
+                         + ", ".join(f"{k} {v} clips" for k, v in sorted(languages.items())))
     for s in systems:
-        if s._ref_frames:
-            s.mel_frechet = M.frechet_distance(np.concatenate(s._ref_frames),
-                                               np.concatenate(s._deg_frames))
-        s._ref_frames, s._deg_frames = [], []
+        if s._ref_stats:
+            ra, da = s._ref_stats[0], s._deg_stats[0]
+            for a, b in zip(s._ref_stats[1:], s._deg_stats[1:]):
+                ra, da = ra + a, da + b
+            k = M.MEL_BANDS_4K
+            s.mel_frechet = M.frechet_from_stats(ra, da)
+            s.mel_frechet_4k = M.frechet_from_stats(ra.bands(k), da.bands(k))
+            if bootstrap:
+                s.mel_frechet_std = M.frechet_bootstrap(s._ref_stats, s._deg_stats, bootstrap)
+                s.mel_frechet_4k_std = M.frechet_bootstrap(
+                    [x.bands(k) for x in s._ref_stats], [x.bands(k) for x in s._deg_stats],
+                    bootstrap)
+        s._ref_stats, s._deg_stats = [], []
         if s.kind in ("soundtok", "baseline"):
             total_bits = sum(c.bits or 0.0 for c in s.clips)
             total_s = sum(c.duration_s for c in s.clips)
             s.bitrate_bps = total_bits / total_s if total_s else None
-    if model is not None:
-        stats = token_stats(model.codebook_sizes, codes_all)
-        for s in systems:
-            if s.kind == "soundtok":
-                s.token_stats = stats
+    for label, model, decs in models:
+        stats = token_stats(model.codebook_sizes, codes_all[label])
+        for d in decs:
+            by_name[f"{label}-{d}"].token_stats = stats
     if tokens is not None:
         rate, stats, n = stream_stats(tokens)
         s = by_name[name]
         s.bitrate_bps, s.token_stats = rate, stats
         s.bitrate_method = (f"token stream {tokens} ({n} items): sum over codebooks of "
                             f"len(codes) x log2(codebook size) / duration")
-    if use_dnsmos and reference.clips:
+    if reference.clips:
         systems.insert(0, reference)
     return ReconResult(systems=systems, notes=notes, clips=scored, failed=failed,
                        examples=kept, max_delay_ms=max_delay_ms)
+
+
+@functools.lru_cache(maxsize=2)
+def _asr_judge(model: str):
+    """One Whisper per model and process (loading takes a second or two)."""
+    from .asr import WhisperASR
+
+    return WhisperASR(model)
+
+
+@functools.lru_cache(maxsize=1)
+def _speaker_encoder():
+    from .speaker import SpeakerEncoder
+
+    return SpeakerEncoder()
+
+
+def _asr_row(truth: str, source: str, hyp: str, metrics: dict[str, float],
+             notes: list[str]) -> dict[str, Any]:
+    """Score one transcript: sets ``metrics['wer'/'cer']``; returns the clip's ``asr`` record."""
+    from .asr import error_counts, normalize_text
+
+    e = error_counts(truth, hyp)
+    metrics["wer"], metrics["cer"] = e.wer, e.cer
+    if not e.ref_words:
+        notes.append("WER/CER: the reference text is empty after normalisation")
+    return {"reference_text": truth, "reference_source": source, "hypothesis": hyp,
+            "reference_norm": normalize_text(truth), "hypothesis_norm": normalize_text(hyp),
+            "ref_words": e.ref_words, "word_edits": e.word_edits, "ref_chars": e.ref_chars,
+            "char_edits": e.char_edits}
 
 
 def _codec_roundtrip(model, ref16: np.ndarray, decoders: list[str], steps: int | None,

@@ -2,11 +2,12 @@
 
 Figures (matplotlib, Agg backend, no display needed):
 
-* ``metrics.png`` -- one bar chart per metric (bitrate, mel-L1, LSD, STOI,
-  PESQ, SI-SDR, mel Fréchet distance, DNSMOS when present), one bar per system;
+* ``metrics.png`` -- one bar chart per metric (bitrate, WER, CER, mel-L1 and
+  its 0-4 kHz version, LSD, STOI, PESQ, SI-SDR, speaker similarity, mel
+  Fréchet distances, DNSMOS, where present), one bar per system;
 * ``spectrogram_NN_<clip>.png`` -- log-mel spectrograms (the scoring mel
-  configuration) of the reference and every system's output for the first few
-  clips;
+  configuration, frequency axis in Hz) of the reference and every system's
+  output for the first few clips;
 * ``metrics.jsonl`` -- the ``--json --per-clip`` rows;
 * ``report.md`` -- the summary table, systems, token statistics, notes, and
   links to all of the above.
@@ -34,25 +35,35 @@ if TYPE_CHECKING:
 # key, column header, format, better ("up", "down" or "")
 COLUMNS = [
     ("bitrate_bps", "bit/s", "{:.0f}", ""),
+    ("wer", "WER", "{:.3f}", "down"),
+    ("cer", "CER", "{:.3f}", "down"),
     ("mel_l1", "mel-L1", "{:.3f}", "down"),
+    ("mel_l1_4k", "mel-L1 0-4k", "{:.3f}", "down"),
     ("lsd_db", "LSD dB", "{:.2f}", "down"),
     ("stoi", "STOI", "{:.3f}", "up"),
     ("estoi", "ESTOI", "{:.3f}", "up"),
     ("pesq_wb", "PESQ-WB", "{:.2f}", "up"),
     ("pesq_nb", "PESQ-NB", "{:.2f}", "up"),
     ("si_sdr_db", "SI-SDR dB*", "{:.1f}", "up"),
+    ("speaker_sim", "spk sim", "{:.3f}", "up"),
     ("mel_frechet", "mel FD", "{:.2f}", "down"),
+    ("mel_frechet_4k", "mel FD 0-4k", "{:.2f}", "down"),
     ("dnsmos_ovrl", "DNSMOS", "{:.2f}", "up"),
     ("delay_ms_mean", "delay ms", "{:.1f}", ""),
     ("clips", "clips", "{:d}", ""),
 ]
 ARROW = {"up": " ↑", "down": " ↓", "": ""}
-TITLES = {"bitrate_bps": "Payload bitrate", "mel_l1": "mel-L1 (log10 mel magnitude)",
+TITLES = {"bitrate_bps": "Payload bitrate", "wer": "Word error rate (Whisper)",
+          "cer": "Character error rate (Whisper)", "mel_l1": "mel-L1 (log10 mel magnitude)",
+          "mel_l1_4k": "mel-L1, 0-4 kHz bands", "speaker_sim": "Speaker similarity (d-vector)",
+          "mel_frechet_4k": "mel Fréchet distance, 0-4 kHz",
           "lsd_db": "Log-spectral distance", "stoi": "STOI", "estoi": "ESTOI",
           "pesq_wb": "PESQ wideband (P.862.2)", "pesq_nb": "PESQ narrowband (P.862)",
           "si_sdr_db": "SI-SDR (meaningless without phase)",
           "mel_frechet": "mel Fréchet distance", "dnsmos_ovrl": "DNSMOS overall"}
-UNITS = {"bitrate_bps": "bit/s", "mel_l1": "mean |Δ log10 mel|", "lsd_db": "dB", "stoi": "score",
+UNITS = {"bitrate_bps": "bit/s", "wer": "edits / word", "cer": "edits / character",
+         "mel_l1_4k": "mean |Δ log10 mel|", "speaker_sim": "cosine",
+         "mel_frechet_4k": "distance", "mel_l1": "mean |Δ log10 mel|", "lsd_db": "dB", "stoi": "score",
          "estoi": "score", "pesq_wb": "MOS-LQO", "pesq_nb": "MOS-LQO", "si_sdr_db": "dB",
          "mel_frechet": "distance", "dnsmos_ovrl": "MOS"}
 
@@ -65,6 +76,10 @@ def system_values(result: ReconResult) -> list[tuple[str, dict[str, Any]]]:
         v: dict[str, Any] = dict(means)
         v["bitrate_bps"] = s.bitrate_bps if s.bitrate_bps is not None else math.nan
         v["mel_frechet"] = s.mel_frechet if s.mel_frechet is not None else math.nan
+        v["mel_frechet_4k"] = s.mel_frechet_4k if s.mel_frechet_4k is not None else math.nan
+        pooled = s.pooled_asr()  # WER/CER: total edits / total reference words (characters)
+        v["wer"] = pooled["wer"] if pooled else math.nan
+        v["cer"] = pooled["cer"] if pooled else math.nan
         v["delay_ms_mean"] = s.delay_ms_mean if s.kind != "reference" else math.nan
         v["clips"] = len(s.clips)
         out.append((s.name, v))
@@ -102,6 +117,14 @@ def _save(fig, path: str) -> None:
         f.write(buf.getvalue())
 
 
+def _hz_ticks(freqs=(0, 250, 500, 1000, 2000, 4000, 8000)) -> tuple[list[float], list[str]]:
+    """Positions (in mel-band units of the image, band centres) and labels of
+    frequency ticks for a log-mel image drawn with extent 0..MEL_BANDS."""
+    centres = M.band_edges_hz()[1:-1]  # peak frequency of each band
+    pos = np.interp(freqs, centres, np.arange(M.MEL_BANDS) + 0.5, left=0.0, right=M.MEL_BANDS)
+    return [float(p) for p in pos], [f"{f / 1000:g}k" if f >= 1000 else str(f) for f in freqs]
+
+
 def _spectrogram_figure(example, path: str, max_seconds: float = 10.0) -> None:
     import matplotlib.pyplot as plt
 
@@ -113,13 +136,16 @@ def _spectrogram_figure(example, path: str, max_seconds: float = 10.0) -> None:
     lo = min(float(m.min()) for m in mels.values())
     hi = max(float(m.max()) for m in mels.values())
     im = None
+    ticks, tick_labels = _hz_ticks()
     for ax, key in zip(axes[:, 0], names):
         m = mels[key]
         seconds = m.shape[0] * M.MEL_HOP / M.SCORE_SR
         im = ax.imshow(m.T, origin="lower", aspect="auto", vmin=max(lo, hi - 5), vmax=hi,
                        extent=(0, seconds, 0, M.MEL_BANDS), cmap="magma")
         ax.set_title(key, fontsize=10)
-        ax.set_ylabel("mel band")
+        ax.set_yticks(ticks)
+        ax.set_yticklabels(tick_labels, fontsize=8)
+        ax.set_ylabel("frequency (Hz)")
     axes[-1, 0].set_xlabel("time (s)")
     fig.suptitle(f"Log-mel spectrograms: {example.id}")
     fig.tight_layout()

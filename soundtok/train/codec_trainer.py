@@ -31,6 +31,7 @@ from ..codec.model import SoundCodec
 from ..codec.vocoder import stft_loss
 from .checkpoint import latest_checkpoint, load_training_state, optimizer_from_flat, save_checkpoint
 from .data import CropSampler, load_clips, validation_batches
+from .health import assert_finite_weights, check_finite, claim_run_dir
 from .scaffold import Distributed, Means, RunLogger, init_distributed, lr_factor, no_audio_error, set_lr
 
 STAGES = ("vae", "tokenizer", "vocoder")
@@ -143,7 +144,13 @@ def measure_latent_stats(codec: SoundCodec, sampler: CropSampler, batches: int =
 
 
 def train_codec(opts: TrainCodecOptions, echo=None) -> Path:
-    """Train (or fine-tune, or resume) a codec; returns the final model directory."""
+    """Train (or fine-tune, or resume) a codec; returns the final model directory.
+    The run folder is claimed first (:func:`.checkpoint.claim_run_dir`)."""
+    with claim_run_dir(opts.out, opts.resume):
+        return _train_codec(opts, echo)
+
+
+def _train_codec(opts: TrainCodecOptions, echo=None) -> Path:
     from ..errors import UsageError
 
     stages = list(STAGES) if opts.stage == "all" else opts.stage.split(",")
@@ -166,7 +173,7 @@ def _train(opts: TrainCodecOptions, stages: list[str], run_dir: Path, dist: Dist
            log: RunLogger) -> Path:
     rank, world, device, info = dist.rank, dist.world, dist.device, log.info
 
-    ckpt = latest_checkpoint(run_dir) if opts.resume else None
+    ckpt = latest_checkpoint(run_dir, info) if opts.resume else None
     if opts.resume and ckpt is None:
         info(f"no checkpoint in {run_dir}; starting from scratch")
     state = {"completed": [], "stage": None, "stage_step": 0}
@@ -212,6 +219,7 @@ def _train(opts: TrainCodecOptions, stages: list[str], run_dir: Path, dist: Dist
         state["stage"], state["stage_step"] = None, 0
     final = run_dir / "final"
     if rank == 0:
+        assert_finite_weights(codec, final)
         codec.save_pretrained(final)
         info(f"done in {(time.time() - t_start) / 60:.1f} min; codec saved to {final}")
     dist.barrier()
@@ -261,6 +269,7 @@ def _run_stage(codec, stage, opts, clips, val_clips, run_dir, log, info, rank, w
         opt.zero_grad(set_to_none=True)
         out["loss"].backward()
         gn = torch.nn.utils.clip_grad_norm_(params, 1.0)
+        check_finite(step, loss=out["loss"], gradient_norm=gn)
         opt.step()
         if stage == "tokenizer" and step % 100 == 0:
             with torch.no_grad():
@@ -318,8 +327,14 @@ def _record_rank_data(run_dir: Path, rank: int, ids: list[str]) -> None:
 
 def train_from_request(req, echo=None) -> Path:
     """``soundtok train-codec`` for this codec (a :class:`soundtok.train.CodecTrainingRequest`)."""
+    from ..configcheck import check_memory, check_overrides
     from ..errors import UsageError
 
+    # --config is validated (keys, types, sizes) and the model it describes measured
+    # before anything is built or written (soundtok.configcheck)
+    check_overrides(CodecConfig, req.codec_config)
+    check_memory(lambda: SoundCodec(CodecConfig.from_dict({**asdict(CodecConfig()), **req.codec_config})),
+                 "the codec", req.device)
     for flag, value in (("--llm", req.llm), ("--crop-seconds", req.crop_seconds),
                         ("--freeze-vocoder", req.freeze_vocoder)):
         if value:

@@ -36,6 +36,7 @@ from ..audiolm.vocabulary import AudioVocab
 from ..errors import ModelError, UsageError
 from ..llm.loader import DEFAULT_LLM, load_llm
 from .checkpoint import latest_checkpoint, load_training_state, optimizer_from_flat, save_checkpoint
+from .health import assert_finite_weights, check_finite, claim_run_dir
 from .scaffold import Distributed, RunLogger, init_distributed, lr_factor, set_lr
 
 
@@ -90,10 +91,12 @@ def finetune(opts: FinetuneOptions, echo: Callable[[str], None] | None = None) -
     if opts.task not in TASKS:
         raise UsageError(f"unknown --task {opts.task!r}: use caption, generate or mixed")
     run_dir = Path(opts.out)
-    ckpt = latest_checkpoint(run_dir) if run_dir.is_dir() else None
-    if ckpt is not None and not opts.resume:
-        raise UsageError(f"{run_dir} already holds a training run; pass --resume to continue it "
-                         f"or choose another --out")
+    with claim_run_dir(run_dir, opts.resume):
+        ckpt = latest_checkpoint(run_dir, echo) if opts.resume else None
+        return _finetune_in(opts, run_dir, ckpt, echo)
+
+
+def _finetune_in(opts: FinetuneOptions, run_dir: Path, ckpt, echo) -> Path:
     dist = init_distributed(opts.device)
     if dist.main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -246,7 +249,7 @@ def _finetune(opts, run_dir, ckpt, dist: Distributed, log: RunLogger):
             agg_loss += float(loss_sum.detach())
             tokens_seen += int(mask.sum())
         agg_tokens += n_tokens
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        check_finite(step + 1, loss=agg_loss, gradient_norm=torch.nn.utils.clip_grad_norm_(params, 1.0))
         opt.step()
         step += 1
         if step % opts.log_every == 0 or step == total:
@@ -277,6 +280,7 @@ def _finetune(opts, run_dir, ckpt, dist: Distributed, log: RunLogger):
                     "train_file": os.path.basename(str(opts.train)),
                     "train_minutes": round(train_minutes, 2), "device": str(device),
                     "threads": torch.get_num_threads()}
+        assert_finite_weights(alm, final)
         save_adapter(alm, final, dtype=_parse_dtype(opts.adapter_dtype),
                           extra={"training": training})
         info(f"done: {total} steps in {train_minutes:.1f} min of training (all sessions); "

@@ -40,6 +40,7 @@ from ..llmcodec.config import VOCODER_FIELDS, LLMCodecConfig
 from ..llmcodec.model import LLMCodec
 from .checkpoint import latest_checkpoint, load_training_state, optimizer_from_flat, save_checkpoint
 from .data import LabelledCropSampler, load_clips
+from .health import assert_finite_weights, check_finite, claim_run_dir
 from .scaffold import Means, RunLogger, lr_factor, no_audio_error, set_lr
 
 
@@ -133,7 +134,15 @@ def train_llm_codec(opts: TrainLLMCodecOptions, echo=None,
     """Train (or resume) an llm-codec; returns the final model directory.
 
     ``embedder`` replaces MiniLM (tests); ``llm`` an already loaded
-    ``(model, tokenizer)`` pair instead of loading ``opts.llm``."""
+    ``(model, tokenizer)`` pair instead of loading ``opts.llm``.  The run folder
+    is claimed first (:func:`.checkpoint.claim_run_dir`)."""
+    with claim_run_dir(opts.out, opts.resume):
+        return _train_llm_codec(opts, echo, embedder, llm)
+
+
+def _train_llm_codec(opts: TrainLLMCodecOptions, echo=None,
+                     embedder: Callable[[list[str]], torch.Tensor] | None = None,
+                     llm: Any = None) -> Path:
     from ..llm.loader import load_llm
 
     run_dir = Path(opts.out)
@@ -152,7 +161,7 @@ def _train(opts: TrainLLMCodecOptions, run_dir: Path, log: RunLogger, embedder, 
     device = torch.device(opts.device)
     model, tokenizer = llm
 
-    ckpt = latest_checkpoint(run_dir) if opts.resume else None
+    ckpt = latest_checkpoint(run_dir, info) if opts.resume else None
     state: dict = {"step": 0}
     opt_tensors = None
     if ckpt is not None:
@@ -216,6 +225,7 @@ def _train(opts: TrainLLMCodecOptions, run_dir: Path, log: RunLogger, embedder, 
         opt.zero_grad(set_to_none=True)
         out["loss"].backward()
         gn = torch.nn.utils.clip_grad_norm_(params, 1.0)
+        check_finite(step, loss=out["loss"], gradient_norm=gn)
         opt.step()
         means.add({**out, "grad_norm": gn})
         means.step()
@@ -227,6 +237,7 @@ def _train(opts: TrainLLMCodecOptions, run_dir: Path, log: RunLogger, embedder, 
                             name=f"llmcodec-{step:07d}")
     codec.eval()
     final = run_dir / "final"
+    assert_finite_weights(codec, final)
     codec.save_pretrained(final)
     info(f"llm-codec saved to {final}")
     return final
@@ -236,8 +247,17 @@ def train_from_request(req, echo=None) -> Path:
     """``soundtok train-codec --arch llm-codec`` (a :class:`soundtok.train.CodecTrainingRequest`):
     one stage of ``--steps`` (default 20000); ``--stage``, ``--val`` and the per-stage
     step options do not apply."""
+    from ..configcheck import check_memory, check_overrides
     from ..errors import UsageError
 
+    check_overrides(LLMCodecConfig, req.codec_config)  # before anything is built or written
+
+    def build():
+        cfg = LLMCodecConfig.from_dict({**asdict(LLMCodecConfig()), **req.codec_config})
+        cfg.llm = {"hidden_size": 1}  # the codebooks are the LLM's rows: counted 1-d here (a lower bound)
+        return LLMCodec(cfg, [list(range(v)) for v in cfg.vocab_sizes])
+
+    check_memory(build, "the llm-codec", req.device)
     if req.init_from:
         raise UsageError("--init-from is not supported with --arch llm-codec")
     opts = TrainLLMCodecOptions(train=list(req.train), out=req.out, llm=req.llm,
