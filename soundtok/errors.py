@@ -47,3 +47,11 @@ class ModelError(SoundtokError):
 
 class PartialFailure(SoundtokError):
     """A batch finished its good items but some items failed (listed on stderr)."""
+
+
+def one_line(msg: str) -> str:
+    """``msg`` as one printable line: line breaks and other control characters (e.g. from a
+    file name such as ``$'a\\fb'``) are written as escapes (``\\x0c``), so an error is always
+    exactly one ``error: ...`` line."""
+    return "".join(c if c.isprintable() or c == " " else c.encode("unicode_escape").decode("ascii")
+                   for c in msg)

@@ -159,7 +159,7 @@ def test_write_clip_is_atomic(tmp_path, monkeypatch):
 
 @needs_fortunes
 def test_plan_holds_out_whole_speakers_and_every_voice_says_digits():
-    cfg = plan.preset("full", stages=plan.TTS_STAGES, scale=0.25)
+    cfg = plan.preset("full", stages=plan.TTS_STAGES, scale=0.25, engine_scale={})
     jobs_a, _ = plan.make_plan(cfg)
     jobs_b, _ = plan.make_plan(cfg)
     rows = [o["row"] for js in jobs_a.values() for j in js for o in j.outputs]
@@ -177,7 +177,8 @@ def test_plan_holds_out_whole_speakers_and_every_voice_says_digits():
     assert len({v.id for v in VOICES}) >= 20 and sum(v.minutes for v in VOICES) >= 300
     est = sum(plan._estimate_seconds(text.Utterance(r["content"], r["text"], r.get("label")), r["rate"])
               for r in rows if r["source"] in ("flite", "espeak"))
-    want = sum(v.minutes for v in VOICES if v.engine in ("flite", "espeak")) * 60 * 0.25
+    want = sum(v.minutes * cfg.engine_scale.get(v.engine, 1.0)
+               for v in VOICES if v.engine in ("flite", "espeak")) * 60 * 0.25
     assert 0.95 * want <= est <= 1.1 * want
 
 

@@ -805,8 +805,10 @@ _DETOKENIZE_OPTS = ["--steps", "--seed", "--guidance", "--solver", "--format", "
                     "--device", "--threads", "--codec"]
 
 
+# Derandomised so that CI runs the same examples every time (a failure reproduces); set
+# SOUNDTOK_TEST_RANDOM=1 (and SOUNDTOK_TEST_EXAMPLES=N) to explore new ones.
 @settings(max_examples=int(os.environ.get("SOUNDTOK_TEST_EXAMPLES", "40")), deadline=None,
-          suppress_health_check=list(HealthCheck))
+          derandomize=not os.environ.get("SOUNDTOK_TEST_RANDOM"), suppress_health_check=list(HealthCheck))
 @given(data=st.data())
 def test_random_option_values(D, tmp_path_factory, data):
     """Any values for the options of tokenize and detokenize: exit 0, 1 or 2, one error line at
@@ -855,3 +857,14 @@ def test_random_option_values(D, tmp_path_factory, data):
     assert not temp_files(d)
     with contextlib.suppress(OSError):
         shutil.rmtree(d)
+
+
+@pytest.mark.parametrize("name", ["\x0c", "a\nb", "tab\there", "x\x1b[31m"])
+def test_control_characters_in_names_stay_one_error_line(D, tmp_path, name):
+    """A file name with line breaks or other control characters is escaped in the error line."""
+    r = cli("tokenize", D["dir"] / "c0.wav", "--manifest", str(tmp_path / name), "--codec", D["codec"],
+            "-o", tmp_path / "o.tok.jsonl", "--threads", "1")
+    err = r.stderr.decode(errors="replace")
+    assert r.returncode == 1, err
+    assert err.count("\n") == 2 and all(line.startswith("error: ") for line in err.splitlines()), repr(err)
+    assert "\x1b" not in err and any(e in err for e in ("\\x", "\\n", "\\t"))

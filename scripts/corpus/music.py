@@ -143,6 +143,8 @@ def plan_music(rng: random.Random, scale: float = 1.0, groups: tuple[str, ...] |
         return [], why
     files = corpus_files()
     jobs = []
+    slugs: set[str] = set()
+    stems: set[str] = set()
     for group, (style, composer, bpm, texture, want, n_exc, tunes) in GROUPS.items():
         if groups and group not in groups:
             continue
@@ -162,6 +164,9 @@ def plan_music(rng: random.Random, scale: float = 1.0, groups: tuple[str, ...] |
                 numbers = [None]
             outputs, renders = [], []
             slug = re.sub(r"[^A-Za-z0-9._-]+", "_", rel.rsplit(".", 1)[0])
+            while slug in slugs:  # two file names that differ only in punctuation
+                slug += "-2"
+            slugs.add(slug)
             for num in numbers:
                 ens_name, insts = rng.choice(ENSEMBLES[texture])
                 factor = rng.uniform(0.8, 1.25)
@@ -178,6 +183,10 @@ def plan_music(rng: random.Random, scale: float = 1.0, groups: tuple[str, ...] |
                         "path": out_rel, "id": cid, "source": "music21", "kind": "music", "licence": LICENCE,
                         "split": split, "piece": rel + (f"#{num}" if num is not None else ""), "group": group,
                         "ensemble": ens_name, "instruments": sorted(set(insts)), "label": style}})
+            stem = rel.rsplit(".", 1)[0]
+            if stem in stems:  # the same piece in two formats (.mxl and .xml): keep the first
+                continue       # (its draws are made anyway, so the other pieces' plans do not move)
+            stems.add(stem)
             jobs.append(Job("music", "music", {"file": str(path), "rel": rel, "group": group, "renders": renders,
                                                "style": style, "composer": composer, "bpm": bpm}, outputs))
     return jobs, None

@@ -138,7 +138,7 @@ def _tts_jobs(v: Voice, cfg: Config, rng: random.Random, pools: _TextPools) -> l
                 break
             kind = MIX[n % len(MIX)][0]
         else:
-            if sum(used.values()) >= budget:
+            if sum(used.values()) >= budget and all(used.values()):  # every voice says every kind
                 break
             kind = min(MIX, key=lambda km: used[km[0]] / km[1])[0]  # the kind furthest below its share
         u = _utterance(kind, rng, pools, v, n_sent)

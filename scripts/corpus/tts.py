@@ -246,6 +246,18 @@ class Flite:
             return _read_wav(out)
 
 
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM when the process that started it exits (Linux;
+    pool workers leave with os._exit, so nothing else would stop festival)."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
 class Festival:
     """Festival voices, one long-running ``festival --pipe`` per worker process
     (starting festival for every clip costs more than the synthesis):
@@ -267,7 +279,8 @@ class Festival:
     def _festival(self):
         if self._proc is None or self._proc.poll() is not None:
             self._proc = subprocess.Popen(["festival", "--pipe"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                          stderr=subprocess.STDOUT, text=True, bufsize=1)
+                                          stderr=subprocess.STDOUT, text=True, bufsize=1,
+                                          preexec_fn=_die_with_parent)
         return self._proc
 
     def __call__(self, text, voice="kal_diphone", rate=1.0, pitch=0.0):

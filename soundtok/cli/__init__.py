@@ -25,7 +25,7 @@ import typer
 from typer.core import TyperGroup
 
 from .. import __version__
-from ..errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, SoundtokError
+from ..errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, SoundtokError, one_line
 from .options import APP_SETTINGS, harden
 
 EXIT_BROKEN_PIPE = 141
@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> None:
         if debug:
             import traceback
             traceback.print_exc()
-        _err(str(e).splitlines()[0] if str(e) else type(e).__name__)
+        _err(str(e).split("\n")[0] if str(e) else type(e).__name__)
         code = e.exit_code
     except Exception as e:  # a bug or an unexpected environment problem
         if debug:
@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> None:
             traceback.print_exc()
             _err(f"{type(e).__name__}: {e}")
         else:
-            msg = str(e).splitlines()[0] if str(e) else ""
+            msg = str(e).split("\n")[0] if str(e) else ""
             _err(f"{type(e).__name__}: {msg} (set SOUNDTOK_DEBUG=1 for the traceback)")
         code = EXIT_FAILURE
     try:
@@ -207,6 +207,7 @@ def _broken_pipe() -> int:
 
 
 def _err(msg: str) -> None:
+    msg = one_line(msg)
     try:
         sys.stderr.write(f"error: {msg}\n")
         sys.stderr.flush()

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import typer
 
-from ..errors import UsageError
+from ..errors import UsageError, one_line
 
 
 @dataclass
@@ -33,7 +33,7 @@ class Console:
             typer.echo(f"soundtok: {msg}", err=True)
 
     def error(self, msg: str) -> None:
-        typer.echo(f"error: {msg}", err=True)
+        typer.echo(f"error: {one_line(msg)}", err=True)
 
     def progress(self, total: int | None, description: str):
         """A rich progress bar on stderr, or a no-op when not interactive."""

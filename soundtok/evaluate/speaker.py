@@ -2,8 +2,8 @@
 
 resemblyzer's wheel ships its pretrained speaker encoder (``pretrained.pt``,
 17 MB: 40-band mel input at 16 kHz, 3-layer LSTM, 256-dim output).  soundtok
-builds the same network and loads that file with ``torch.load(...,
-weights_only=True)`` (resemblyzer's own loader unpickles without that guard),
+builds the same network and loads that file with torch's weights-only loader
+(``weights_only=True``; resemblyzer's own loader unpickles without that guard),
 then uses resemblyzer's preprocessing (volume normalisation to -30 dBFS,
 silences longer than ~0.2 s removed by webrtcvad) and its utterance embedding
 (1.6 s windows at 1.3 per second, averaged, L2-normalised).  Nothing is
