@@ -65,7 +65,7 @@ bench:
 	$(PY) bench/bench_codec.py
 
 # LLM adapter
-# The default caption/generation adapter (soundtok/llm/default_adapter): FSDD train + ESC-10
+# The default caption/generation adapter (soundtok/audiolm/default_adapter): FSDD train + ESC-10
 # folds 1-3, validated on FSDD test + ESC-10 fold 4; resumes if interrupted.
 .PHONY: default-adapter eval-adapter
 default-adapter:

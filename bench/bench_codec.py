@@ -30,7 +30,7 @@ import json, resource, sys, time
 import torch
 torch.set_num_threads(int(sys.argv[3]))
 import soundtok
-from soundtok.codec import load_codec
+from soundtok.registry import load_codec
 t0 = time.perf_counter()
 codec = load_codec(sys.argv[4] or None)
 load_s = time.perf_counter() - t0

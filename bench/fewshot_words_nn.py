@@ -20,7 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from soundtok.llmcodec.fewshot import read_labelled_stream, sample_episodes  # noqa: E402
+from soundtok.evaluate.fewshot import sample_episodes  # noqa: E402
+from soundtok.llmcodec.incontext import read_labelled_stream  # noqa: E402
 
 
 def cosine(a: collections.Counter, b: collections.Counter) -> float:

@@ -56,7 +56,7 @@ def whisper_digit(text: str, lenient: bool) -> str | None:
 
 
 def caption_accuracy(alm, tok, stream: Path, labels, synonyms, batch: int) -> tuple[float, list[dict]]:
-    from soundtok.llm.tasks import CaptionOptions, caption_stream
+    from soundtok.audiolm.tasks import CaptionOptions, caption_stream
 
     rows = []
     for item, cap in caption_stream(alm, tok, str(stream), CaptionOptions(batch_size=batch)):
@@ -105,8 +105,8 @@ def main() -> None:
     import torch
 
     from soundtok.api import detokenize
-    from soundtok.llm.adapter import load_adapter
-    from soundtok.llm.tasks import CaptionOptions, GenerateOptions, caption_items, generate_items
+    from soundtok.audiolm.adapter import load_adapter
+    from soundtok.audiolm.tasks import CaptionOptions, GenerateOptions, caption_items, generate_items
     from soundtok.tokens import TokenReader, open_token_writer
 
     torch.set_num_threads(a.threads)

@@ -45,9 +45,11 @@ def main() -> None:
 
     import torch
 
-    from soundtok.api import load_any_codec, tokenize
+    from soundtok.api import tokenize
+    from soundtok.evaluate.fewshot import run_fewshot
     from soundtok.llm.loader import load_llm
-    from soundtok.llmcodec.fewshot import read_labelled_stream, run_fewshot
+    from soundtok.llmcodec.incontext import read_labelled_stream
+    from soundtok.registry import load_codec
 
     torch.set_num_threads(a.threads)
     runs = Path(a.runs)
@@ -55,7 +57,7 @@ def main() -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     model, tokenizer = load_llm("gemma3-270m")
-    codec = load_any_codec(a.codec, llm=model)
+    codec = load_codec(a.codec, llm=model)
     print(f"codec {codec.cfg.name} sha256 {codec.sha256[:12]}; LLM loaded in {time.time() - t0:.1f} s", flush=True)
     streams = {}
     for split in sorted({s for name in a.sets.split(',') for s in SETS[name]}):

@@ -1,4 +1,4 @@
-"""Train the default caption/generation adapter shipped in soundtok/llm/default_adapter.
+"""Train the default caption/generation adapter shipped in soundtok/audiolm/default_adapter.
 
     python scripts/train_default_adapter.py --data ../shared/data --runs runs
 
@@ -15,7 +15,7 @@ Steps (each is skipped when its output exists, so an interrupted run resumes):
    4 epochs from scratch, then 2 epochs at a lower learning rate from the
    stage-1 adapter with ESC-10 captions weighted up (three extra, randomly
    cropped caption examples per clip);
-5. the final adapter is copied into soundtok/llm/default_adapter (the model
+5. the final adapter is copied into soundtok/audiolm/default_adapter (the model
    card there is kept).
 
 The captions say only what a label says -- the digit that is spoken, or the
@@ -193,7 +193,7 @@ def main() -> None:
         meta = json.loads((stage / "final" / "soundtok-adapter.json").read_text())
         print(f"{stage.name}: {meta['training']}", flush=True)
     if not a.no_install:
-        install(stage2 / "final", ROOT / "soundtok" / "llm" / "default_adapter")
+        install(stage2 / "final", ROOT / "soundtok" / "audiolm" / "default_adapter")
 
 
 def install(src: Path, dest: Path) -> None:

@@ -21,12 +21,12 @@ __version__ = "0.1.0"
 _LAZY = {
     "load_audio": ("soundtok.api", "load_audio"),
     "write_audio": ("soundtok.audio", "write_audio"),
-    "load_codec": ("soundtok.api", "load_any_codec"),
+    "load_codec": ("soundtok.registry", "load_codec"),
     "tokenize": ("soundtok.api", "tokenize"),
     "detokenize": ("soundtok.api", "detokenize"),
-    "load_adapter": ("soundtok.llm.adapter", "load_adapter"),
-    "caption": ("soundtok.llm.tasks", "caption"),
-    "generate": ("soundtok.llm.tasks", "generate"),
+    "load_adapter": ("soundtok.audiolm.adapter", "load_adapter"),
+    "caption": ("soundtok.audiolm.tasks", "caption"),
+    "generate": ("soundtok.audiolm.tasks", "generate"),
     "resolve_device": ("soundtok.device", "resolve_device"),
 }
 

@@ -8,24 +8,11 @@ with the number or length of inputs.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from .errors import AudioError, FormatError, PartialFailure, SoundtokError, UsageError
 from .fileio import note_input, output_target, tracks_inputs
+from .streams import BatchReport
 from .tokens import Header, Item, TokenReader, count_items, open_token_writer
-
-
-@dataclass
-class BatchReport:
-    """What a batch command did: items written, failures ``(name, message)``,
-    seconds of audio processed and output paths."""
-
-    ok: int = 0
-    failed: list[tuple[str, str]] = field(default_factory=list)
-    audio_seconds: float = 0.0
-    outputs: list[str] = field(default_factory=list)
-    skipped: int = 0  # items a resumed run found already done
-
 
 #: Sample rate of the built-in codecs (Hz): the default of :func:`load_audio`.
 SAMPLE_RATE = 16000
@@ -49,75 +36,6 @@ def load_audio(src, sample_rate: int | None = SAMPLE_RATE):
     return wav[None], sr
 
 
-#: ``--codec`` name of the LLM-Codec shipped in the package (soundtok/llmcodec/default).
-LLM_CODEC_NAME = "llm-codec"
-
-
-def load_any_codec(codec=None, device: str = "auto", llm=None):
-    """A loaded codec in eval mode on ``device`` (``"auto"``: CUDA when available, else CPU;
-    see :func:`soundtok.device.resolve_device`).
-
-    ``codec``: ``None``/``"default"`` -> the built-in sound codec
-    (:class:`~soundtok.codec.model.SoundCodec`: ``encode`` takes audio ``(B, N)``
-    at 16 kHz and returns codes ``(B, 1, ceil(N / 640))``, 25 per second;
-    ``decode`` takes codes ``(B, 1, T)`` and returns audio ``(B, T * 640)``);
-    ``"llm-codec"`` -> the shipped LLM-Codec (its ``encode`` returns one code
-    tensor per scale); a directory -> whichever architecture its
-    ``config.json`` names; a loaded model is moved to ``device``.  ``llm``
-    (LLM-Codec only) is the LLM to take codebooks from (a spec or a loaded
-    ``(model, tokenizer)``; default: the one recorded)."""
-    import json
-    from pathlib import Path
-
-    from .device import resolve_device
-    from .errors import ModelError
-
-    device = resolve_device(device)
-
-    if hasattr(codec, "encode") and hasattr(codec, "cfg"):
-        return codec.to(device).eval()
-    if codec == LLM_CODEC_NAME:
-        from .llmcodec import DEFAULT_LLM_CODEC_DIR
-
-        if not (DEFAULT_LLM_CODEC_DIR / "model.safetensors").is_file():
-            raise ModelError("the default llm-codec is not installed in this copy of soundtok "
-                             "(build it with `make default-llm-codec` or pass --codec DIR)")
-        codec = str(DEFAULT_LLM_CODEC_DIR)
-    if codec not in (None, "", "default"):
-        p = Path(codec)
-        cfg = (p.parent if p.is_file() else p) / "config.json"
-        try:
-            arch = json.loads(cfg.read_text()).get("architecture") if cfg.is_file() else None
-        except (OSError, ValueError, AttributeError):
-            arch = None
-        if arch == "llm-codec":
-            from .llmcodec.model import LLMCodec
-
-            return LLMCodec.from_pretrained(codec, llm=llm, device=device)
-    if llm is not None:
-        raise UsageError("--llm applies to llm-codec codecs only")
-    from .codec import load_codec
-
-    return load_codec(codec, device=device)
-
-
-def _is_llm_codec(model) -> bool:
-    return getattr(getattr(model, "cfg", None), "strides", None) is not None
-
-
-_codec = load_any_codec
-
-
-def codec_header(codec) -> Header:
-    """The token-stream header describing ``codec``."""
-    if _is_llm_codec(codec):
-        return codec.header()
-    cfg = codec.cfg
-    return Header(codec={"name": cfg.name, "sha256": codec.sha256, "arch": "soundtok-fm"},
-                  sample_rate=cfg.sample_rate, hop_lengths=[cfg.token_hop],
-                  codebook_sizes=[cfg.codebook_size])
-
-
 @tracks_inputs
 def tokenize(inputs: list[str], output: str = "-", codec=None, device: str = "auto",
              chunk_seconds: float = 30.0, on_error: Callable[[str], None] | None = None,
@@ -129,10 +47,10 @@ def tokenize(inputs: list[str], output: str = "-", codec=None, device: str = "au
     """Tokenize audio files, folders, globs, manifests or ``-`` (stdin) into one
     token stream at ``output`` (``-`` = stdout; a file appears atomically).
 
-    ``codec``: see :func:`load_any_codec` (``"llm-codec"`` for the shipped
-    LLM-Codec).  ``as_text`` (LLM-Codec only): instead of a token stream write
-    one line per item, ``<id><TAB><the clip as the LLM's words>``
-    (:func:`soundtok.llmcodec.text.codes_to_words`).
+    ``codec``: see :func:`soundtok.registry.load_codec` (``"llm-codec"`` for the
+    shipped LLM-Codec); ``llm`` is passed on to it.  ``as_text`` (codecs whose
+    codes are an LLM's words, e.g. the LLM-Codec): instead of a token stream
+    write one line per item, ``<id><TAB><the clip as the LLM's words>``.
 
     Data-set conversion (see docs/scaling.md):
 
@@ -141,8 +59,9 @@ def tokenize(inputs: list[str], output: str = "-", codec=None, device: str = "au
       ``k mod N == I`` (``k`` counts items in input order, from 0).  The header
       records ``extra.shard`` so that :func:`merge` can check the set.
     * ``workers``: decoding processes (0 = decode in this process).  The model
-      encodes in this process; clips with the same number of token frames are
-      encoded ``batch_size`` at a time (same codes as one by one).
+      encodes in this process, up to ``batch_size`` clips at a time when the
+      codec batches (the built-in codec: clips with the same number of token
+      frames; same codes as one by one).
     * ``resume``: ``output`` (a file) is written incrementally -- each item is
       appended and flushed when done -- and, if it exists, continued: its items
       are checked and skipped, a cut-off last line is repaired.  Without
@@ -159,8 +78,10 @@ def tokenize(inputs: list[str], output: str = "-", codec=None, device: str = "au
     0) and after each item is written, skipped (``resume``) or fails; ``total``
     is the number of items to go through (this shard's).
     """
-    from .pipeline import ClipEncoder, iter_items
-    from .shards import ResumableWriter, parse_shard, plan_sources
+    from .inputs import parse_shard, plan_sources
+    from .pipeline import iter_items
+    from .registry import load_codec, words_of
+    from .streams import ResumableWriter
 
     shard = parse_shard(shard)
     if not isinstance(workers, int) or workers < 0:
@@ -178,15 +99,13 @@ def tokenize(inputs: list[str], output: str = "-", codec=None, device: str = "au
             note_input(spec)
     output_target(output)
 
-    tokenizer = None
-    if as_text:
-        llm, tokenizer = _llm_with_tokenizer(codec, llm)
-    model = _codec(codec, device, llm=llm)
-    if as_text and not _is_llm_codec(model):
+    model = load_codec(codec, device, llm=llm)
+    words = words_of(model) if as_text else None
+    if as_text and words is None:
         raise UsageError("--as-text needs an llm-codec (e.g. --codec llm-codec): only its codes are "
                          "an LLM's words")
-    header = codec_header(model)
-    sr = model.cfg.sample_rate
+    header = model.header()
+    sr = model.sample_rate
     report = BatchReport()
     held: list[str] = []  # failures not shown yet: until something succeeds (see below)
     succeeded = [False]
@@ -217,7 +136,6 @@ def tokenize(inputs: list[str], output: str = "-", codec=None, device: str = "au
     if shard is not None:
         header.extra = {**header.extra, "shard": {"index": shard.index, "count": shard.count,
                                                   "total_items": plan.total}}
-    encoder = ClipEncoder(model, chunk_seconds, batch_size)
     writer = ResumableWriter(output, header, on_info).open() if resume else None
     done = writer.done if writer else set()
     if writer and done and on_info:
@@ -242,7 +160,8 @@ def tokenize(inputs: list[str], output: str = "-", codec=None, device: str = "au
             yield src
 
     def items():
-        for r in iter_items(sources(), encoder, workers=workers):
+        for r in iter_items(sources(), model, chunk_seconds=chunk_seconds, batch_size=batch_size,
+                            workers=workers):
             src = r.source
             if r.error is not None:
                 fail(src.path or src.id, r.error)
@@ -293,7 +212,7 @@ def tokenize(inputs: list[str], output: str = "-", codec=None, device: str = "au
             raise UsageError("no audio inputs given")
         # an empty shard (more shards than items): a valid stream without items
     if as_text:
-        return _write_text(_chain(first, it) if first is not None else iter(()), output, header, tokenizer,
+        return _write_text(_chain(first, it) if first is not None else iter(()), output, header, words,
                            report, put)
     with open_token_writer(output, header) as w:
         for item in (_chain(first, it) if first is not None else ()):
@@ -309,42 +228,16 @@ def tokenize(inputs: list[str], output: str = "-", codec=None, device: str = "au
 def merge(inputs: list[str], output: str = "-", on_info: Callable[[str], None] | None = None
           ) -> BatchReport:
     """Merge token stream files (e.g. the shards of ``tokenize --shard``) into
-    one; see :func:`soundtok.shards.merge_streams` for the checks."""
-    from .shards import merge_streams
+    one; see :func:`soundtok.streams.merge_streams` for the checks."""
+    from .streams import merge_streams
 
     return merge_streams(list(inputs), output, on_info=on_info)
 
 
-def _llm_with_tokenizer(codec, llm):
-    """``(model, tokenizer)`` of the LLM an llm-codec directory records (or ``llm``)."""
-    import json
-    from pathlib import Path
-
-    from .llm.loader import load_llm
-
-    if isinstance(llm, tuple):
-        return llm, llm[1]
-    if llm is None and isinstance(codec, (str, Path)):
-        if codec == LLM_CODEC_NAME:
-            from .llmcodec import DEFAULT_LLM_CODEC_DIR as codec
-        cfg = Path(codec) / "config.json"
-        try:
-            llm = (json.loads(cfg.read_text()).get("llm") or {}).get("name")
-        except (OSError, ValueError, AttributeError):
-            llm = None
-    if llm is None and hasattr(codec, "cfg"):
-        llm = (getattr(codec.cfg, "llm", None) or {}).get("name")
-    if llm is None:  # not an llm-codec: the caller reports it
-        return None, None
-    pair = load_llm(llm, device="cpu", dtype="float32")
-    return pair, pair[1]
-
-
-def _write_text(items, output: str, header: Header, tokenizer, report: BatchReport, put) -> BatchReport:
-    """``<id>\t<words>`` lines (atomically for a file); ``put(writer, item)`` writes one
-    item or reports it as failed (see :func:`tokenize`)."""
+def _write_text(items, output: str, header: Header, words, report: BatchReport, put) -> BatchReport:
+    """``<id>\t<words>`` lines (atomically for a file); ``words(item, header)`` renders
+    one item, ``put(writer, item)`` writes it or reports it as failed (see :func:`tokenize`)."""
     from .fileio import atomic_write, output_target, std_stream
-    from .llmcodec.text import codes_to_words
 
     class Lines:
         def __init__(self, f) -> None:
@@ -354,8 +247,8 @@ def _write_text(items, output: str, header: Header, tokenizer, report: BatchRepo
             header.check_item(item)  # a bad id fails here, alone
             if item.id in self.ids:
                 raise FormatError(f"item id {item.id!r} was already written; ids must be unique")
-            words = " ".join(codes_to_words(item, header, tokenizer).split())
-            self.f.write(f"{item.id}\t{words}\n")
+            text = " ".join(words(item, header).split())
+            self.f.write(f"{item.id}\t{text}\n")
             self.f.flush()
             self.ids.add(item.id)
 
@@ -390,9 +283,12 @@ def detokenize(stream: str = "-", output: str = "-", codec=None, device: str = "
 
     ``output``: ``-`` (stdout, WAV) or a file for a single-item stream; a
     directory (existing, or ending in ``/``) receives ``<id>.wav`` per item.
-    ``decoder``: ``flow`` (conditional flow matching; ``steps``, ``seed``,
-    ``guidance``, ``solver`` apply) or ``mse`` (deterministic baseline).
-    The stream must come from the same codec (checked by weights hash).
+    ``decoder``: one of the codec's decoders (the built-in codec's: ``flow``,
+    conditional flow matching, where ``steps``, ``seed``, ``guidance`` and
+    ``solver`` apply, or ``mse``, the deterministic baseline; a codec with one
+    decoder ignores these).  ``codec`` defaults to the built-in codec of the
+    stream's architecture.  The stream must come from the same codec (checked
+    by weights hash).
 
     Into a directory, items are independent: an item that is not valid (codes
     out of range, an id that cannot be a file name) is reported through
@@ -408,9 +304,8 @@ def detokenize(stream: str = "-", output: str = "-", codec=None, device: str = "
     import os
 
     from .audio import open_audio_writer, output_path_for
+    from .registry import builtin_for_stream, load_codec
 
-    if decoder not in ("flow", "mse"):
-        raise UsageError(f"unknown decoder {decoder!r}: use flow or mse")
     if steps is not None and steps < 1:
         raise UsageError("--steps must be at least 1")
     to_dir = output not in ("-", "") and (os.path.isdir(output) or output.endswith(os.sep))
@@ -418,29 +313,22 @@ def detokenize(stream: str = "-", output: str = "-", codec=None, device: str = "
     try:
         if not to_dir:
             output_target(output)  # an unusable output fails before the codec loads
-        if codec is None and reader.header.codec.get("arch") == "llm-codec":
-            codec = LLM_CODEC_NAME  # an llm-codec stream: the shipped llm-codec, if it is that one
-        model = _codec(codec, device, llm=llm)
-        reader.check_codec(model.sha256, model.cfg.name)
+        model = load_codec(builtin_for_stream(reader.header) if codec is None else codec, device,
+                           llm=llm)
+        reader.check_codec(model.sha256, model.name)
+        if len(model.decoders) > 1 and decoder not in model.decoders:
+            raise UsageError(f"unknown decoder {decoder!r}: use {' or '.join(model.decoders)}")
         if to_dir and stream != "-" and os.path.isfile(stream):
             _refuse_duplicate_ids(stream)
     except BaseException:
         reader.close()
         raise
-    sr = model.cfg.sample_rate
+    sr = model.sample_rate
     report = BatchReport()
+    options = dict(decoder=decoder, steps=steps, seed=seed, guidance=guidance, solver=solver)
 
-    if _is_llm_codec(model):  # one deterministic decoder: decoder/steps/seed do not apply
-        def pieces(item: Item):
-            return model.iter_decode_long(item.codes, num_samples=item.num_samples,
-                                          chunk_seconds=chunk_seconds)
-    else:
-        chunk = max(1, int(chunk_seconds * model.cfg.frame_rate))
-
-        def pieces(item: Item):
-            return model.iter_decode_long(item.codes_tensor(), num_samples=item.num_samples,
-                                          chunk_tokens=chunk, decoder=decoder, steps=steps,
-                                          seed=seed, guidance=guidance, solver=solver)
+    def pieces(item: Item):
+        return model.decode_codes(item.codes, item.num_samples, chunk_seconds, **options)
 
     total = count_items(stream) if on_progress else None
     if on_progress:
@@ -539,5 +427,4 @@ def _refuse_duplicate_ids(stream: str) -> None:
             return
 
 
-__all__ = ["BatchReport", "LLM_CODEC_NAME", "SAMPLE_RATE", "codec_header", "load_any_codec", "load_audio",
-           "tokenize", "merge", "detokenize", "SoundtokError"]
+__all__ = ["BatchReport", "SAMPLE_RATE", "load_audio", "tokenize", "merge", "detokenize", "SoundtokError"]

@@ -5,29 +5,25 @@
   (libsndfile: WAV, FLAC, OGG/Vorbis/Opus, MP3, AIFF, ...); when that fails and
   ``ffmpeg`` is on PATH the file is converted through ffmpeg instead.  Channels
   are averaged; resampling uses soxr at "HQ" quality.
-* :func:`iter_sources` expands command-line inputs (files, folders, globs,
-  ``.jsonl``/``.csv`` manifests, ``-`` for stdin) into :class:`AudioSource`
-  records with unique ids.
+* :class:`AudioStream` decodes the same samples block by block.
 * :func:`write_audio` writes a waveform to stdout or, atomically, to a file;
   :func:`output_path_for` chooses the file for one item of a batch.
 
-Every problem with an input is a one-line :class:`~soundtok.errors.AudioError`
-(or :class:`~soundtok.errors.UsageError` for bad manifests and ids).
+Naming inputs (files, folders, globs, manifests, ``-``) is
+:mod:`soundtok.inputs`'s business.  Every problem with an input is a one-line
+:class:`~soundtok.errors.AudioError`.
 torch is imported only when a tensor is created.
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
 import io
 import os
 import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from glob import glob
 from typing import IO, TYPE_CHECKING, Any, Union
 
 import numpy as np
@@ -35,16 +31,12 @@ import soundfile as sf
 import soxr
 
 from soundtok.errors import AudioError, SoundtokError, UsageError
-from soundtok.fileio import atomic_write, iter_jsonl, note_input, output_target, spool, std_stream
+from soundtok.fileio import atomic_write, note_input, output_target, spool, std_stream
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["AUDIO_EXTENSIONS", "AudioSource", "AudioStream", "iter_manifest", "iter_sources",
-           "load_audio", "output_path_for", "read_audio", "write_audio"]
-
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".opus", ".aiff", ".aif")
-MANIFEST_EXTENSIONS = (".jsonl", ".csv")
+__all__ = ["AudioStream", "load_audio", "open_audio_writer", "output_path_for", "read_audio", "write_audio"]
 
 AudioInput = Union[str, "os.PathLike[str]", bytes, IO[bytes]]
 
@@ -433,153 +425,6 @@ class AudioStream:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-# --------------------------------------------------------------------------- input expansion
-
-@dataclass
-class AudioSource:
-    """One audio input: a file (``path``), bytes read from stdin (``data``) or
-    stdin spooled to a seekable temporary file (``stream``).
-
-    ``id`` names the item in the token stream; ``text``, ``label`` and ``meta``
-    come from manifests and are copied into the stream.
-    """
-
-    id: str
-    path: str | None = None
-    data: bytes | None = None
-    text: str | None = None
-    label: str | None = None
-    meta: dict[str, Any] = field(default_factory=dict)
-    stream: IO[bytes] | None = None
-
-
-def _stem(path: str) -> str:
-    return os.path.splitext(os.path.basename(path))[0]
-
-
-def _is_audio_name(name: str) -> bool:
-    return not name.startswith(".") and os.path.splitext(name)[1].lower() in AUDIO_EXTENSIONS
-
-
-def _scan_dir(root: str) -> list[AudioSource]:
-    """Audio files under ``root``, recursively, sorted by relative path; hidden
-    files and folders (names starting with ``.``) are skipped."""
-    rels = []
-    for folder, dirs, files in os.walk(root):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        rel_folder = os.path.relpath(folder, root)
-        rels += [os.path.normpath(os.path.join(rel_folder, f)) for f in files if _is_audio_name(f)]
-    if not rels:
-        raise AudioError(f"folder {root} contains no audio files ({', '.join(AUDIO_EXTENSIONS)})")
-    rels.sort(key=lambda r: r.split(os.sep))
-    return [AudioSource(id=os.path.splitext(r)[0].replace(os.sep, "/"), path=os.path.join(root, r))
-            for r in rels]
-
-
-def _manifest_source(manifest: str, where: str, row: dict[str, Any]) -> AudioSource:
-    path = row.pop("path", None)
-    if not isinstance(path, str) or not path:
-        raise UsageError(f"manifest {manifest} {where}: \"path\" must be a non-empty string")
-    if not os.path.isabs(path):
-        path = os.path.join(os.path.dirname(manifest), path)
-    fields: dict[str, str | None] = {}
-    for key in ("id", "text", "label"):
-        value = row.pop(key, None)
-        if isinstance(value, (dict, list)):
-            raise UsageError(f"manifest {manifest} {where}: \"{key}\" must be a plain value")
-        fields[key] = None if value is None or value == "" else str(value)
-    return AudioSource(id=fields["id"] or _stem(path), path=path, text=fields["text"],
-                       label=fields["label"], meta=row)
-
-
-def iter_manifest(manifest: str) -> Iterator[tuple[str, AudioSource]]:
-    """Stream the sources of a ``.jsonl``/``.csv`` manifest as ``(where, source)``
-    (``where`` is e.g. ``"line 3"``), one line at a time, so that memory does not
-    grow with the manifest.  UsageError for a malformed line or an unreadable
-    manifest (raised when that line is reached)."""
-    try:
-        with open(manifest, encoding="utf-8-sig", newline="") as f:
-            note_input(f)
-            if manifest.lower().endswith(".csv"):
-                reader = csv.DictReader(f)
-                if "path" not in (reader.fieldnames or []):
-                    raise UsageError(f"manifest {manifest} has no \"path\" column "
-                                     f"(columns: {', '.join(reader.fieldnames or []) or 'none'})")
-                for row in reader:
-                    clean = {k: v for k, v in row.items() if k is not None and v is not None}
-                    where = f"line {reader.line_num}"
-                    yield where, _manifest_source(manifest, where, clean)
-            else:
-                for n, obj in iter_jsonl(f, f"manifest {manifest}", UsageError, constants=True):
-                    if n == 1 and isinstance(obj, dict) and "soundtok" in obj and "path" not in obj:
-                        raise UsageError(f"{manifest}: this is a token stream, not audio or a "
-                                         f"manifest (soundtok detokenize turns it into audio)")
-                    if not isinstance(obj, dict) or "path" not in obj:
-                        raise UsageError(f"manifest {manifest} line {n}: expected a JSON object "
-                                         f"with a \"path\" key")
-                    yield f"line {n}", _manifest_source(manifest, f"line {n}", obj)
-    except UnicodeDecodeError:
-        raise UsageError(f"manifest {manifest} is not valid UTF-8") from None
-    except (OSError, csv.Error) as e:
-        raise UsageError(f"cannot read manifest {manifest}: {getattr(e, 'strerror', None) or e}") from e
-
-
-def _read_manifest(manifest: str) -> list[AudioSource]:
-    """Sources listed in a ``.jsonl`` or ``.csv`` manifest (one per line/row)."""
-    out = [src for _, src in iter_manifest(manifest)]
-    if not out:
-        raise AudioError(f"manifest {manifest} lists no audio files")
-    return out
-
-
-def _expand(spec: str) -> list[AudioSource]:
-    if os.path.isdir(spec):
-        return _scan_dir(spec)
-    if os.path.exists(spec):  # a file, or a pipe such as <(...)
-        if spec.lower().endswith(MANIFEST_EXTENSIONS):
-            return _read_manifest(spec)
-        return [AudioSource(id=_stem(spec), path=spec)]
-    if any(c in spec for c in "*?["):
-        matches = sorted(glob(spec, recursive=True))
-        if not matches:
-            raise AudioError(f"glob {spec} matched no files")
-        return [s for m in matches for s in _expand(m)]
-    raise AudioError(f"no such file: {spec}")
-
-
-def iter_sources(specs: list[str], stdin: IO[bytes] | None = None) -> Iterator[AudioSource]:
-    """Expand input specs into :class:`AudioSource` records, in order.
-
-    Each spec is ``-`` (audio bytes on ``stdin``, default ``sys.stdin.buffer``;
-    id ``stdin``), a folder (audio files found recursively, sorted; ids are
-    relative paths without extension, e.g. ``spk1/utt3``), a ``.jsonl``/``.csv``
-    manifest (``path`` plus optional ``id``, ``text``, ``label``; other keys go
-    to ``meta``; relative paths are relative to the manifest), a glob pattern
-    (sorted matches, each expanded like a spec), or an audio file (id = stem).
-
-    All specs are expanded before the first record is returned, so problems
-    surface at once: AudioError for a spec matching nothing, UsageError for a
-    bad manifest or an id that occurs twice.  Files are not opened here.
-    """
-    sources: list[AudioSource] = []
-    seen: dict[str, str] = {}
-    for spec in specs:
-        if spec == "-":
-            stream = stdin if stdin is not None else std_stream("stdin")
-            with spool_audio(stream, "<stdin>") as f:  # bounded, then held like a file's samples
-                found = [AudioSource(id="stdin", data=f.read())]
-        else:
-            found = _expand(spec)
-        for s in found:
-            where = s.path or "<stdin>"
-            if s.id in seen:
-                raise UsageError(f"duplicate item id {s.id!r} ({seen[s.id]} and {where}); "
-                                 f"ids must be unique (rename a file or set \"id\" in a manifest)")
-            seen[s.id] = where
-        sources += found
-    return iter(sources)
 
 
 # --------------------------------------------------------------------------- output

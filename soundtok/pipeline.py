@@ -1,5 +1,7 @@
 """The tokenize pipeline: decode (optionally in worker processes), encode in
-batches of equal length, stream long inputs, deliver items in input order.
+batches, stream long inputs, deliver items in input order.  What a codec does
+with a batch or a stream is the codec's own business (:class:`soundtok.codecs.Codec`);
+this module only moves audio to it and codes back, in order.
 
 * **Decoding.** :func:`decode_clip` opens an input as an
   :class:`~soundtok.audio.AudioStream`.  A clip whose header says it is at most
@@ -9,26 +11,19 @@ batches of equal length, stream long inputs, deliver items in input order.
   memory stays bounded).  Longer inputs, inputs of unknown length and audio
   from stdin are streamed in the main process.
 * **Encoding** happens in the main process.  Decoded clips are collected in a
-  window (``4 * batch_size`` clips or 10 minutes of audio at most); clips with
-  the *same number of token frames* are encoded together, ``batch_size`` at a
-  time.  Only equal lengths are batched: padding a shorter clip to a longer one
-  changes its last codes (the encoder would see silence instead of its
-  zero-padded edge), while equal-length batches give exactly the codes of
-  one-by-one encoding (tested).  The window's items are then delivered in
-  input order as soon as the window is full.  The windows depend only on the
-  input order, never on how fast workers decode, so the output is the same
-  for any ``--workers`` (a flush whenever decoding lagged made batch
-  composition timing-dependent, and float rounding then flipped 3-5 near-tie
-  codes in 23397 between worker counts on 1000 clips).
-* **Long audio** goes through :class:`StreamEncoder`, which encodes blocks as
-  they are decoded with the chunking of
-  :meth:`~soundtok.codec.model.SoundCodec.encode_long` (``chunk_tokens``
-  frames, 32 frames of real audio as context on each side), so the codes equal
-  whole-file encoding and memory does not grow with duration.
-
-LLM-Codec models (whose chunking lives in their own ``encode_long``) are fed
-decoded clips one at a time; long inputs stream through
-:class:`LLMStreamEncoder`, which cuts them as ``encode_long`` does.
+  window (``4 * batch_size`` clips or 10 minutes of audio at most) and handed
+  to :meth:`~soundtok.codecs.Codec.encode_clips`, which may encode several
+  together (the built-in codec batches clips with the same number of token
+  frames; its codes equal one-by-one encoding, tested).  The window's items
+  are then delivered in input order as soon as the window is full.  The
+  windows depend only on the input order, never on how fast workers decode,
+  so the output is the same for any ``--workers`` (a flush whenever decoding
+  lagged made batch composition timing-dependent, and float rounding then
+  flipped 3-5 near-tie codes in 23397 between worker counts on 1000 clips).
+* **Long audio** goes through the codec's
+  :meth:`~soundtok.codecs.Codec.stream_encoder`, fed blocks as they are
+  decoded: the codes equal whole-file encoding and memory does not grow with
+  duration.
 """
 
 from __future__ import annotations
@@ -40,12 +35,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
-from .audio import AudioSource, AudioStream
+from .audio import AudioStream
 from .errors import AudioError, SoundtokError
+from .inputs import AudioSource
 
-__all__ = ["decode_clip", "StreamEncoder", "ClipEncoder", "iter_items", "WHOLE_MAX_SECONDS"]
+__all__ = ["decode_clip", "iter_items", "Encoded", "WHOLE_MAX_SECONDS"]
 
 #: Clips up to this long are decoded whole (possibly in a worker) and batched;
 #: longer ones are streamed.
@@ -132,12 +126,8 @@ class _Decoder:
                                             initializer=_worker_init, initargs=(os.getpid(),))
 
     def _local(self, src: AudioSource) -> tuple[str, Any]:
-        if src.stream is not None:
-            return decode_clip(None, self.sr, self.whole_max, stream=src.stream)
-        if src.path is None:  # bytes
-            import io
-
-            return decode_clip(None, self.sr, self.whole_max, stream=io.BytesIO(src.data or b""))
+        if src.path is None:  # stdin, spooled
+            return decode_clip(None, self.sr, self.whole_max, stream=src.open())
         return decode_clip(src.path, self.sr, self.whole_max)
 
     def map(self, sources: Iterator[AudioSource]) -> Iterator[tuple[AudioSource, str, Any]]:
@@ -191,192 +181,6 @@ class _Decoder:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-# --------------------------------------------------------------------------- encoding
-
-class StreamEncoder:
-    """Encode a signal that arrives in blocks, with the chunking of
-    ``SoundCodec.encode_long(wav, chunk_tokens)``: the result is identical.
-
-    A chunk of frames ``[a, b)`` is encoded with ``context_tokens`` frames of
-    real audio on each side; it is encoded as soon as the audio up to its
-    right context has arrived, and audio no chunk needs any more is dropped,
-    so memory holds about one chunk whatever the duration.
-    """
-
-    def __init__(self, model: Any, chunk_tokens: int, context_tokens: int | None = None) -> None:
-        from .codec.model import ENCODE_CONTEXT_TOKENS
-
-        self.model, self.chunk = model, max(1, int(chunk_tokens))
-        self.ctx = ENCODE_CONTEXT_TOKENS if context_tokens is None else context_tokens
-        self.hop, self.edge = model.cfg.token_hop, model.edge
-        self.buf = np.zeros(0, np.float32)
-        self.buf_start = 0  # absolute sample index of buf[0]
-        self.n = 0  # samples received
-        self.a = 0  # next chunk's first frame
-        self.codes: list[Any] = []
-
-    def push(self, block: np.ndarray) -> None:
-        self.buf = np.concatenate([self.buf, np.asarray(block, np.float32)])
-        self.n += int(block.shape[0])
-        while True:
-            b = self.a + self.chunk
-            if self.n < (b + self.ctx) * self.hop + self.edge:
-                return
-            self._encode(self.a, b, b + self.ctx)
-            self.a = b
-            keep = max(0, (self.a - self.ctx) * self.hop - self.edge)
-            if keep > self.buf_start:
-                self.buf = self.buf[keep - self.buf_start:].copy()
-                self.buf_start = keep
-
-    def finish(self) -> tuple[list[list[int]], int]:
-        """``(codes as a (1, T) list, number of samples)`` once the input has ended."""
-        total = self.model.num_frames(self.n)
-        while self.a < total:
-            b = min(total, self.a + self.chunk)
-            self._encode(self.a, b, min(total, b + self.ctx))
-            self.a = b
-        import torch
-
-        codes = torch.cat(self.codes, dim=-1) if self.codes else torch.zeros(1, 0, dtype=torch.long)
-        self.buf = np.zeros(0, np.float32)
-        return codes.tolist(), self.n
-
-    def _segment(self, start: int, end: int) -> np.ndarray:
-        """Samples ``[start, end)`` (absolute), zeros outside ``[0, n)``."""
-        out = np.zeros(end - start, np.float32)
-        lo, hi = max(start, 0), min(end, self.n)
-        if hi > lo:
-            if lo < self.buf_start:
-                raise AssertionError("StreamEncoder dropped audio it still needed")
-            out[lo - start:hi - start] = self.buf[lo - self.buf_start:hi - self.buf_start]
-        return out
-
-    def _encode(self, a: int, b: int, e: int) -> None:
-        import torch
-
-        s = max(0, a - self.ctx)
-        seg = torch.from_numpy(self._segment(s * self.hop - self.edge, e * self.hop + self.edge))
-        m = self.model
-        with torch.inference_mode(), m.autocast():
-            codes = m.codes_from_padded(seg[None].to(m.latent_mean.device))
-        self.codes.append(codes[0, :, a - s:b - s].cpu())
-
-
-class LLMStreamEncoder:
-    """Encode a signal that arrives in blocks with an LLM-Codec, cut as
-    ``LLMCodec.encode_long(wav, chunk_seconds)`` cuts it: the result is identical.
-
-    A chunk ``[a, b)`` (samples, multiples of the coarsest hop) is encoded,
-    within ``[a - ctx, b + ctx)``, as soon as its right context has arrived;
-    audio no later chunk needs is dropped, so memory holds about one chunk.
-    """
-
-    def __init__(self, model: Any, chunk_seconds: float, context_hops: int = 2) -> None:
-        self.model = model
-        self.step = model.cfg.chunk_step(chunk_seconds)
-        self.ctx = context_hops * model.cfg.max_hop
-        self.buf = np.zeros(0, np.float32)
-        self.buf_start, self.n, self.a = 0, 0, 0
-        self.pieces: list[list[Any]] = [[] for _ in model.cfg.hop_lengths]
-
-    def push(self, block: np.ndarray) -> None:
-        self.buf = np.concatenate([self.buf, np.asarray(block, np.float32)])
-        self.n += int(block.shape[0])
-        while self.n >= self.a + self.step + self.ctx:
-            b = self.a + self.step
-            self._encode(self.a, b, b + self.ctx)
-            self.a = b
-            keep = max(0, self.a - self.ctx)
-            if keep > self.buf_start:
-                self.buf = self.buf[keep - self.buf_start:].copy()
-                self.buf_start = keep
-
-    def finish(self) -> tuple[list[list[int]], int]:
-        """``(codes per scale, number of samples)`` once the input has ended."""
-        import torch
-
-        total = self.model.padded_length(self.n)
-        while self.a < total:
-            b = min(total, self.a + self.step)
-            self._encode(self.a, b, min(total, b + self.ctx))
-            self.a = b
-        self.buf = np.zeros(0, np.float32)
-        frames = self.model.num_frames(self.n)
-        return [torch.cat(p, dim=-1)[0, :t].tolist() for p, t in zip(self.pieces, frames)], self.n
-
-    def _encode(self, a: int, b: int, hi: int) -> None:
-        import torch
-
-        lo = max(0, a - self.ctx)
-        seg = np.zeros(hi - lo, np.float32)
-        top = min(hi, self.n)
-        if top > lo:
-            if lo < self.buf_start:
-                raise AssertionError("LLMStreamEncoder dropped audio it still needed")
-            seg[:top - lo] = self.buf[lo - self.buf_start:top - self.buf_start]
-        codes = self.model.encode(torch.from_numpy(seg)[None])
-        for k, (c, h) in enumerate(zip(codes, self.model.cfg.hop_lengths)):
-            self.pieces[k].append(c[:, (a - lo) // h:(b - lo) // h])
-
-
-class ClipEncoder:
-    """Encode decoded clips: equal-length batches for the sound codec, one by
-    one for an LLM-Codec; long inputs are streamed."""
-
-    def __init__(self, model: Any, chunk_seconds: float, batch_size: int = 16) -> None:
-        self.model = model
-        self.llm_codec = getattr(getattr(model, "cfg", None), "strides", None) is not None
-        self.chunk_seconds = chunk_seconds
-        self.batch_size = max(1, int(batch_size))
-        self.chunk_tokens = 0 if self.llm_codec else max(1, int(chunk_seconds * model.cfg.frame_rate))
-
-    @property
-    def whole_max_seconds(self) -> float:
-        """Clips longer than this are streamed."""
-        return WHOLE_MAX_SECONDS
-
-    def frames(self, n: int) -> int:
-        return self.model.num_frames(n)
-
-    def encode_many(self, wavs: list[np.ndarray]) -> list[list[list[int]]]:
-        """Codes of each clip (a list per codebook), as one-by-one encoding gives them."""
-        import torch
-
-        out: list[Any] = [None] * len(wavs)
-        if self.llm_codec:
-            for i, w in enumerate(wavs):
-                codes = self.model.encode_long(torch.from_numpy(w), chunk_seconds=self.chunk_seconds)
-                out[i] = [c[0].tolist() for c in codes]
-            return out
-        groups: dict[int, list[int]] = collections.defaultdict(list)
-        for i, w in enumerate(wavs):
-            t = self.frames(w.shape[0])
-            if t > self.chunk_tokens:  # several chunks: the long-signal path, alone
-                out[i] = self.model.encode_long(torch.from_numpy(w), chunk_tokens=self.chunk_tokens).tolist()
-            else:
-                groups[t].append(i)
-        hop = self.model.cfg.token_hop
-        for t, idx in groups.items():
-            for j in range(0, len(idx), self.batch_size):
-                part = idx[j:j + self.batch_size]
-                x = np.zeros((len(part), t * hop), np.float32)
-                for r, i in enumerate(part):
-                    x[r, :wavs[i].shape[0]] = wavs[i]
-                codes = self.model.encode(torch.from_numpy(x))  # (B, 1, t), pads to t*hop itself
-                for r, i in enumerate(part):
-                    out[i] = codes[r].tolist()
-        return out
-
-    def encode_stream(self, stream: AudioStream) -> tuple[list[list[int]], int]:
-        """Codes and sample count of an input streamed block by block."""
-        enc: Any = LLMStreamEncoder(self.model, self.chunk_seconds) if self.llm_codec \
-            else StreamEncoder(self.model, self.chunk_tokens)
-        for block in stream.blocks(BLOCK_FRAMES):
-            enc.push(block)
-        return enc.finish()
-
-
 # --------------------------------------------------------------------------- the loop
 
 @dataclass
@@ -389,17 +193,21 @@ class Encoded:
     error: str | None = None
 
 
-def iter_items(sources: Iterator[AudioSource], encoder: ClipEncoder, workers: int = 0,
-               window: int | None = None, window_seconds: float = 600.0) -> Iterator[Encoded]:
-    """Decode and encode ``sources``; yield one :class:`Encoded` per source, in
-    input order.  At most ``window`` clips (default ``4 * batch_size``, 1
-    without batching) and ``window_seconds`` of audio wait for their batch;
-    long inputs are streamed when their turn comes."""
-    sr = encoder.model.cfg.sample_rate
+def iter_items(sources: Iterator[AudioSource], codec: Any, *, chunk_seconds: float = 30.0,
+               batch_size: int = 16, workers: int = 0, window: int | None = None,
+               window_seconds: float = 600.0) -> Iterator[Encoded]:
+    """Decode ``sources`` and encode them with ``codec``; yield one
+    :class:`Encoded` per source, in input order.  At most ``window`` clips
+    (default ``4 * batch_size``; 1 when ``batch_size`` is 1 or the codec does not
+    batch, ``codec.batches``) and ``window_seconds`` of
+    audio wait for their batch; inputs longer than :data:`WHOLE_MAX_SECONDS`
+    (or of unknown length, or on stdin) are streamed when their turn comes."""
+    sr = codec.sample_rate
+    batch_size = max(1, int(batch_size))
     if window is None:
-        window = 1 if encoder.batch_size == 1 or encoder.llm_codec else 4 * encoder.batch_size
+        window = 1 if batch_size == 1 or not codec.batches else 4 * batch_size
     window = max(1, window)
-    decoder = _Decoder(workers, sr, encoder.whole_max_seconds)
+    decoder = _Decoder(workers, sr, WHOLE_MAX_SECONDS)
     ok = False
     try:
         held: list[tuple[AudioSource, Any, str | None]] = []
@@ -408,7 +216,7 @@ def iter_items(sources: Iterator[AudioSource], encoder: ClipEncoder, workers: in
         def flush() -> Iterator[Encoded]:
             nonlocal held, held_samples
             wavs = [w for _, w, err in held if err is None]
-            codes = iter(encoder.encode_many(wavs)) if wavs else iter(())
+            codes = iter(codec.encode_clips(wavs, chunk_seconds, batch_size)) if wavs else iter(())
             batch, held, held_samples = held, [], 0
             for src, w, err in batch:
                 if err is not None:
@@ -421,7 +229,7 @@ def iter_items(sources: Iterator[AudioSource], encoder: ClipEncoder, workers: in
                 continue
             if kind == "long":
                 yield from flush()
-                yield _stream_one(src, encoder)
+                yield _stream_one(src, codec, chunk_seconds)
                 continue
             held.append((src, payload if kind == "wav" else None, payload if kind == "error" else None))
             if kind == "wav":
@@ -434,16 +242,13 @@ def iter_items(sources: Iterator[AudioSource], encoder: ClipEncoder, workers: in
         decoder.close(abort=not ok)
 
 
-def _stream_one(src: AudioSource, encoder: ClipEncoder) -> Encoded:
-    inp: Any = src.path
-    if inp is None:
-        import io
-
-        inp = src.stream if src.stream is not None else io.BytesIO(src.data or b"")
-        inp.seek(0)
+def _stream_one(src: AudioSource, codec: Any, chunk_seconds: float) -> Encoded:
     try:
-        with AudioStream(inp, encoder.model.cfg.sample_rate) as st:
-            codes, n = encoder.encode_stream(st)
+        with AudioStream(src.open(), codec.sample_rate) as st:
+            enc = codec.stream_encoder(chunk_seconds)
+            for block in st.blocks(BLOCK_FRAMES):
+                enc.push(block)
+            codes, n = enc.finish()
     except AudioError as e:
         return Encoded(src, None, error=str(e))
     return Encoded(src, codes, n)

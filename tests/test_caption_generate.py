@@ -19,17 +19,16 @@ pytest.importorskip("peft")
 from conftest import cli, synth  # noqa: E402
 from test_llm_finetune import TINY_LORA, tiny_header, write_stream  # noqa: E402
 
+from soundtok.audiolm.adapter import DEFAULT_ADAPTER_DIR, META_FILE  # noqa: E402
 from soundtok.llm import tiny_llm  # noqa: E402
-from soundtok.llm.adapter import DEFAULT_ADAPTER_DIR, META_FILE  # noqa: E402
 from soundtok.tokens import TokenReader  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def codec_header_of(tiny_codec_dir):
-    from soundtok.api import codec_header
-    from soundtok.codec import load_codec
+    from soundtok.registry import load_codec
 
-    return codec_header(load_codec(str(tiny_codec_dir)))
+    return load_codec(str(tiny_codec_dir)).header()
 
 
 @pytest.fixture(scope="session")
@@ -133,8 +132,8 @@ def test_generate_seeds_and_greedy(setup):
 
 def test_generate_stops_at_end_token(setup):
     """With the end token made overwhelmingly likely, every item is one frame long."""
-    from soundtok.llm.adapter import load_adapter
-    from soundtok.llm.tasks import GenerateOptions, generate_items
+    from soundtok.audiolm.adapter import load_adapter
+    from soundtok.audiolm.tasks import GenerateOptions, generate_items
 
     adapter, _, _ = setup
     alm, tok, _ = load_adapter(adapter, dtype="float32")

@@ -101,7 +101,8 @@ def test_tiny_build_writes_16k_clips_and_schema(tiny_corpus):
 
 def test_soundtok_reads_the_manifest(tiny_corpus):
     """soundtok's manifest reader resolves the relative paths and keeps captions in meta."""
-    from soundtok.audio import iter_manifest, load_audio
+    from soundtok.audio import load_audio
+    from soundtok.inputs import iter_manifest
 
     root, _ = tiny_corpus
     srcs = [s for _, s in iter_manifest(str(root / "train.jsonl"))]

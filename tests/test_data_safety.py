@@ -296,7 +296,7 @@ def test_resumable_writer_notices_a_replaced_file(D, tmp_path):
     """Principle 2: a --resume writer whose file is replaced (or removed) under it stops with one
     error instead of appending to a file nobody sees; an atomic writer would not rename over it."""
     from soundtok.errors import SoundtokError
-    from soundtok.shards import ResumableWriter
+    from soundtok.streams import ResumableWriter
     from soundtok.tokens import TokenReader
 
     with TokenReader(str(D["stream"])) as r:

@@ -50,7 +50,7 @@ def test_digit_strings_stay_intelligible():
     from pystoi import stoi
 
     from soundtok.audio import load_audio
-    from soundtok.codec import load_codec
+    from soundtok.registry import load_codec
 
     with open(SHARED_DATA / "fsdd" / "labels.csv", newline="") as f:
         rows = [r for r in csv.DictReader(f) if r["official_split"] == "test"

@@ -476,12 +476,11 @@ def adapter(llm_setup, tmp_path_factory, tiny_codec_dir):
     """A 1-step adapter for the tiny codec's tokens, and a stream of that codec."""
     from test_llm_finetune import write_stream
 
-    from soundtok.api import codec_header
-    from soundtok.codec import load_codec
+    from soundtok.registry import load_codec
 
     llm, _ = llm_setup
     root = tmp_path_factory.mktemp("fail_adapter")
-    stream = write_stream(root / "s.tok.jsonl", codec_header(load_codec(str(tiny_codec_dir))), n=8)
+    stream = write_stream(root / "s.tok.jsonl", load_codec(str(tiny_codec_dir)).header(), n=8)
     r = cli("finetune-llm", stream, "-o", root / "run", "--llm", llm, "--max-steps", "1", "--task", "mixed",
             *FT_TINY)
     assert r.returncode == 0, r.stderr

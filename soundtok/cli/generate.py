@@ -132,8 +132,8 @@ def command(
       soundtok generate --prompts prompts.jsonl --seed 3 | soundtok detokenize - out/
       echo "someone says four" | soundtok generate --temperature 0.8 --top-p 0.9
     """
-    from ..llm.adapter import load_adapter
-    from ..llm.tasks import GenerateOptions, generate_items
+    from ..audiolm.adapter import load_adapter
+    from ..audiolm.tasks import GenerateOptions, generate_items
     from ..tokens import open_token_writer
 
     console = runtime(threads, quiet, verbose)

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import enum
 from typing import Annotated, Literal
 
 import typer
 
 from ..device import resolve_device
+from ..train import architectures
 from .common import runtime
 from .options import APP_SETTINGS, Device, Llm, Lr, Quiet, Resume, RunDir, SaveEvery, Seed, Threads, ValEvery, Verbose
 
 app = typer.Typer(**APP_SETTINGS)
+
+#: ``--arch`` choices: the codec architectures soundtok.train has a trainer for
+Arch = enum.Enum("Arch", {a: a for a in architectures()}, type=str)
 
 
 @app.command("train-codec")
@@ -49,11 +54,11 @@ def command(
         help="Vocoder stage input: analysed mels, or mels reconstructed by the VAE "
              "(for fine-tuning a vocoder to what it sees when decoding tokens).")] = "mel",
     tensorboard: Annotated[bool, typer.Option("--tensorboard", help="Also write TensorBoard logs.")] = False,
-    arch: Annotated[Literal["soundtok-fm", "llm-codec"], typer.Option(
+    arch: Annotated[Arch, typer.Option(
         "--arch",
         help="llm-codec: codes are a frozen LLM's own tokens (docs/llm-codec.md); it "
              "trains in one stage for --steps (default 20000) and ignores --stage, "
-             "--val and the per-stage step options.")] = "soundtok-fm",
+             "--val and the per-stage step options.")] = list(Arch)[0].value,
     llm: Llm = None,
     crop_seconds: Annotated[float | None, typer.Option(
         "--crop-seconds", min=0.1, metavar="S", show_default=False,
@@ -79,68 +84,20 @@ def command(
       torchrun --nproc_per_node 4 -m soundtok train-codec train.jsonl -o runs/codec --device cuda
       soundtok train-codec train.jsonl --arch llm-codec --llm gemma3-270m -o runs/llmcodec
     """
-    from ..errors import UsageError
-    from ..train.codec_trainer import TrainCodecOptions, train_codec
+    from ..train import CodecTrainingRequest
+    from ..train import train as train_codec
     from .options import json_option
 
     console = runtime(threads, quiet, verbose)
-    val = val or []
     overrides = json_option(config_json, "--config") if config_json else {}
-    _check_config(arch, overrides, device)
-    if arch == "llm-codec":
-        from ..train.llmcodec_trainer import TrainLLMCodecOptions, train_llm_codec
-
-        if init_from:
-            raise UsageError("--init-from is not supported with --arch llm-codec")
-        opts = TrainLLMCodecOptions(train=list(train), out=out, llm=llm, steps=steps or 20000,
-                                    batch=batch, lr=lr, save_every=save_every, seed=seed,
-                                    device=resolve_device(device), resume=resume,
-                                    codec_config=overrides, train_vocoder=not freeze_vocoder,
-                                    **({"crop_seconds": crop_seconds} if crop_seconds else {}))
-        with console.progress("training", unit="step", preparing="loading the LLM and the audio") as bar:
-            final = train_llm_codec(opts, echo=console.info, on_progress=bar.update, notice=console.notice)
-        typer.echo(str(final))
-        return
-    for flag, value in (("--llm", llm), ("--crop-seconds", crop_seconds), ("--freeze-vocoder", freeze_vocoder)):
-        if value:
-            raise UsageError(f"{flag} needs --arch llm-codec")
-    per_stage = {"vae": vae_steps, "tokenizer": tokenizer_steps, "vocoder": vocoder_steps}
-    if steps:
-        per_stage = {k: steps for k in per_stage}
-    opts = TrainCodecOptions(train=list(train), out=out, val=list(val), stage=stage,
-                             steps=per_stage, batch=batch, lr=lr, save_every=save_every,
-                             val_every=val_every, seed=seed, device=resolve_device(device),
-                             resume=resume, init_from=init_from, codec_config=overrides,
-                             tensorboard=tensorboard, vocoder_input=vocoder_input)
-    with console.progress("training", unit="step", preparing="loading the audio") as bar:
-        final = train_codec(opts, echo=console.info, on_progress=bar.update)
+    request = CodecTrainingRequest(
+        train=list(train), out=out, arch=Arch(arch).value, val=list(val or []), stage=stage, steps=steps,
+        stage_steps={"vae": vae_steps, "tokenizer": tokenizer_steps, "vocoder": vocoder_steps},
+        batch=batch, lr=lr, save_every=save_every, val_every=val_every, seed=seed, resume=resume,
+        init_from=init_from, codec_config=overrides, vocoder_input=vocoder_input,
+        tensorboard=tensorboard, llm=llm, crop_seconds=crop_seconds, freeze_vocoder=freeze_vocoder,
+        device=resolve_device(device))
+    preparing = "loading the LLM and the audio" if request.arch == "llm-codec" else "loading the audio"
+    with console.progress("training", unit="step", preparing=preparing) as bar:
+        final = train_codec(request, echo=console.info, on_progress=bar.update, notice=console.notice)
     typer.echo(str(final))
-
-
-def _check_config(arch: str, overrides: dict, device: str) -> None:
-    """--config is validated (keys, types, sizes) and the model it describes measured
-    before anything is built or written: a usage error otherwise (soundtok.configcheck)."""
-    import dataclasses
-
-    from ..configcheck import check_memory, check_overrides
-
-    dev = device if device != "auto" else "cpu"
-    if arch == "llm-codec":
-        from ..llmcodec.config import LLMCodecConfig
-        from ..llmcodec.model import LLMCodec
-
-        check_overrides(LLMCodecConfig, overrides)
-
-        def build():
-            cfg = LLMCodecConfig.from_dict({**dataclasses.asdict(LLMCodecConfig()), **overrides})
-            cfg.llm = {"hidden_size": 1}  # the codebooks are the LLM's rows: counted 1-d here (a lower bound)
-            return LLMCodec(cfg, [list(range(v)) for v in cfg.vocab_sizes])
-
-        check_memory(build, "the llm-codec", dev)
-        return
-    from ..codec.config import CodecConfig
-    from ..codec.model import SoundCodec
-
-    check_overrides(CodecConfig, overrides)
-    check_memory(lambda: SoundCodec(CodecConfig.from_dict({**dataclasses.asdict(CodecConfig()), **overrides})),
-                 "the codec", dev)

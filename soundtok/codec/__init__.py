@@ -1,31 +1,30 @@
 """The sound-token codec (VAE + VQ tokenizer + flow-matching decoder + vocoder).
 
-``load_codec(spec)`` resolves ``None``/``"default"`` to the codec shipped inside
-the package, or loads a directory written by ``save_pretrained``. Heavy imports
-(torch) happen on first use, not on ``import soundtok``.
+:func:`load` reads a directory written by ``save_pretrained``; the registry
+(:func:`soundtok.registry.load_codec`) calls it for ``config.json`` files whose
+``architecture`` is :data:`ARCHITECTURE`, and for the codec shipped inside the
+package (``DEFAULT_CODEC_DIR``, ``--codec default``). Heavy imports (torch)
+happen on first use, not on ``import soundtok``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from .config import ARCHITECTURE
+
 DEFAULT_CODEC_DIR = Path(__file__).parent / "default"
+
+__all__ = ["ARCHITECTURE", "DEFAULT_CODEC_DIR", "default_codec_path", "load"]
 
 
 def default_codec_path() -> Path:
     return DEFAULT_CODEC_DIR
 
 
-def load_codec(spec: str | None = None, device: str = "cpu"):
-    """Load a codec: ``None`` or ``"default"`` -> the packaged default; otherwise a
-    directory (or its ``config.json`` / ``model.safetensors``)."""
-    from ..errors import ModelError
+def load(path: str | Path, device: str = "cpu"):
+    """A :class:`~soundtok.codec.model.SoundCodec` from ``path`` (a directory, or
+    its ``config.json`` / ``model.safetensors``)."""
     from .model import SoundCodec
 
-    path = DEFAULT_CODEC_DIR if spec in (None, "", "default") else Path(spec)
-    if not path.exists():
-        raise ModelError(f"no such codec: {spec}")
-    if spec in (None, "", "default") and not (path / "model.safetensors").is_file():
-        raise ModelError("the default codec is not installed in this copy of soundtok "
-                         "(build it with `make default-codec` or pass --codec DIR)")
     return SoundCodec.from_pretrained(path, device=device)

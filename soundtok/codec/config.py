@@ -16,6 +16,9 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+#: ``config.json`` "architecture" (and a stream's ``codec.arch``) of this codec.
+ARCHITECTURE = "soundtok-fm"
+
 
 @dataclass
 class CodecConfig:
@@ -91,7 +94,7 @@ class CodecConfig:
         return cls(**{k: v for k, v in d.items() if k in known})
 
     def save(self, path: str | Path) -> None:
-        data = {"architecture": "soundtok-fm", **self.to_dict()}
+        data = {"architecture": ARCHITECTURE, **self.to_dict()}
         Path(path).write_text(json.dumps(data, indent=2) + "\n")
 
     @classmethod

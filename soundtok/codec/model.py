@@ -17,9 +17,7 @@ is processed in chunks with context on both sides (see :meth:`encode_long`,
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import math
-import os
 from pathlib import Path
 
 import torch
@@ -27,19 +25,20 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ModelError
-from ..modelfiles import read_model_dir
+from ..modelfiles import file_sha256, read_model_dir, write_model_dir
 from .autoencoder import VAE, TokenEncoder
-from .config import CodecConfig
+from .coding import ENCODE_CONTEXT_TOKENS, SoundCodecInterface, StreamEncoder
+from .config import ARCHITECTURE, CodecConfig
 from .flow import FlowDecoder, MSEDecoder, block_noise
 from .layers import MelFrontend
 from .quantizer import VectorQuantizer
 from .vocoder import Vocoder
 
-ENCODE_CONTEXT_TOKENS = 32  # > the encoder's receptive field (about 16 token frames)
 
+class SoundCodec(SoundCodecInterface, nn.Module):
+    """VAE + VQ tokenizer + flow-matching / MSE decoders + vocoder.
 
-class SoundCodec(nn.Module):
-    """VAE + VQ tokenizer + flow-matching / MSE decoders + vocoder."""
+    Implements :class:`soundtok.codecs.Codec` (see :mod:`.coding`)."""
 
     def __init__(self, cfg: CodecConfig):
         super().__init__()
@@ -101,29 +100,21 @@ class SoundCodec(nn.Module):
         with self.autocast():
             return self.codes_from_padded(wav.to(self.latent_mean.device))
 
-    @torch.inference_mode()
     def encode_long(self, wav: torch.Tensor, chunk_tokens: int = 750,
                     context_tokens: int = ENCODE_CONTEXT_TOKENS) -> torch.Tensor:
         """Encode one long signal ``(N,)`` in chunks -> codes ``(1, T)``.
 
         Each chunk of ``chunk_tokens`` frames is encoded with ``context_tokens``
-        frames of real audio on both sides and only its own frames are kept.
-        Because every layer is local and the context exceeds the receptive field,
-        the pre-quantisation features equal whole-file encoding up to float
+        frames of real audio on both sides and only its own frames are kept
+        (:class:`~.coding.StreamEncoder`, fed the whole signal).  Because every
+        layer is local and the context exceeds the receptive field, the
+        pre-quantisation features equal whole-file encoding up to float
         rounding, and the codes are identical unless rounding flips a near-tie
         between two codewords.
         """
-        hop, n = self.cfg.token_hop, wav.shape[-1]
-        total = self.num_frames(n)
-        out = []
-        for a in range(0, total, chunk_tokens):
-            b = min(total, a + chunk_tokens)
-            s, e = max(0, a - context_tokens), min(total, b + context_tokens)
-            seg = _slice_zero(wav, s * hop - self.edge, e * hop + self.edge, n)
-            with self.autocast():
-                codes = self.codes_from_padded(seg[None].to(self.latent_mean.device))
-            out.append(codes[0, :, a - s:b - s].cpu())
-        return torch.cat(out, dim=-1)
+        enc = StreamEncoder(self, chunk_tokens, context_tokens)
+        enc.push(wav.reshape(-1))
+        return enc.finish_tensor()
 
     # ------------------------------------------------------------- decoding
     @torch.inference_mode()
@@ -189,22 +180,9 @@ class SoundCodec(nn.Module):
     # ------------------------------------------------------- save and load
     def save_pretrained(self, directory: str | Path, dtype: torch.dtype | None = None) -> Path:
         """Write ``config.json`` and ``model.safetensors`` into ``directory`` (atomically each)."""
-        from safetensors.torch import save_file
-
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        state = {k: (v.to(dtype) if dtype and v.is_floating_point() else v).contiguous().cpu()
-                 for k, v in self.state_dict().items()}
-        tmp = d / ".model.safetensors.tmp"
-        save_file(state, str(tmp), metadata={"format": "pt", "architecture": "soundtok-fm"})
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)  # safetensors creates 0600 files
-        tmp.replace(d / "model.safetensors")
-        tmpc = d / ".config.json.tmp"
-        self.cfg.save(tmpc)
-        tmpc.replace(d / "config.json")
-        self.sha256 = file_sha256(d / "model.safetensors")
+        d, self.sha256 = write_model_dir(directory, self.state_dict(),
+                                         {"format": "pt", "architecture": ARCHITECTURE},
+                                         self.cfg.save, dtype)
         return d
 
     @classmethod
@@ -214,8 +192,8 @@ class SoundCodec(nn.Module):
         from safetensors.torch import load_file
 
         raw, w_path = read_model_dir(path)
-        if raw.get("architecture", "soundtok-fm") != "soundtok-fm":
-            raise ModelError(f"{path} holds a {raw.get('architecture')!r} model, not a soundtok-fm codec")
+        if raw.get("architecture", ARCHITECTURE) != ARCHITECTURE:
+            raise ModelError(f"{path} holds a {raw.get('architecture')!r} model, not a {ARCHITECTURE} codec")
         try:
             cfg = CodecConfig.from_dict(raw)
             model = cls(cfg)
@@ -234,13 +212,6 @@ class SoundCodec(nn.Module):
         return model.eval().to(device)
 
 
-def _slice_zero(x: torch.Tensor, start: int, end: int, n: int) -> torch.Tensor:
-    """``x[start:end]`` of a 1-D signal of valid length ``n``, zeros outside ``[0, n)``."""
-    lo, hi = max(0, start), min(n, end)
-    seg = x[lo:hi] if hi > lo else x.new_zeros(0)
-    return F.pad(seg, (lo - start, end - start - (lo - start) - seg.shape[-1]))
-
-
 def bf16_fast(device_type: str) -> bool:
     """True where bf16 matmuls beat fp32: CUDA, or a CPU with AMX / AVX512-BF16."""
     if device_type == "cuda":
@@ -252,11 +223,3 @@ def bf16_fast(device_type: str) -> bool:
     except OSError:
         return False
     return "amx_bf16" in flags or "avx512_bf16" in flags
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()

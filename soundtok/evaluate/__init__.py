@@ -1,5 +1,5 @@
 """Evaluation: reconstruction metrics, classical-codec baselines, token statistics,
-caption metrics and reports (``soundtok evaluate``).
+caption metrics, few-shot accuracy and reports (``soundtok evaluate``).
 
 Submodules load their heavy dependencies (scipy, pystoi, pesq, matplotlib,
 pycocoevalcap, sentence-transformers) only when used; the names below are
@@ -19,6 +19,7 @@ _LAZY = {
     "CaptionResult": ("soundtok.evaluate.captions", "CaptionResult"),
     "match_label": ("soundtok.evaluate.captions", "match_label"),
     "write_report": ("soundtok.evaluate.report", "write_report"),
+    "run_fewshot": ("soundtok.evaluate.fewshot", "run_fewshot"),
     "token_stats": ("soundtok.evaluate.tokenstats", "token_stats"),
     "stream_bitrate": ("soundtok.evaluate.tokenstats", "stream_bitrate"),
 }

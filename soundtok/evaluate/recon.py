@@ -26,14 +26,13 @@ speaker similarity (:mod:`.speaker`, resemblyzer d-vectors) and DNSMOS
 
 from __future__ import annotations
 
-import csv
 import functools
-import io
+import itertools
 import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -220,9 +219,10 @@ def _clean(x: Any) -> Any:
 @dataclass
 class _Clip:
     id: str
-    ref: str | bytes
+    ref: str | IO[bytes]  # a path, or stdin spooled (see soundtok.inputs)
     deg: str | None = None
     fields: dict[str, Any] = field(default_factory=dict)  # manifest text, label, other keys
+    where: str = ""
 
     def text(self, name: str | None) -> str | None:
         """The manifest field ``name`` as a reference transcript, or None."""
@@ -238,32 +238,19 @@ def _fields(src) -> dict[str, Any]:
 def _read_pair_manifest(path: str) -> list[_Clip] | None:
     """Pairs from a manifest with ``ref`` and ``deg`` columns; None when the
     manifest has no ``ref`` column (then it is an ordinary audio manifest)."""
-    base = os.path.dirname(path)
-    try:
-        with open(path, encoding="utf-8-sig", newline="") as f:
-            if path.lower().endswith(".csv"):
-                rows = list(csv.DictReader(f))
-            else:
-                from ..fileio import iter_jsonl
+    from ..inputs import check_unique_ids, iter_manifest_rows, manifest_path
 
-                rows = [obj for _, obj in iter_jsonl(f, f"manifest {path}", UsageError)]
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise UsageError(f"cannot read manifest {path}: {getattr(e, 'strerror', None) or e}") from e
-    if not rows or not isinstance(rows[0], dict) or "ref" not in rows[0]:
+    rows = iter_manifest_rows(path, key=None)
+    first = next(rows, None)
+    if first is None or "ref" not in first[1]:
         return None
-    out, seen = [], set()
-    for n, row in enumerate(rows, 1):
-        ref, deg = (row.get(k) if isinstance(row, dict) else None for k in ("ref", "deg"))
-        if not isinstance(ref, str) or not ref or not isinstance(deg, str) or not deg:
-            raise UsageError(f"manifest {path} row {n}: \"ref\" and \"deg\" must be non-empty "
-                             f"paths")
-        ref, deg = (p if os.path.isabs(p) else os.path.join(base, p) for p in (ref, deg))
+    out = []
+    for where, row in itertools.chain([first], rows):
+        ref, deg = (manifest_path(path, where, row, key) for key in ("ref", "deg"))
         cid = str(row.get("id") or os.path.splitext(os.path.basename(ref))[0])
-        if cid in seen:
-            raise UsageError(f"manifest {path}: duplicate id {cid!r}")
-        seen.add(cid)
-        out.append(_Clip(cid, ref, deg, {k: v for k, v in row.items()
-                                         if k not in ("ref", "deg", "id")}))
+        out.append(_Clip(cid, ref, deg, {k: v for k, v in row.items() if k != "id"},
+                         f"{path} {where}"))
+    check_unique_ids((c.id, c.where) for c in out)
     return out
 
 
@@ -290,39 +277,37 @@ def _match_folders(refs: list, degs: list, on_error) -> tuple[list[_Clip], list[
             if on_error:
                 on_error(msg)
             continue
-        clips.append(_Clip(r.id, r.path if r.path is not None else r.data, d.path,
-                           _fields(r)))
+        clips.append(_Clip(r.id, r.open(), d.path, _fields(r)))
     return clips, failed
 
 
 def _collect(inputs: list[str], deg: str | None, on_error) -> tuple[list[_Clip], bool, list]:
     """(clips, pairs mode?, failures)."""
-    from ..audio import iter_sources
+    from ..inputs import is_manifest_name, plan_sources
 
     if deg is not None:
-        refs = list(iter_sources(inputs))
-        degs = list(iter_sources([deg]))
+        refs = list(plan_sources(inputs).sources())
+        degs = list(plan_sources([deg]).sources())
         clips, failed = _match_folders(refs, degs, on_error)
         if not clips:
             raise AudioError(f"no decoded file in {deg} matches a reference")
         return clips, True, failed
-    if len(inputs) == 1 and inputs[0].lower().endswith((".jsonl", ".csv")) \
-            and os.path.isfile(inputs[0]):
+    if len(inputs) == 1 and is_manifest_name(inputs[0]) and os.path.isfile(inputs[0]):
         pairs = _read_pair_manifest(inputs[0])
         if pairs is not None:
             if not pairs:
                 raise AudioError(f"manifest {inputs[0]} lists no pairs")
             return pairs, True, []
-    clips = [_Clip(s.id, s.path if s.path is not None else s.data, fields=_fields(s))
-             for s in iter_sources(inputs)]
+    clips = [_Clip(s.id, s.open(), fields=_fields(s)) for s in plan_sources(inputs).sources()]
     return clips, False, []
 
 
-def _load(src: str | bytes, sr: int, name: str) -> np.ndarray:
+def _load(src: str | IO[bytes], sr: int, name: str) -> np.ndarray:
     from ..audio import load_audio
 
-    wav = load_audio(src if isinstance(src, str) else io.BytesIO(src), sr, name=name)
-    return wav.numpy()
+    if not isinstance(src, str):
+        src.seek(0)
+    return load_audio(src, sr, name=name).numpy()
 
 
 # --------------------------------------------------------------------------- main entry
@@ -339,15 +324,18 @@ def evaluate_recon(inputs: list[str], deg: str | None = None, codec: Any = None,
                    limit: int | None = None, bootstrap: int = 100,
                    on_clip: Callable[[str], None] | None = None,
                    on_error: Callable[[str], None] | None = None,
-                   on_progress: Callable[[int, int], None] | None = None) -> ReconResult:
+                   on_progress: Callable[[int, int], None] | None = None, llm: Any = None) -> ReconResult:
     """Score reconstructions of the references in ``inputs`` (files, folders,
     globs, manifests; see the module docstring for the three modes).
 
-    ``codec``: a codec directory, ``"default"`` or a loaded SoundCodec (its
-    systems are ``soundtok-<decoder>``); ``codecs``: more codecs as ``(label,
-    codec)`` pairs, scored the same way as ``<label>-<decoder>`` (e.g. a
-    previous version side by side); ``decoders``/``steps``/``seed`` select how
-    they decode.  ``baselines``: e.g. ``"codec2-450,opus-6k"``.  ``tokens``: in
+    ``codec``: anything :func:`soundtok.registry.load_codec` takes (a codec
+    directory, ``"default"``, ``"llm-codec"``, a loaded codec; ``llm`` is passed
+    on to it), its systems ``soundtok-<decoder>``; the references are
+    tokenized and decoded as ``tokenize`` and ``detokenize`` do.  ``codecs``:
+    more codecs as ``(label, codec)`` pairs, scored the same way as
+    ``<label>-<decoder>`` (e.g. a previous version side by side);
+    ``decoders``/``steps``/``seed`` select how they decode (a codec with one
+    decoder ignores them).  ``baselines``: e.g. ``"codec2-450,opus-6k"``.  ``tokens``: in
     pairs mode, the token stream the decoded files came from (for the exact
     bitrate and token statistics).  ``dnsmos``, ``asr``, ``speaker``: compute
     DNSMOS, WER/CER (Whisper ``asr_model``) and speaker similarity when their
@@ -364,9 +352,6 @@ def evaluate_recon(inputs: list[str], deg: str | None = None, codec: Any = None,
     failed; ``total`` is the number of clips.
     """
     decoders = list(dict.fromkeys(decoders or ["flow"]))
-    for d in decoders:
-        if d not in ("flow", "mse"):
-            raise UsageError(f"unknown decoder {d!r}: use flow or mse")
     if steps is not None and steps < 1:
         raise UsageError("--steps must be at least 1")
     if max_delay_ms < 0:
@@ -452,15 +437,21 @@ def evaluate_recon(inputs: list[str], deg: str | None = None, codec: Any = None,
         if use_speaker:
             spk_encoder = _speaker_encoder()
     systems: list[SystemResult] = []
-    models: list[tuple[str, Any]] = []
+    models: list[tuple[str, Any, list[str]]] = []  # (label, codec, its decoders)
+    from ..registry import load_codec
+
     for label, c in codec_list:
-        model = _load_codec(c, device)
-        models.append((label, model))
-        cfg = model.cfg
+        model = load_codec("default" if c == "" else c, device=device, llm=llm)
+        # a codec with one decoder uses it whatever was asked
+        decs = list(model.decoders) if len(model.decoders) == 1 else decoders
+        for d in decs:
+            if d not in model.decoders:
+                raise UsageError(f"unknown decoder {d!r}: use {' or '.join(model.decoders)}")
+        models.append((label, model, decs))
         where = "" if label == "soundtok" else f" from {c if isinstance(c, str) else label}"
-        for d in decoders:
-            desc = (f"soundtok codec {cfg.name}{where} (weights {model.sha256[:12]}), {d} decoder"
-                    + (f", {steps or cfg.fm_steps} steps, seed {seed}" if d == "flow" else ""))
+        for d in decs:
+            desc = (f"soundtok codec {model.name}{where} (weights {model.sha256[:12]}), "
+                    + model.describe_decoder(d, steps=steps, seed=seed))
             systems.append(SystemResult(
                 f"{label}-{d}", "soundtok", desc,
                 bitrate_method="token stream: sum over codebooks of len(codes) x "
@@ -474,7 +465,7 @@ def evaluate_recon(inputs: list[str], deg: str | None = None, codec: Any = None,
         raise UsageError(f"two systems share a name: {[s.name for s in systems]}")
     reference = SystemResult("reference", "reference",
                              "the references themselves (DNSMOS; ASR against the manifest text)")
-    codes_all: dict[str, list[list[list[int]]]] = {label: [] for label, _ in models}
+    codes_all: dict[str, list[list[list[int]]]] = {label: [] for label, _, _ in models}
     kept: list[Example] = []
     by_name = {s.name: s for s in systems}
     text_sources = {"manifest": 0, "whisper": 0}
@@ -497,10 +488,10 @@ def evaluate_recon(inputs: list[str], deg: str | None = None, codec: Any = None,
                 on_progress(done, len(clips))
             continue
         dur = len(ref) / SCORE_SR
-        for label, model in models:
-            codes, decoded = _codec_roundtrip(model, ref, decoders, steps, seed)
+        for label, model, decs in models:
+            codes, decoded = _codec_roundtrip(model, ref, decs, steps, seed)
             codes_all[label].append(codes)
-            bits = sum(len(row) for row in codes) * math.log2(model.cfg.codebook_size)
+            bits = sum(len(row) * math.log2(size) for row, size in zip(codes, model.codebook_sizes))
             for d, y in decoded.items():
                 outputs[f"{label}-{d}"] = (y, bits)
         from .baselines import roundtrip
@@ -618,9 +609,9 @@ def evaluate_recon(inputs: list[str], deg: str | None = None, codec: Any = None,
             total_bits = sum(c.bits or 0.0 for c in s.clips)
             total_s = sum(c.duration_s for c in s.clips)
             s.bitrate_bps = total_bits / total_s if total_s else None
-    for label, model in models:
-        stats = token_stats([model.cfg.codebook_size], codes_all[label])
-        for d in decoders:
+    for label, model, decs in models:
+        stats = token_stats(model.codebook_sizes, codes_all[label])
+        for d in decs:
             by_name[f"{label}-{d}"].token_stats = stats
     if tokens is not None:
         rate, stats, n = stream_stats(tokens)
@@ -665,31 +656,23 @@ def _asr_row(truth: str, source: str, hyp: str, metrics: dict[str, float],
             "char_edits": e.char_edits}
 
 
-def _load_codec(codec: Any, device: str):
-    from ..codec import load_codec
-    from ..codec.model import SoundCodec
-
-    if isinstance(codec, SoundCodec):
-        return codec.to(device).eval()
-    return load_codec(None if codec in ("default", "") else codec, device=device)
-
-
 def _codec_roundtrip(model, ref16: np.ndarray, decoders: list[str], steps: int | None,
                      seed: int) -> tuple[list[list[int]], dict[str, np.ndarray]]:
-    """Tokenize and detokenize one clip -> (codes as lists, {decoder: 16 kHz wav})."""
+    """Tokenize and detokenize one clip as ``tokenize``/``detokenize`` do
+    -> (codes per codebook, {decoder: 16 kHz wav})."""
     import soxr
     import torch
 
-    sr = model.cfg.sample_rate
+    sr = model.sample_rate
     x = ref16 if sr == SCORE_SR else soxr.resample(ref16, SCORE_SR, sr, quality="HQ")
     n = len(x)
-    codes = model.encode_long(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
+    codes = model.encode_clips([np.ascontiguousarray(x, dtype=np.float32)], batch_size=1)[0]
     out = {}
     for d in decoders:
-        y = model.decode_long(codes, num_samples=n, decoder=d, steps=steps, seed=seed)
+        y = torch.cat(list(model.decode_codes(codes, n, decoder=d, steps=steps, seed=seed)))
         y = y.detach().cpu().numpy().astype(np.float32)
         out[d] = y if sr == SCORE_SR else soxr.resample(y, sr, SCORE_SR, quality="HQ")
-    return codes.tolist(), out
+    return codes, out
 
 
 __all__ = ["evaluate_recon", "ReconResult", "SystemResult", "ClipScore", "Example"]

@@ -6,7 +6,7 @@ default soundtok codec, so its vocoder can initialise ours).  Scale ``k`` of
 the residual VQ runs ``strides[k]`` mel frames per token: at the defaults
 32, 8, 4 -> 3.125 Hz (words), 12.5 Hz and 25 Hz (sub-words), i.e. hop lengths
 5120, 1280 and 640 samples.  ``vocab_sizes[k]`` caps how many LLM tokens scale
-``k`` may use (scale 0: whole words, see :mod:`.vocab`).
+``k`` may use (scale 0: whole words, see :mod:`.wordlists`).
 """
 
 from __future__ import annotations

@@ -34,16 +34,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..codec.layers import ChannelNorm, MelFrontend, Stack
-from ..codec.model import file_sha256
 from ..codec.vocoder import Vocoder
 from ..errors import ModelError
-from ..modelfiles import read_model_dir
+from ..modelfiles import file_sha256, read_model_dir, write_model_dir
+from .coding import LLMCodecInterface
 from .config import ARCHITECTURE, VOCODER_FIELDS, LLMCodecConfig
 from .quantizer import FrozenEmbeddingRVQ
 
 
-class LLMCodec(nn.Module):
-    """Multi-scale RVQ codec over frozen LLM embedding rows (see module docs).
+class LLMCodec(LLMCodecInterface, nn.Module):
+    """Multi-scale RVQ codec over frozen LLM embedding rows (see module docs);
+    implements :class:`soundtok.codecs.Codec` (see :mod:`.coding`).
 
     Build one for an LLM with :meth:`from_llm`; load one with
     :meth:`from_pretrained`.  ``vocabularies[k]`` are the LLM token ids that
@@ -87,7 +88,7 @@ class LLMCodec(nn.Module):
         selects the vocabularies (:func:`.vocab.select_vocabularies`), records
         the LLM identity and copies the embedding rows in."""
         from ..llm.loader import llm_identity
-        from .vocab import select_vocabularies
+        from .wordlists import select_vocabularies
 
         ident = identity or llm_identity(model)
         weight = model.get_input_embeddings().weight
@@ -96,6 +97,7 @@ class LLMCodec(nn.Module):
         cfg = LLMCodecConfig.from_dict({**cfg.to_dict(), "llm": dict(ident)})
         codec = cls(cfg, vocabs)
         codec.attach_embeddings(weight)
+        codec.tokenizer = tokenizer
         return codec
 
     @property
@@ -208,73 +210,6 @@ class LLMCodec(nn.Module):
         wav = self.vocoder(self.decode_features(self.rvq.decode(full))).float().cpu()
         return wav[:, :n]
 
-    # ------------------------------------------------------ long audio
-    def _windows(self, n: int, chunk_seconds: float, context_hops: int):
-        """``(a, b, lo, hi)`` sample spans: chunk ``[a, b)`` encoded/decoded within
-        ``[lo, hi)``; all are multiples of the coarsest hop except the final ``b``/``hi``."""
-        H, step = self.cfg.max_hop, self.cfg.chunk_step(chunk_seconds)
-        total = self.padded_length(n)
-        for a in range(0, total, step):
-            b = min(total, a + step)
-            yield a, b, max(0, a - context_hops * H), min(total, b + context_hops * H)
-
-    def encode_long(self, wav: torch.Tensor, chunk_seconds: float = 30.0,
-                    context_hops: int = 2) -> list[torch.Tensor]:
-        """Encode one long signal ``(N,)`` chunk by chunk -> codes per scale
-        ``[(1, ceil(N / hop_k)) for k]``.
-
-        Chunks are whole multiples of the coarsest hop (0.32 s) and are encoded
-        with ``context_hops`` coarse hops of real audio on each side; only each
-        chunk's own codes are kept, so memory is flat in duration.  Codes can
-        differ from whole-clip encoding near chunk edges where the context is
-        shorter than the encoder's receptive field (tested to agree on >= 95%)."""
-        wav = wav.reshape(-1)
-        n = wav.shape[0]
-        padded = F.pad(wav.float(), (0, self.padded_length(n) - n))
-        pieces: list[list[torch.Tensor]] = [[] for _ in self.cfg.hop_lengths]
-        for a, b, lo, hi in self._windows(n, chunk_seconds, context_hops):
-            codes = self.encode(padded[lo:hi][None])
-            for k, (c, h) in enumerate(zip(codes, self.cfg.hop_lengths)):
-                pieces[k].append(c[:, (a - lo) // h:(b - lo) // h])
-        return [torch.cat(p, dim=-1)[:, :t] for p, t in zip(pieces, self.num_frames(n))]
-
-    def iter_decode_long(self, codes: list, num_samples: int | None = None,
-                         chunk_seconds: float = 30.0, context_hops: int = 2):
-        """Decode codes per scale chunk by chunk (as :meth:`encode_long` cuts
-        them), yielding waveform pieces ``(n,)`` that add up to ``num_samples``."""
-        full, n = self._full_codes(codes, num_samples)
-        left = n
-        for a, b, lo, hi in self._windows(n, chunk_seconds, context_hops):
-            part = [c[:, lo // h:hi // h] for c, h in zip(full, self.cfg.hop_lengths)]
-            wav = self.decode(part, hi - lo)[0]
-            piece = wav[a - lo:b - lo][:left]
-            left -= piece.shape[0]
-            if piece.shape[0]:
-                yield piece
-            if left <= 0:
-                return
-
-    # ---------------------------------------------------------- token stream
-    def header(self, extra: dict | None = None):
-        """The :class:`~soundtok.tokens.Header` of streams this codec writes."""
-        from ..tokens import Header
-
-        codec = {"name": self.cfg.name, "sha256": self.sha256, "arch": ARCHITECTURE,
-                 "llm": dict(self.cfg.llm)}
-        ex = {"vocabularies": self.vocabularies,
-              "scales": ["words"] + ["subwords"] * (len(self.cfg.strides) - 1), **(extra or {})}
-        return Header(codec=codec, sample_rate=self.cfg.sample_rate,
-                      hop_lengths=self.cfg.hop_lengths, codebook_sizes=self.cfg.vocab_sizes,
-                      extra=ex)
-
-    def item(self, id: str, wav: torch.Tensor, **fields) -> Any:
-        """Encode one clip ``(N,)`` into a token-stream :class:`~soundtok.tokens.Item`."""
-        from ..tokens import Item
-
-        codes = self.encode(wav.reshape(1, -1))
-        return Item(id=id, num_samples=int(wav.shape[-1]), codes=[c[0].tolist() for c in codes],
-                    **fields)
-
     # ------------------------------------------------------- save and load
     def vocoder_by_reference(self, source: str = "default") -> None:
         """Mark the vocoder as the built-in codec's (``source="default"``): it is
@@ -290,25 +225,13 @@ class LLMCodec(nn.Module):
         """Write ``config.json`` and ``model.safetensors`` (trainable weights +
         ``vocab_k`` ids; never the LLM embedding rows, nor a vocoder taken by
         reference) into ``directory``."""
-        from safetensors.torch import save_file
-
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
         by_ref = self.cfg.vocoder_from is not None
-        state = {k: (v.to(dtype) if dtype and v.is_floating_point() else v).contiguous().cpu()
-                 for k, v in self.state_dict().items()
+        state = {k: v for k, v in self.state_dict().items()
                  if not (by_ref and k.startswith("vocoder."))}
-        tmp = d / ".model.safetensors.tmp"
-        save_file(state, str(tmp), metadata={"format": "pt", "architecture": ARCHITECTURE,
-                                             "llm_sha256": str(self.cfg.llm.get("sha256"))})
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)
-        tmp.replace(d / "model.safetensors")
-        tmpc = d / ".config.json.tmp"
-        self.cfg.save(tmpc)
-        tmpc.replace(d / "config.json")
-        self.sha256 = file_sha256(d / "model.safetensors")
+        d, self.sha256 = write_model_dir(
+            directory, state, {"format": "pt", "architecture": ARCHITECTURE,
+                               "llm_sha256": str(self.cfg.llm.get("sha256"))},
+            self.cfg.save, dtype)
         return d
 
     @classmethod
@@ -347,7 +270,7 @@ class LLMCodec(nn.Module):
         if missing or unexpected:
             raise ModelError(f"llm-codec weights in {path} do not match its config "
                              f"(missing {len(missing)}, unexpected {len(unexpected)} tensors)")
-        llm_model = _resolve_llm_model(llm if llm is not None else cfg.llm.get("name"))
+        llm_model, model.tokenizer = _resolve_llm(llm if llm is not None else cfg.llm.get("name"))
         check_llm(cfg.llm, llm_model, where=str(path))
         model.attach_embeddings(llm_model.get_input_embeddings().weight)
         model.sha256 = file_sha256(w_path)
@@ -379,16 +302,18 @@ def _vocoder_state(codec_dir: Path, cfg: LLMCodecConfig, sha256: str | None,
                 if k.startswith("vocoder.")}
 
 
-def _resolve_llm_model(llm: Any):
+def _resolve_llm(llm: Any) -> tuple[Any, Any]:
+    """``(HF model, tokenizer or None)`` from a model, a pair or an ``--llm`` spec."""
+    tokenizer = None
     if isinstance(llm, tuple):
-        llm = llm[0]
+        llm, tokenizer = llm
     if isinstance(llm, (str, os.PathLike)):
         from ..llm.loader import load_llm
 
-        llm, _ = load_llm(llm, device="cpu", dtype="float32")
+        llm, tokenizer = load_llm(llm, device="cpu", dtype="float32")
     if not hasattr(llm, "get_input_embeddings"):
         raise ModelError(f"cannot use {type(llm).__name__} as the llm-codec's LLM")
-    return llm
+    return llm, tokenizer
 
 
 def check_llm(expected: dict, llm: Any, where: str = "the llm-codec") -> dict:

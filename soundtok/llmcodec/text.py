@@ -4,7 +4,7 @@ An llm-codec token stream's header says which LLM token id every code
 stands for: ``extra.vocabularies[k][c]`` is the LLM id of code ``c`` of scale
 ``k``.  A clip is written as its scale-0 tokens (whole words, ~3 per second)
 in time order, then scale 1's tokens, then scale 2's, with
-:data:`~soundtok.llmcodec.prompts.SCALE_SEPARATOR` between scales:
+:data:`~soundtok.llmcodec.templates.SCALE_SEPARATOR` between scales:
 
 * :func:`codes_to_llm_ids` -- LLM token ids per scale;
 * :func:`codes_to_parts` -- prompt parts (id lists and separator text), the
@@ -24,7 +24,7 @@ from typing import Any
 from ..errors import FormatError
 from ..tokens import Header, Item
 from .config import ARCHITECTURE
-from .prompts import SCALE_SEPARATOR
+from .templates import SCALE_SEPARATOR
 
 
 def header_vocabularies(header: Header) -> list[list[int]]:

@@ -56,9 +56,10 @@ def optimizer_from_flat(opt: torch.optim.Optimizer, tensors: dict[str, torch.Ten
 
 
 def save_checkpoint(run_dir: Path, model, opt: torch.optim.Optimizer, state: dict,
-                    name: str, keep: int = 2) -> Path:
+                    name: str, keep: int = 2, save=None) -> Path:
     """Write ``run_dir/ckpt-<name>`` atomically and point ``latest.json`` at it;
-    keep the ``keep`` newest checkpoints."""
+    keep the ``keep`` newest checkpoints.  The model is written by
+    ``save(directory)`` (default: ``model.save_pretrained``)."""
     from safetensors.torch import save_file
 
     run_dir = Path(run_dir)
@@ -67,7 +68,7 @@ def save_checkpoint(run_dir: Path, model, opt: torch.optim.Optimizer, state: dic
     tmp = run_dir / f".tmp-ckpt-{name}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        model.save_pretrained(tmp)
+        (save or model.save_pretrained)(tmp)
         tensors, meta = optimizer_to_flat(opt)
         save_file(tensors, str(tmp / "optimizer.safetensors"))
         (tmp / "state.json").write_text(json.dumps({**state, "optimizer": meta}, indent=1))

@@ -9,16 +9,15 @@ Stages, in the order ``all`` runs them:
 * ``vocoder`` -- mel -> waveform; multi-resolution STFT loss + mel L1.
 
 Runs single-process or under ``torchrun`` (DDP; gloo on CPU, nccl on CUDA).
-Checkpoints are atomic (see :mod:`.checkpoint`); ``resume`` continues from the
-latest one, including the optimizer and the stage reached.
+The learning-rate schedule, the distributed set-up and the run logger are
+:mod:`.scaffold`'s, the clips :mod:`.data`'s.  Checkpoints are atomic (see
+:mod:`.checkpoint`); ``resume`` continues from the latest one, including the
+optimizer and the stage reached.
 """
 
 from __future__ import annotations
 
-import csv
 import json
-import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,12 +26,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..codec.config import CodecConfig
+from ..codec.config import ARCHITECTURE, CodecConfig
 from ..codec.model import SoundCodec
 from ..codec.vocoder import stft_loss
 from .checkpoint import latest_checkpoint, load_training_state, optimizer_from_flat, save_checkpoint
 from .data import CropSampler, load_clips, validation_batches
 from .health import assert_finite_weights, check_finite, claim_run_dir
+from .scaffold import Distributed, Means, RunLogger, init_distributed, lr_factor, no_audio_error, set_lr
 
 STAGES = ("vae", "tokenizer", "vocoder")
 
@@ -129,47 +129,6 @@ class VocoderStage(nn.Module):
 STAGE_MODULES = {"vae": VAEStage, "tokenizer": TokenizerStage, "vocoder": VocoderStage}
 
 
-class Logger:
-    """CSV metrics (``metrics.csv``, long format), ``train.log``, optional TensorBoard."""
-
-    def __init__(self, run_dir: Path, echo, tensorboard: bool):
-        self.csv_path = run_dir / "metrics.csv"
-        new = not self.csv_path.exists()
-        self.f = open(self.csv_path, "a", newline="")
-        self.w = csv.writer(self.f)
-        if new:
-            self.w.writerow(["time", "stage", "step", "split", "metric", "value"])
-        self.log_f = open(run_dir / "train.log", "a")
-        self.echo = echo
-        self.tb = None
-        if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-            self.tb = SummaryWriter(str(run_dir / "tensorboard"))
-
-    def metrics(self, stage: str, step: int, split: str, values: dict) -> None:
-        now = f"{time.time():.1f}"
-        for k, v in values.items():
-            self.w.writerow([now, stage, step, split, k, f"{float(v):.6g}"])
-            if self.tb:
-                self.tb.add_scalar(f"{stage}/{split}/{k}", float(v), step)
-        self.f.flush()
-
-    def info(self, msg: str) -> None:
-        self.log_f.write(time.strftime("%H:%M:%S ") + msg + "\n")
-        self.log_f.flush()
-        if self.echo:
-            self.echo(msg)
-
-
-def _dist_info(device: str) -> tuple[int, int]:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not torch.distributed.is_initialized():
-        backend = "nccl" if device.startswith("cuda") else "gloo"
-        torch.distributed.init_process_group(backend)
-    rank = torch.distributed.get_rank() if world > 1 else 0
-    return rank, world
-
-
 @torch.no_grad()
 def measure_latent_stats(codec: SoundCodec, sampler: CropSampler, batches: int = 20) -> None:
     """Per-channel mean/std of the VAE latent mean over training crops."""
@@ -203,14 +162,19 @@ def _train_codec(opts: TrainCodecOptions, echo=None, on_progress=None) -> Path:
         raise UsageError(f"unknown stage {bad[0]!r}: choose vae, tokenizer, vocoder "
                          f"(comma-separated) or all")
     run_dir = Path(opts.out)
-    rank, world = _dist_info(opts.device)
-    device = torch.device(opts.device if not opts.device.startswith("cuda") or world == 1
-                          else f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
-    if rank == 0:
+    dist = init_distributed(opts.device)
+    if dist.main:
         run_dir.mkdir(parents=True, exist_ok=True)
-    log = Logger(run_dir, echo if rank == 0 else None, opts.tensorboard and rank == 0) \
-        if rank == 0 else None
-    info = log.info if log else (lambda m: None)
+    log = RunLogger(run_dir, echo, opts.tensorboard, enabled=dist.main)
+    try:
+        return _train(opts, stages, run_dir, dist, log, on_progress)
+    finally:
+        log.close()
+
+
+def _train(opts: TrainCodecOptions, stages: list[str], run_dir: Path, dist: Distributed,
+           log: RunLogger, on_progress=None) -> Path:
+    rank, world, device, info = dist.rank, dist.world, dist.device, log.info
 
     ckpt = latest_checkpoint(run_dir, info) if opts.resume else None
     if opts.resume and ckpt is None:
@@ -222,8 +186,11 @@ def _train_codec(opts: TrainCodecOptions, echo=None, on_progress=None) -> Path:
         state, opt_tensors = load_training_state(ckpt)
         info(f"resuming from {ckpt.name} (stage {state['stage']}, step {state['stage_step']})")
     elif opts.init_from:
-        from ..codec import load_codec
+        from ..registry import load_codec
         codec = load_codec(opts.init_from, device=str(device))
+        if not isinstance(codec, SoundCodec):
+            from ..errors import ModelError
+            raise ModelError(f"{opts.init_from} is not a {ARCHITECTURE} codec")
         info(f"fine-tuning from {opts.init_from}")
     else:
         codec = SoundCodec(CodecConfig.from_dict({**asdict(CodecConfig()), **opts.codec_config}))
@@ -236,10 +203,7 @@ def _train_codec(opts: TrainCodecOptions, echo=None, on_progress=None) -> Path:
     for e in errors:
         info(f"skipped: {e}")
     if not clips:
-        from ..errors import AudioError
-        first = f": {errors[0]}" if errors else ""
-        raise AudioError(f"no usable training audio in {', '.join(map(str, opts.train))} "
-                         f"({len(errors)} input(s) failed){first}")
+        raise no_audio_error(opts.train, errors)
     val_clips, _ = load_clips(opts.val, sr) if opts.val else ([], [])
     if val_clips and len(val_clips) > 64:
         val_clips = val_clips[:: len(val_clips) // 64][:64]
@@ -263,9 +227,8 @@ def _train_codec(opts: TrainCodecOptions, echo=None, on_progress=None) -> Path:
         assert_finite_weights(codec, final)
         codec.save_pretrained(final)
         info(f"done in {(time.time() - t_start) / 60:.1f} min; codec saved to {final}")
-    if world > 1:
-        torch.distributed.barrier()
-        torch.distributed.destroy_process_group()  # a clean gloo shutdown, no abort at exit
+    dist.barrier()
+    dist.close()
     return final
 
 
@@ -305,14 +268,11 @@ def _run_stage(codec, stage, opts, clips, val_clips, run_dir, log, info, rank, w
     info(f"stage {stage}: steps {start_step}->{steps}, batch {opts.batch}x{world}, "
          f"crop {crop / codec.cfg.sample_rate:.2f}s, validation every {per_epoch} steps")
     autocast = codec.autocast()
-    t0, agg = time.time(), {}
+    means = Means()
     if tick:
         tick(start_step)
     for step in range(start_step + 1, steps + 1):
-        lr = opts.lr * min(1.0, step / max(1, opts.warmup)) * \
-            (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, step / steps))))
-        for g in opt.param_groups:
-            g["lr"] = lr
+        lr = set_lr(opt, lr_factor(step, steps, opts.warmup), base=opts.lr)
         wav = next(sampler).to(device)
         if world > 1 and step == start_step + 1:
             _record_rank_data(run_dir, rank, sampler.last_ids)
@@ -329,21 +289,13 @@ def _run_stage(codec, stage, opts, clips, val_clips, run_dir, log, info, rank, w
             with torch.no_grad():
                 zn = codec.normalized_latent(F.pad(wav, (codec.edge, codec.edge)))
                 codec.vq.restart_dead_codes(codec.tokenizer(zn))
-        for k, v in out.items():
-            agg[k] = agg.get(k, 0.0) + float(v.detach())
-        agg["grad_norm"] = agg.get("grad_norm", 0.0) + float(gn)
+        means.add({**out, "grad_norm": gn})
+        means.step()
         if step % 50 == 0 or step == steps:
-            n = 50 if step % 50 == 0 else (step - start_step) % 50 or 1
-            vals = {k: v / n for k, v in agg.items()}
-            vals["lr"], vals["s_per_step"] = lr, (time.time() - t0) / n
-            if log:
-                log.metrics(stage, step, "train", vals)
-            info(f"{stage} {step}/{steps} " + " ".join(f"{k}={v:.4g}" for k, v in vals.items()))
-            agg, t0 = {}, time.time()
+            log.line(stage, step, "train", {**means.take(), "lr": lr}, f"{stage} {step}/{steps}")
         if (step % per_epoch == 0 or step == steps) and val_clips and rank == 0:
-            vals = _validate(codec, module, val_clips, crop, opts.batch)
-            log.metrics(stage, step, "val", vals)
-            info(f"{stage} {step} val " + " ".join(f"{k}={v:.4g}" for k, v in vals.items()))
+            log.line(stage, step, "val", _validate(codec, module, val_clips, crop, opts.batch),
+                     f"{stage} {step} val")
             codec.train()
         if (step % opts.save_every == 0 or step == steps) and rank == 0:
             st = {**state, "stage": stage, "stage_step": step, "seed": opts.seed}
@@ -385,3 +337,27 @@ def _record_rank_data(run_dir: Path, rank: int, ids: list[str]) -> None:
     d = run_dir / "ranks"
     d.mkdir(parents=True, exist_ok=True)
     (d / f"rank{rank}.json").write_text(json.dumps({"rank": rank, "first_batch_ids": ids}))
+
+
+def train_from_request(req, echo=None, on_progress=None, notice=None) -> Path:
+    """``soundtok train-codec`` for this codec (a :class:`soundtok.train.CodecTrainingRequest`)."""
+    from ..configcheck import check_memory, check_overrides
+    from ..errors import UsageError
+
+    # --config is validated (keys, types, sizes) and the model it describes measured
+    # before anything is built or written (soundtok.configcheck)
+    check_overrides(CodecConfig, req.codec_config)
+    check_memory(lambda: SoundCodec(CodecConfig.from_dict({**asdict(CodecConfig()), **req.codec_config})),
+                 "the codec", req.device)
+    for flag, value in (("--llm", req.llm), ("--crop-seconds", req.crop_seconds),
+                        ("--freeze-vocoder", req.freeze_vocoder)):
+        if value:
+            raise UsageError(f"{flag} needs --arch llm-codec")
+    steps = {k: req.steps for k in req.stage_steps} if req.steps else dict(req.stage_steps)
+    opts = TrainCodecOptions(train=list(req.train), out=req.out, val=list(req.val), stage=req.stage,
+                             steps=steps, batch=req.batch, lr=req.lr, save_every=req.save_every,
+                             val_every=req.val_every, seed=req.seed, device=req.device,
+                             resume=req.resume, init_from=req.init_from,
+                             codec_config=req.codec_config, tensorboard=req.tensorboard,
+                             vocoder_input=req.vocoder_input)
+    return train_codec(opts, echo=echo, on_progress=on_progress)

@@ -1,40 +1,50 @@
-"""Training data for the codec: clips held in memory, random crops, validation crops.
+"""Training clips for the codecs: one clip dataset held in memory, random crops, validation crops.
 
 Clips are loaded once (resampled to the codec rate, mono) through
-:mod:`soundtok.audio`, so every input form the CLI accepts (files, folders,
-globs, manifests) works for training. A training crop is cut from a random
-point of a random clip (chosen in proportion to duration) and, where the clip
-ends early, continues into further random clips -- short clips such as spoken
-digits become short "strings" rather than mostly silence.
+:mod:`soundtok.inputs` and :mod:`soundtok.audio`, so every input form the CLI
+accepts (files, folders, globs, manifests) works for training; a manifest's
+``label`` stays with its clip.  Two ways to crop them:
+
+* :class:`CropSampler` (the built-in codec): a crop is cut from a random point
+  of a random clip (chosen in proportion to duration) and, where the clip ends
+  early, continues into further random clips -- short clips such as spoken
+  digits become short "strings" rather than mostly silence;
+* :class:`LabelledCropSampler` (the LLM-Codec): one crop per clip, so that a
+  crop keeps its clip's label (zero-padded when the clip is shorter).
 """
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 
 @dataclass
 class Clip:
     id: str
     wav: torch.Tensor  # (N,) float32 at the codec sample rate
+    label: str | None = None  # from a manifest
 
 
 def load_clips(specs: list[str], sample_rate: int, log=None) -> tuple[list[Clip], list[str]]:
     """Load every audio source named by ``specs``. Returns ``(clips, errors)``;
-    unreadable files are reported in ``errors`` and skipped."""
-    from ..audio import iter_sources, load_audio
+    unreadable files are reported in ``errors`` and skipped (an input that
+    names nothing is an AudioError)."""
+    from ..audio import load_audio
     from ..errors import AudioError
+    from ..inputs import plan_sources
 
     clips, errors = [], []
-    for src in iter_sources(specs):
+    for src in plan_sources(specs).sources():
         try:
-            wav = load_audio(src.path if src.path is not None else src.data, sample_rate)
+            wav = load_audio(src.open(), sample_rate)
         except AudioError as e:
             errors.append(str(e))
             continue
-        clips.append(Clip(src.id, wav))
+        clips.append(Clip(src.id, wav, src.label))
         if log and len(clips) % 500 == 0:
             log(f"loaded {len(clips)} clips")
     return clips, errors
@@ -91,6 +101,32 @@ def validation_batches(clips: list[Clip], crop: int, batch: int, max_items: int 
     items = []
     for c in clips[:max_items]:
         w = c.wav[:crop]
-        items.append(torch.nn.functional.pad(w, (0, crop - w.shape[0])))
+        items.append(F.pad(w, (0, crop - w.shape[0])))
     for i in range(0, len(items), batch):
         yield torch.stack(items[i:i + batch])
+
+
+class LabelledCropSampler:
+    """Batches of ``(wav (B, crop), labels)``: a random crop of a random clip
+    (zero-padded when shorter), random gain; private seeded RNG."""
+
+    def __init__(self, clips: list[Clip], crop: int, batch: int, seed: int = 0,
+                 gain_db: float = 6.0):
+        if not clips:
+            raise ValueError("no training clips")
+        self.clips, self.crop, self.batch, self.gain_db = clips, crop, batch, gain_db
+        self.rng = random.Random(seed)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> tuple[torch.Tensor, list[str | None]]:
+        wavs, labels = [], []
+        for _ in range(self.batch):
+            c = self.clips[self.rng.randrange(len(self.clips))]
+            start = self.rng.randrange(max(1, c.wav.shape[0] - self.crop + 1))
+            piece = c.wav[start:start + self.crop]
+            gain = 10 ** (self.rng.uniform(-self.gain_db, self.gain_db) / 20)
+            wavs.append(F.pad(piece, (0, self.crop - piece.shape[0])) * gain)
+            labels.append(c.label)
+        return torch.stack(wavs), labels

@@ -6,8 +6,8 @@
   those positions before any output head runs (:class:`AudioLM.forward`).
 * Precision: the frozen LLM in bfloat16 where that is fast (AMX CPUs, recent
   GPUs), trainable weights in float32, matmuls under bf16 autocast.
-* AdamW, linear warm-up then cosine decay to 10 %; gradient accumulation;
-  gradient clipping at 1.0.
+* AdamW with :mod:`.scaffold`'s schedule (linear warm-up, then cosine decay
+  to 10 %); gradient accumulation; gradient clipping at 1.0.
 * Runs single-process or under ``torchrun`` (DDP; gloo on CPU, nccl on CUDA):
   each process takes every ``world``-th batch, gradients are averaged.
 * Atomic checkpoints (safetensors + JSON, via :mod:`.checkpoint`) every
@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import contextlib
-import csv
 import json
 import math
 import os
@@ -30,14 +29,15 @@ from pathlib import Path
 
 import torch
 
+from ..audiolm.adapter import check_llm, load_weights, new_audio_lm, read_meta, save_adapter
+from ..audiolm.data import TASKS, collate, load_records, make_batches, make_examples, peek_header
+from ..audiolm.prompts import PromptBuilder
+from ..audiolm.vocabulary import AudioVocab
 from ..errors import ModelError, UsageError
-from ..llm.adapter import check_llm, load_weights, new_audio_lm, read_meta, save_adapter
-from ..llm.data import TASKS, collate, load_records, make_batches, make_examples, peek_header
 from ..llm.loader import DEFAULT_LLM, load_llm
-from ..llm.prompts import PromptBuilder
-from ..llm.vocab import AudioVocab
 from .checkpoint import latest_checkpoint, load_training_state, optimizer_from_flat, save_checkpoint
 from .health import assert_finite_weights, check_finite, claim_run_dir
+from .scaffold import Distributed, RunLogger, init_distributed, lr_factor, set_lr
 
 
 @dataclass
@@ -78,46 +78,6 @@ class FinetuneOptions:
 _FIXED_ON_RESUME = ("task", "lora_r", "lora_alpha", "lora_targets", "batch_size", "grad_accum", "seed")
 
 
-class _Log:
-    def __init__(self, run_dir: Path, echo: Callable[[str], None] | None) -> None:
-        self.echo = echo
-        self.log_f = open(run_dir / "train.log", "a", encoding="utf-8")
-        new = not (run_dir / "metrics.csv").exists()
-        self.csv_f = open(run_dir / "metrics.csv", "a", newline="", encoding="utf-8")
-        self.csv = csv.writer(self.csv_f)
-        if new:
-            self.csv.writerow(["step", "split", "metric", "value"])
-
-    def info(self, msg: str) -> None:
-        self.log_f.write(time.strftime("%H:%M:%S ") + msg + "\n")
-        self.log_f.flush()
-        if self.echo:
-            self.echo(msg)
-
-    def metrics(self, step: int, split: str, values: dict) -> None:
-        for k, v in values.items():
-            self.csv.writerow([step, split, k, f"{v:.6g}"])
-        self.csv_f.flush()
-
-    def close(self) -> None:
-        self.log_f.close()
-        self.csv_f.close()
-
-
-def _dist(device: str) -> tuple[int, int]:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not torch.distributed.is_initialized():
-        torch.distributed.init_process_group("nccl" if device.startswith("cuda") else "gloo")
-    return (torch.distributed.get_rank() if world > 1 else 0), world
-
-
-def _lr_factor(step: int, total: int, warmup: int) -> float:
-    """Linear warm-up over ``warmup`` steps, then cosine decay to 10 % at ``total``."""
-    warm = min(1.0, step / max(1, warmup))
-    progress = min(1.0, max(0, step - warmup) / max(1, total - warmup))
-    return warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
 def _parse_dtype(name: str | None):
     if name is None:
         return None
@@ -143,29 +103,20 @@ def finetune(opts: FinetuneOptions, echo: Callable[[str], None] | None = None,
 
 
 def _finetune_in(opts: FinetuneOptions, run_dir: Path, ckpt, echo, on_progress=None, notice=None) -> Path:
-    rank, world = _dist(opts.device)
-    device = torch.device(opts.device if not opts.device.startswith("cuda") or world == 1
-                          else f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
-    if opts.device.startswith("cuda") and world > 1:
-        torch.cuda.set_device(device)
-    if rank == 0:
+    dist = init_distributed(opts.device)
+    if dist.main:
         run_dir.mkdir(parents=True, exist_ok=True)
-    if world > 1:
-        torch.distributed.barrier()
-    log = _Log(run_dir, echo) if rank == 0 else None
-    info = log.info if log else (lambda m: None)
+    dist.barrier()
+    log = RunLogger(run_dir, echo, enabled=dist.main)
     try:
-        return _finetune(opts, run_dir, ckpt, rank, world, device, log, info,
-                         on_progress if rank == 0 else None, notice)
+        return _finetune(opts, run_dir, ckpt, dist, log, on_progress if dist.main else None, notice)
     finally:
-        if log:
-            log.close()
-        if world > 1 and torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()  # clean gloo shutdown, no abort at exit
+        log.close()
+        dist.close()
 
 
 def _adapter_dir(adapter: str):
-    from ..llm.adapter import resolve_adapter
+    from ..audiolm.adapter import resolve_adapter
 
     return resolve_adapter(adapter)
 
@@ -173,13 +124,13 @@ def _adapter_dir(adapter: str):
 def _codec_header(codec: str | None):
     if codec is None:
         return None
-    from ..api import codec_header
-    from ..codec import load_codec
+    from ..registry import load_codec
 
-    return codec_header(load_codec(codec))
+    return load_codec(codec).header()
 
 
-def _finetune(opts, run_dir, ckpt, rank, world, device, log, info, on_progress=None, notice=None):
+def _finetune(opts, run_dir, ckpt, dist: Distributed, log: RunLogger, on_progress=None, notice=None):
+    rank, world, device, info = dist.rank, dist.world, dist.device, log.info
     header, kind = peek_header(opts.train, _codec_header(opts.codec))
     llm_spec = opts.llm or DEFAULT_LLM
     if opts.resume and ckpt is not None:
@@ -293,9 +244,8 @@ def _finetune(opts, run_dir, ckpt, rank, world, device, log, info, on_progress=N
         micro = [[examples[i] for i in b] for b in group]
         collated = [collate(m, pad_id) for m in micro]
         n_tokens = sum(int((c[2] >= 0).sum()) for c in collated)
-        lr_f = _lr_factor(step + 1, total, opts.warmup)
-        for gr in opt.param_groups:
-            gr["lr"] = gr["base_lr"] * lr_f
+        lr_f = lr_factor(step + 1, total, opts.warmup)
+        set_lr(opt, lr_f)
         opt.zero_grad(set_to_none=True)
         for j, (ids, mask, targets) in enumerate(collated):
             sync = j == len(collated) - 1 or world == 1
@@ -316,22 +266,17 @@ def _finetune(opts, run_dir, ckpt, rank, world, device, log, info, on_progress=N
             elapsed = time.time() - t0
             vals = {"loss": agg_loss / max(1, agg_tokens), "lr": opts.lr * lr_f,
                     "tokens_per_s": tokens_seen * world / max(elapsed, 1e-9)}
-            if log:
-                log.metrics(step, "train", vals)
-            info(f"step {step}/{total} epoch {step / steps_per_epoch:.2f} "
-                 + " ".join(f"{k}={v:.4g}" for k, v in vals.items()))
+            log.line("llm", step, "train", vals, f"step {step}/{total} epoch {step / steps_per_epoch:.2f}")
             t0, tokens_seen, agg_loss, agg_tokens = time.time(), 0, 0.0, 0
         if val_records and (step % val_every == 0 or step == total):
             vals = _validate(alm, val_records, task, builder, opts, pad_id, device, autocast, rank, world)
-            if log:
-                log.metrics(step, "val", vals)
-            info(f"step {step} validation " + " ".join(f"{k}={v:.4g}" for k, v in vals.items()))
+            log.line("llm", step, "val", vals, f"step {step} validation")
             alm.train()
         if step % opts.save_every == 0 or step == total:
             if rank == 0:
                 seconds = seconds_before + time.time() - t_start
                 save_checkpoint(run_dir, alm, opt, {"step": step, "seed": opts.seed, "train_seconds": seconds},
-                                name=f"{step:07d}")
+                                name=f"{step:07d}", save=lambda d: save_adapter(alm, d))
             if world > 1:
                 torch.distributed.barrier()
     alm.eval()

@@ -19,16 +19,14 @@ batch of random crops (one crop per clip, so a crop keeps its clip's label):
   ``vocoder_init="default"`` the vocoder *is* the built-in codec's, frozen and
   taken by reference (not stored in the llm-codec's weights).
 
-Checkpoints, resume and metrics reuse :mod:`.checkpoint`, :mod:`.data` and the
-codec trainer's :class:`~.codec_trainer.Logger`.  Single process (no DDP).
+The learning-rate schedule, the run logger and metrics.csv are
+:mod:`.scaffold`'s, the clips :mod:`.data`'s, checkpoints :mod:`.checkpoint`'s.
+Single process (no DDP).
 """
 
 from __future__ import annotations
 
 import json
-import math
-import random
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -41,7 +39,9 @@ from ..codec.vocoder import stft_loss
 from ..llmcodec.config import VOCODER_FIELDS, LLMCodecConfig
 from ..llmcodec.model import LLMCodec
 from .checkpoint import latest_checkpoint, load_training_state, optimizer_from_flat, save_checkpoint
+from .data import LabelledCropSampler, load_clips
 from .health import assert_finite_weights, check_finite, claim_run_dir
+from .scaffold import Means, RunLogger, lr_factor, no_audio_error, set_lr
 
 
 @dataclass
@@ -67,62 +67,11 @@ class TrainLLMCodecOptions:
     semantic: bool = True
 
 
-@dataclass
-class LabelledClip:
-    id: str
-    wav: torch.Tensor
-    label: str | None
-
-
-def load_labelled_clips(specs: list[str], sample_rate: int) -> tuple[list[LabelledClip], list[str]]:
-    """Clips with the label their manifest gives (``None`` without one)."""
-    from ..audio import iter_sources, load_audio
-    from ..errors import AudioError
-
-    clips, errors = [], []
-    for src in iter_sources(specs):
-        try:
-            wav = load_audio(src.path if src.path is not None else src.data, sample_rate)
-        except AudioError as e:
-            errors.append(str(e))
-            continue
-        clips.append(LabelledClip(src.id, wav, src.label))
-    return clips, errors
-
-
-class LabelledCropSampler:
-    """Batches of ``(wav (B, crop), labels)``: a random crop of a random clip
-    (zero-padded when shorter), random gain; private seeded RNG."""
-
-    def __init__(self, clips: list[LabelledClip], crop: int, batch: int, seed: int = 0,
-                 gain_db: float = 6.0):
-        if not clips:
-            raise ValueError("no training clips")
-        self.clips, self.crop, self.batch, self.gain_db = clips, crop, batch, gain_db
-        self.rng = random.Random(seed)
-
-    def __iter__(self):
-        return self
-
-    def __next__(self) -> tuple[torch.Tensor, list[str | None]]:
-        wavs, labels = [], []
-        for _ in range(self.batch):
-            c = self.clips[self.rng.randrange(len(self.clips))]
-            start = self.rng.randrange(max(1, c.wav.shape[0] - self.crop + 1))
-            piece = c.wav[start:start + self.crop]
-            gain = 10 ** (self.rng.uniform(-self.gain_db, self.gain_db) / 20)
-            wavs.append(F.pad(piece, (0, self.crop - piece.shape[0])) * gain)
-            labels.append(c.label)
-        return torch.stack(wavs), labels
-
-
 def minilm_embedder(device: str = "cpu") -> Callable[[list[str]], torch.Tensor]:
     """``labels -> (n, 384)`` unit MiniLM sentence embeddings (offline copy)."""
-    from sentence_transformers import SentenceTransformer
+    from ..minilm import load_sentence_model
 
-    from ..evaluate.captions import embedding_model_path
-
-    st = SentenceTransformer(embedding_model_path(), device=device)
+    st = load_sentence_model(device)
 
     def embed(labels: list[str]) -> torch.Tensor:
         return torch.as_tensor(st.encode(labels, convert_to_numpy=True, normalize_embeddings=True))
@@ -162,8 +111,8 @@ def llmcodec_losses(codec: LLMCodec, wav: torch.Tensor, targets: torch.Tensor | 
 def _init_vocoder(codec: LLMCodec, spec: str | None, info) -> None:
     if not spec:
         return
-    from ..codec import load_codec
     from ..errors import ModelError
+    from ..registry import load_codec
 
     try:
         src = load_codec(spec)
@@ -199,16 +148,23 @@ def _train_llm_codec(opts: TrainLLMCodecOptions, echo=None,
                      llm: Any = None, on_progress: Callable[[int, int], None] | None = None,
                      notice: Callable[[str], None] | None = None) -> Path:
     from ..llm.loader import load_llm
-    from .codec_trainer import Logger
 
     run_dir = Path(opts.out)
     run_dir.mkdir(parents=True, exist_ok=True)
-    log = Logger(run_dir, echo, False)
+    log = RunLogger(run_dir, echo)
+    torch.manual_seed(opts.seed)
+    try:
+        return _train(opts, run_dir, log, embedder,
+                      llm or load_llm(opts.llm, device="cpu", dtype="float32", progress=notice), on_progress)
+    finally:
+        log.close()
+
+
+def _train(opts: TrainLLMCodecOptions, run_dir: Path, log: RunLogger, embedder, llm,
+           on_progress: Callable[[int, int], None] | None = None) -> Path:
     info = log.info
     device = torch.device(opts.device)
-    torch.manual_seed(opts.seed)
-    model, tokenizer = llm if llm is not None else load_llm(opts.llm, device="cpu", dtype="float32",
-                                                                    progress=notice)
+    model, tokenizer = llm
 
     ckpt = latest_checkpoint(run_dir, info) if opts.resume else None
     state: dict = {"step": 0}
@@ -235,14 +191,11 @@ def _train_llm_codec(opts: TrainLLMCodecOptions, echo=None,
     codec.to(device)
     (run_dir / "options.json").write_text(json.dumps(asdict(opts), indent=1))
 
-    clips, errors = load_labelled_clips(opts.train, codec.cfg.sample_rate)
+    clips, errors = load_clips(opts.train, codec.cfg.sample_rate)
     for e in errors:
         info(f"skipped: {e}")
     if not clips:
-        from ..errors import AudioError
-        first = f": {errors[0]}" if errors else ""
-        raise AudioError(f"no usable training audio in {', '.join(map(str, opts.train))} "
-                         f"({len(errors)} input(s) failed){first}")
+        raise no_audio_error(opts.train, errors)
     crop = int(opts.crop_seconds * codec.cfg.sample_rate)
     crop = max(codec.cfg.max_hop, crop - crop % codec.cfg.max_hop)
     labels = sorted({c.label for c in clips if c.label is not None})
@@ -268,14 +221,11 @@ def _train_llm_codec(opts: TrainLLMCodecOptions, echo=None,
         optimizer_from_flat(opt, opt_tensors, state["optimizer"])
     codec.train()
     nan = torch.full((codec.cfg.semantic_dim,), float("nan"))
-    t0, agg = time.time(), {}
+    means = Means()
     if on_progress:
         on_progress(start, opts.steps)
     for step in range(start + 1, opts.steps + 1):
-        lr = opts.lr * min(1.0, step / max(1, opts.warmup)) * \
-            (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, step / opts.steps))))
-        for g in opt.param_groups:
-            g["lr"] = lr
+        lr = set_lr(opt, lr_factor(step, opts.steps, opts.warmup), base=opts.lr)
         wav, labs = next(sampler)
         targets = torch.stack([table.get(lab, nan) if lab else nan for lab in labs]) if table else None
         out = llmcodec_losses(codec, wav.to(device), targets, vocoder=opts.train_vocoder)
@@ -286,16 +236,11 @@ def _train_llm_codec(opts: TrainLLMCodecOptions, echo=None,
         opt.step()
         if on_progress:
             on_progress(step, opts.steps)
-        for k, v in out.items():
-            agg[k] = agg.get(k, 0.0) + float(v.detach())
-        agg["grad_norm"] = agg.get("grad_norm", 0.0) + float(gn)
+        means.add({**out, "grad_norm": gn})
+        means.step()
         if step % opts.log_every == 0 or step == opts.steps:
-            n = (step - start) % opts.log_every or opts.log_every
-            vals = {k: v / n for k, v in agg.items()}
-            vals["lr"], vals["s_per_step"] = lr, (time.time() - t0) / n
-            log.metrics("llmcodec", step, "train", vals)
-            info(f"llmcodec {step}/{opts.steps} " + " ".join(f"{k}={v:.4g}" for k, v in vals.items()))
-            agg, t0 = {}, time.time()
+            log.line("llmcodec", step, "train", {**means.take(), "lr": lr},
+                     f"llmcodec {step}/{opts.steps}")
         if step % opts.save_every == 0 or step == opts.steps:
             save_checkpoint(run_dir, codec, opt, {"step": step, "seed": opts.seed},
                             name=f"llmcodec-{step:07d}")
@@ -305,3 +250,29 @@ def _train_llm_codec(opts: TrainLLMCodecOptions, echo=None,
     codec.save_pretrained(final)
     info(f"llm-codec saved to {final}")
     return final
+
+
+def train_from_request(req, echo=None, on_progress=None, notice=None) -> Path:
+    """``soundtok train-codec --arch llm-codec`` (a :class:`soundtok.train.CodecTrainingRequest`):
+    one stage of ``--steps`` (default 20000); ``--stage``, ``--val`` and the per-stage
+    step options do not apply."""
+    from ..configcheck import check_memory, check_overrides
+    from ..errors import UsageError
+
+    check_overrides(LLMCodecConfig, req.codec_config)  # before anything is built or written
+
+    def build():
+        cfg = LLMCodecConfig.from_dict({**asdict(LLMCodecConfig()), **req.codec_config})
+        cfg.llm = {"hidden_size": 1}  # the codebooks are the LLM's rows: counted 1-d here (a lower bound)
+        return LLMCodec(cfg, [list(range(v)) for v in cfg.vocab_sizes])
+
+    check_memory(build, "the llm-codec", req.device)
+    if req.init_from:
+        raise UsageError("--init-from is not supported with --arch llm-codec")
+    opts = TrainLLMCodecOptions(train=list(req.train), out=req.out, llm=req.llm,
+                                steps=req.steps or 20000, batch=req.batch, lr=req.lr,
+                                save_every=req.save_every, seed=req.seed, device=req.device,
+                                resume=req.resume, codec_config=req.codec_config,
+                                train_vocoder=not req.freeze_vocoder,
+                                **({"crop_seconds": req.crop_seconds} if req.crop_seconds else {}))
+    return train_llm_codec(opts, echo=echo, on_progress=on_progress, notice=notice)

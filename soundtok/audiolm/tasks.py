@@ -11,7 +11,7 @@ from ..errors import FormatError, UsageError
 from ..tokens import Header, Item, TokenReader
 from .decoding import generate_audio, generate_text
 from .prompts import PromptBuilder, PromptFormat
-from .vocab import AudioVocab
+from .vocabulary import AudioVocab
 
 
 @dataclass

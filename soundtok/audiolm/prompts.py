@@ -23,7 +23,7 @@ from typing import Any
 
 from ..errors import FormatError, UsageError
 from ..tokens import AUDIO_BEGIN, AUDIO_END, text_to_codes
-from .vocab import AudioVocab
+from .vocabulary import AudioVocab
 
 
 @dataclass(frozen=True)

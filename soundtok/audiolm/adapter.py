@@ -28,7 +28,7 @@ from typing import Any
 from ..errors import ModelError
 from ..thirdparty import quiet_libraries
 from .prompts import PromptFormat
-from .vocab import AudioVocab
+from .vocabulary import AudioVocab
 
 META_FILE = "soundtok-adapter.json"
 AUDIO_FILE = "audio_embeddings.safetensors"
@@ -90,8 +90,8 @@ def new_audio_lm(model, tokenizer, vocab: AudioVocab, *, llm_spec: str, lora: di
     import torch
     from peft import LoraConfig, get_peft_model
 
-    from .audio_lm import AudioLM
-    from .loader import llm_identity
+    from ..llm.loader import llm_identity
+    from .model import AudioLM
 
     lora = {**LORA_DEFAULTS, **(lora or {})}
     targets = lora["targets"]
@@ -224,7 +224,7 @@ def _copy(param, tensor, directory) -> None:
 
 def check_llm(meta: dict, model, adapter_name: str) -> None:
     """Raise ModelError unless ``model`` is the LLM the adapter was trained for."""
-    from .loader import llm_identity
+    from ..llm.loader import llm_identity
 
     want, have = meta.get("llm") or {}, llm_identity(model)
     if want.get("sha256") != have["sha256"]:
@@ -249,8 +249,8 @@ def load_adapter(adapter: str | os.PathLike | None = None, *, llm: str | None = 
     from peft import PeftModel
 
     from ..errors import SoundtokError
-    from .audio_lm import AudioLM
-    from .loader import load_llm
+    from ..llm.loader import load_llm
+    from .model import AudioLM
 
     directory = resolve_adapter(adapter)
     meta = read_meta(directory)

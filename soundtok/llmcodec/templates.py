@@ -9,7 +9,7 @@ labels are safe).
 
 A clip is rendered (:func:`soundtok.llmcodec.text.codes_to_parts`) as its
 scale-0 words, then each finer scale, with :data:`SCALE_SEPARATOR` between
-scales.  The few-shot prompt (:func:`soundtok.llmcodec.fewshot.build_prompt`)
+scales.  The few-shot prompt (:func:`soundtok.llmcodec.incontext.build_prompt`)
 is::
 
     [INSTRUCTION]            (unless --no-instruction)

@@ -5,7 +5,7 @@ LLM whose own vocabulary has ``base_size`` entries: ``<audio>`` and
 ``</audio>`` (ids ``base_size`` and ``base_size + 1``), then ``<a0_0>`` ...
 ``<a0_{N0-1}>``, ``<a1_0>`` ... (ids from ``base_size + 2``).  The tokenizer
 is never changed: these ids exist only in soundtok's own embedding and output
-rows (:mod:`soundtok.llm.audio_lm`), and text is tokenized separately from
+rows (:mod:`soundtok.audiolm.model`), and text is tokenized separately from
 audio, so ``"<a0_5>"`` typed in a prompt is just text.
 
 The order of codes in a sequence is that of :func:`soundtok.tokens.codes_to_text`:

@@ -3,7 +3,7 @@
 :class:`AudioLM` wraps a Hugging Face causal LM (usually with LoRA adapters
 injected by peft) and adds one small trainable matrix, ``audio_embed``
 (``vocab.size x hidden``), holding the input embeddings of the audio tokens
-(:mod:`soundtok.llm.vocab`).  When the LLM ties its input and output
+(:mod:`soundtok.audiolm.vocabulary`).  When the LLM ties its input and output
 embeddings (Gemma, SmolLM2) the same matrix scores audio tokens at the output;
 otherwise a second matrix ``audio_head`` does.  The LLM's own 262k-row
 embedding stays frozen and untouched.
@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..thirdparty import quiet_libraries
-from .vocab import AudioVocab
+from .vocabulary import AudioVocab
 
 
 @functools.cache
@@ -60,7 +60,7 @@ class AudioLM(nn.Module):
         self._embed_scale = float(scale) if scale is not None else 1.0
         cfg = base.config.get_text_config() if hasattr(base.config, "get_text_config") else base.config
         self._softcap = getattr(cfg, "final_logit_softcapping", None)
-        self.meta: dict = {}  # adapter metadata (see soundtok.llm.adapter)
+        self.meta: dict = {}  # adapter metadata; saved and loaded by soundtok.audiolm.adapter
 
     @property
     def base_model(self) -> nn.Module:
@@ -115,12 +115,6 @@ class AudioLM(nn.Module):
         """Scores over the audio tokens only (``vocab.size`` columns)."""
         w = self.audio_head if self.audio_head is not None else self.audio_embed
         return self._cap(F.linear(h, w.to(h.dtype)))
-
-    def save_pretrained(self, directory) -> None:
-        """Write the adapter (LoRA + audio rows + metadata) to ``directory``."""
-        from .adapter import save_adapter
-
-        save_adapter(self, directory)
 
     # -- training ----------------------------------------------------------------------
 

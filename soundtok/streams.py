@@ -1,14 +1,5 @@
-"""Data-set conversion at scale: shards, resumable outputs and merging.
+"""Token stream files at scale: resumable writing and merging (beside the format, :mod:`.tokens`).
 
-* :func:`parse_shard` reads ``--shard I/N``.  The split is round-robin over the
-  expanded inputs: item ``k`` (0-based, in input order: manifest lines in file
-  order with blank lines skipped, folders and globs sorted) belongs to shard
-  ``k mod N``.  It depends only on the inputs, so N independent jobs (GNU
-  parallel, a SLURM array, one per GPU) cover every item exactly once.
-* :func:`plan_sources` expands inputs once to count them and check that ids
-  are unique, keeping only a 64-bit hash per id in memory; manifests (regular
-  files) are then read a second time, lazily, so memory does not grow with the
-  manifest.
 * :class:`ResumableWriter` appends items to a token stream file, one flushed
   line each.  Opening an existing file checks its header against the codec
   and shard, validates every complete line, repairs a cut-off last line (the
@@ -17,6 +8,8 @@
 * :func:`merge_streams` concatenates shard outputs after checking that their
   headers agree, that item ids are unique and, for files written with
   ``--shard``, that every shard ``0 .. N-1`` is there exactly once.
+* :class:`BatchReport` is what a batch command did (items written, failures,
+  seconds of audio, outputs).
 
 torch is not imported here.
 """
@@ -25,176 +18,27 @@ from __future__ import annotations
 
 import contextlib
 import os
-from array import array
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import IO, Any
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import IO
 
-from .audio import MANIFEST_EXTENSIONS, AudioSource, _expand, iter_manifest, spool_audio
-from .errors import AudioError, FormatError, SoundtokError, UsageError
-from .fileio import note_input, output_target, signals_deferred, std_stream, write_error
+from .errors import FormatError, SoundtokError, UsageError
+from .fileio import output_target, signals_deferred, write_error
 from .tokens import Header, Item, TokenReader, open_token_writer
 
-__all__ = ["Shard", "parse_shard", "SourcePlan", "plan_sources", "ResumableWriter",
-           "merge_streams"]
+__all__ = ["BatchReport", "ResumableWriter", "merge_streams"]
 
-# --------------------------------------------------------------------------- shards
-
-@dataclass(frozen=True)
-class Shard:
-    """Shard ``index`` (0-based) of ``count``."""
-
-    index: int
-    count: int
-
-    def __str__(self) -> str:
-        return f"{self.index}/{self.count}"
-
-    def takes(self, k: int) -> bool:
-        """True when item ``k`` (0-based, input order) belongs to this shard."""
-        return k % self.count == self.index
-
-
-def parse_shard(spec: str | tuple[int, int] | Shard | None) -> Shard | None:
-    """``"I/N"`` (0 <= I < N) -> :class:`Shard`; None stays None; UsageError otherwise."""
-    if spec is None or isinstance(spec, Shard):
-        return spec
-    if isinstance(spec, tuple):
-        i, n = spec
-    else:
-        parts = str(spec).strip().split("/")
-        try:
-            i, n = (int(p) for p in parts) if len(parts) == 2 else (None, None)
-        except ValueError:
-            i = n = None
-        if i is None:
-            raise UsageError(f"--shard {spec!r}: expected I/N, e.g. 0/8 (shards are numbered 0 .. N-1)")
-    if not (isinstance(n, int) and isinstance(i, int) and n >= 1 and 0 <= i < n):
-        raise UsageError(f"--shard {i}/{n}: I must be in 0 .. N-1 and N at least 1")
-    return Shard(i, n)
-
-
-# --------------------------------------------------------------------------- planning
 
 @dataclass
-class _Entry:
-    spec: str
-    sources: list[AudioSource] | None  # None: a manifest file read lazily
-    count: int
+class BatchReport:
+    """What a batch command did: items written, failures ``(name, message)``,
+    seconds of audio processed and output paths."""
 
-
-class SourcePlan:
-    """The inputs of a run: ``total`` items in all, iterated (lazily) as this
-    shard's ``(k, source)`` pairs in input order."""
-
-    def __init__(self, entries: list[_Entry], shard: Shard | None) -> None:
-        self._entries, self.shard = entries, shard
-        self.total = sum(e.count for e in entries)
-        self.selected = self.total if shard is None else len(
-            range(shard.index, self.total, shard.count))
-
-    def __iter__(self) -> Iterator[tuple[int, AudioSource]]:
-        k = 0
-        for e in self._entries:
-            if e.sources is not None:
-                for src in e.sources:
-                    if self.shard is None or self.shard.takes(k):
-                        if src.path is not None:
-                            note_input(src.path)  # (here, in this process: workers decode it)
-                        yield k, src
-                    k += 1
-                continue
-            seen = 0
-            for _, src in iter_manifest(e.spec):
-                if seen == e.count:
-                    break
-                if self.shard is None or self.shard.takes(k):
-                    note_input(src.path)
-                    yield k, src
-                k += 1
-                seen += 1
-            if seen != e.count:
-                raise UsageError(f"manifest {e.spec} changed while it was being read "
-                                 f"({e.count} lines at first, {seen} now)")
-
-
-def _is_manifest(spec: str, forced: bool) -> bool:
-    return forced or spec.lower().endswith(MANIFEST_EXTENSIONS)
-
-
-def plan_sources(specs: list[str], manifests: list[str] = (), shard: Shard | None = None,
-                 fail: Callable[[str, str], None] | None = None,
-                 stdin: IO[bytes] | None = None) -> SourcePlan:
-    """Expand ``specs`` (files, folders, globs, manifests, ``-``) and ``manifests``
-    (read as manifests whatever their extension) into a :class:`SourcePlan`.
-
-    A spec that matches nothing is reported through ``fail(spec, message)``
-    and skipped -- except with a ``shard``, where it is an error, because the
-    split must be the same in every shard's job.  Duplicate ids are a
-    UsageError naming both places.  ``-`` (audio on stdin) is spooled to a
-    temporary file (bounded: see :func:`soundtok.audio.spool_audio`) so that it
-    can be decoded as a stream.
-    """
-    entries: list[_Entry] = []
-    hashes = array("q")
-    all_specs = [(s, False) for s in specs] + [(m, True) for m in manifests]
-    for spec, forced in all_specs:
-        try:
-            if spec == "-":
-                spooled = spool_audio(stdin if stdin is not None else std_stream("stdin"), "<stdin>")
-                found = [AudioSource(id="stdin", data=None, stream=spooled)]
-            elif _is_manifest(spec, forced) and os.path.isfile(spec):
-                n = 0
-                for _, src in iter_manifest(spec):
-                    hashes.append(hash(src.id))
-                    n += 1
-                if n == 0:
-                    raise AudioError(f"manifest {spec} lists no audio files")
-                entries.append(_Entry(spec, None, n))
-                continue
-            elif forced:
-                if not os.path.exists(spec):
-                    raise AudioError(f"no such file: {spec}")
-                found = [src for _, src in iter_manifest(spec)]  # a pipe: read it once
-                if not found:
-                    raise AudioError(f"manifest {spec} lists no audio files")
-            else:
-                found = _expand(spec)
-        except AudioError as e:
-            if shard is not None:
-                raise AudioError(f"{e} (with --shard every input must be readable, so that "
-                                 f"all shards split the same list)") from None
-            if fail:
-                fail(spec, str(e))
-            continue
-        hashes.extend(hash(s.id) for s in found)
-        entries.append(_Entry(spec, found, len(found)))
-    _check_unique(entries, hashes)
-    return SourcePlan(entries, shard)
-
-
-def _check_unique(entries: list[_Entry], hashes: array) -> None:
-    """UsageError if two items share an id.  Hashes find candidates cheaply; a
-    second pass over the inputs confirms them (64-bit hashes can collide)."""
-    if len(hashes) < 2:
-        return
-    import numpy as np
-
-    h = np.sort(np.frombuffer(hashes, dtype=np.int64))
-    dup = set(h[1:][h[1:] == h[:-1]].tolist())
-    if not dup:
-        return
-    where: dict[str, str] = {}
-    for e in entries:
-        pairs = ((f"{e.spec} {w}", s) for w, s in iter_manifest(e.spec)) if e.sources is None else (
-            (s.path or "<stdin>", s) for s in e.sources)
-        for place, src in pairs:
-            if hash(src.id) not in dup:
-                continue
-            if src.id in where:
-                raise UsageError(f"duplicate item id {src.id!r} ({where[src.id]} and {place}); "
-                                 f"ids must be unique (rename a file or set \"id\" in a manifest)")
-            where[src.id] = place
+    ok: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    audio_seconds: float = 0.0
+    outputs: list[str] = field(default_factory=list)
+    skipped: int = 0  # items a resumed run found already done
 
 
 # --------------------------------------------------------------------------- resumable output
@@ -428,7 +272,7 @@ class ResumableWriter:
 # --------------------------------------------------------------------------- merging
 
 def merge_streams(inputs: list[str], output: str = "-",
-                  on_info: Callable[[str], None] | None = None) -> Any:
+                  on_info: Callable[[str], None] | None = None) -> BatchReport:
     """Concatenate the token stream files ``inputs`` (in the order given) into
     ``output`` (``-`` = stdout; a file appears atomically, and only if the
     whole merge succeeds).
@@ -437,10 +281,8 @@ def merge_streams(inputs: list[str], output: str = "-",
     may differ); item ids must be unique across all inputs; every line is
     validated.  Streams written with ``--shard`` must be the shards
     ``0 .. N-1`` of one split, each exactly once.  The merged header is the
-    first input's without the shard.  Returns a BatchReport.
+    first input's without the shard.
     """
-    from .api import BatchReport
-
     if not inputs:
         raise UsageError("nothing to merge: give the token stream files to merge")
     if "-" in inputs:

