@@ -10,31 +10,28 @@ entries (25 tokens/s, 9 bits each = 225 bit/s at the defaults).
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
 from dataclasses import dataclass
-from pathlib import Path
+from typing import ClassVar
+
+from ..modelconfig import MelConfig
 
 #: ``config.json`` "architecture" (and a stream's ``codec.arch``) of this codec.
 ARCHITECTURE = "soundtok-fm"
 
 
 @dataclass
-class CodecConfig:
-    """All hyper-parameters of :class:`soundtok.codec.model.SoundCodec`.
+class CodecConfig(MelConfig):
+    """All hyper-parameters of :class:`soundtok.codec.model.SoundCodec` (the front-end
+    fields and the ``config.json`` round trip come from :class:`~soundtok.modelconfig.MelConfig`).
 
     Units: ``sample_rate`` in Hz; ``hop_length`` and ``n_fft`` in samples;
     strides are integer frame-rate divisors.
     """
 
+    ARCHITECTURE: ClassVar[str] = ARCHITECTURE
+
     name: str = "soundtok-fm-16k"
-    sample_rate: int = 16000
-    n_fft: int = 640
-    hop_length: int = 160
-    n_mels: int = 80
-    f_min: float = 0.0
-    f_max: float | None = None
     # VAE: mel (B, n_mels, Tm) <-> latent (B, latent_dim, Tm / vae_stride)
     latent_dim: int = 32
     vae_dim: int = 128
@@ -81,22 +78,3 @@ class CodecConfig:
     def bitrate(self) -> float:
         """Bits per second of the token stream: frame_rate * log2(codebook_size)."""
         return self.frame_rate * math.log2(self.codebook_size)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> CodecConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known - {"architecture", "soundtok_version"})
-        if unknown:
-            raise ValueError(f"unknown codec config keys: {', '.join(unknown)}")
-        return cls(**{k: v for k, v in d.items() if k in known})
-
-    def save(self, path: str | Path) -> None:
-        data = {"architecture": ARCHITECTURE, **self.to_dict()}
-        Path(path).write_text(json.dumps(data, indent=2) + "\n")
-
-    @classmethod
-    def load(cls, path: str | Path) -> CodecConfig:
-        return cls.from_dict(json.loads(Path(path).read_text()))

@@ -11,10 +11,10 @@ the residual VQ runs ``strides[k]`` mel frames per token: at the defaults
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import ClassVar
+
+from ..modelconfig import MelConfig
 
 ARCHITECTURE = "llm-codec"
 
@@ -24,16 +24,15 @@ VOCODER_FIELDS = ("sample_rate", "n_fft", "hop_length", "n_mels", "voc_dim", "vo
 
 
 @dataclass
-class LLMCodecConfig:
-    """All hyper-parameters of :class:`soundtok.llmcodec.model.LLMCodec`."""
+class LLMCodecConfig(MelConfig):
+    """All hyper-parameters of :class:`soundtok.llmcodec.model.LLMCodec` (the front-end
+    fields and the ``config.json`` round trip come from :class:`~soundtok.modelconfig.MelConfig`)."""
+
+    ARCHITECTURE: ClassVar[str] = ARCHITECTURE
+    KIND: ClassVar[str] = "llm-codec"
+    EXTRA_KEYS: ClassVar[tuple[str, ...]] = ("architecture", "soundtok_version", "vocab_lengths")
 
     name: str = "llm-codec-16k"
-    sample_rate: int = 16000
-    n_fft: int = 640
-    hop_length: int = 160
-    n_mels: int = 80
-    f_min: float = 0.0
-    f_max: float | None = None
     # encoder / decoder (ConvNeXt at the mel frame rate)
     dim: int = 256
     enc_layers: int = 4
@@ -110,25 +109,6 @@ class LLMCodecConfig:
     def max_hop(self) -> int:
         """Audio is padded to a multiple of this (the coarsest scale's hop)."""
         return self.hop_lengths[0]
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> LLMCodecConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known - {"architecture", "soundtok_version", "vocab_lengths"})
-        if unknown:
-            raise ValueError(f"unknown llm-codec config keys: {', '.join(unknown)}")
-        return cls(**{k: v for k, v in d.items() if k in known})
-
-    def save(self, path: str | Path, **extra) -> None:
-        data = {"architecture": ARCHITECTURE, **self.to_dict(), **extra}
-        Path(path).write_text(json.dumps(data, indent=2) + "\n")
-
-    @classmethod
-    def load(cls, path: str | Path) -> LLMCodecConfig:
-        return cls.from_dict(json.loads(Path(path).read_text()))
 
     def vocoder_config(self):
         """A :class:`~soundtok.codec.config.CodecConfig` carrying the fields the
