@@ -274,8 +274,8 @@ def _chain(first, rest):
 
 @tracks_inputs
 def detokenize(stream: str = "-", output: str = "-", codec=None, device: str = "auto",
-               decoder: str = "flow", steps: int | None = None, seed: int = 0,
-               guidance: float = 1.0, solver: str = "euler", chunk_seconds: float = 30.0,
+               decoder: str | None = None, steps: int | None = None, seed: int = 0,
+               guidance: float | None = None, solver: str = "euler", chunk_seconds: float = 30.0,
                fmt: str | None = None, on_item: Callable[[str], None] | None = None,
                llm=None, on_error: Callable[[str], None] | None = None,
                on_progress: Callable[[int, int | None], None] | None = None) -> BatchReport:
@@ -285,8 +285,9 @@ def detokenize(stream: str = "-", output: str = "-", codec=None, device: str = "
     directory (existing, or ending in ``/``) receives ``<id>.wav`` per item.
     ``decoder``: one of the codec's decoders (the built-in codec's: ``flow``,
     conditional flow matching, where ``steps``, ``seed``, ``guidance`` and
-    ``solver`` apply, or ``mse``, the deterministic baseline; a codec with one
-    decoder ignores these).  ``codec`` defaults to the built-in codec of the
+    ``solver`` apply, or ``mse``, the deterministic decoder; a codec with one
+    decoder ignores these); ``None``: the codec's default (the first of its
+    ``decoders``; ``guidance`` and ``steps`` likewise the codec's).  ``codec`` defaults to the built-in codec of the
     stream's architecture.  The stream must come from the same codec (checked
     by weights hash).
 
@@ -316,7 +317,7 @@ def detokenize(stream: str = "-", output: str = "-", codec=None, device: str = "
         model = load_codec(builtin_for_stream(reader.header) if codec is None else codec, device,
                            llm=llm)
         reader.check_codec(model.sha256, model.name)
-        if len(model.decoders) > 1 and decoder not in model.decoders:
+        if decoder is not None and len(model.decoders) > 1 and decoder not in model.decoders:
             raise UsageError(f"unknown decoder {decoder!r}: use {' or '.join(model.decoders)}")
         if to_dir and stream != "-" and os.path.isfile(stream):
             _refuse_duplicate_ids(stream)

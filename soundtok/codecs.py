@@ -52,7 +52,8 @@ class Codec(Protocol):
     ``decoders`` names the ways it can decode, the default first (a codec with
     one deterministic decoder lists one name); ``decode_codes`` options other
     than ``decoder`` are the codec's own (e.g. ``steps``, ``seed``) and a codec
-    ignores the ones it does not have.
+    ignores the ones it does not have; an option left out or ``None`` takes the
+    codec's own default (``decoder``: ``decoders[0]``).
     """
 
     sha256: str  # of the weights file; streams record it and decoding checks it

@@ -505,7 +505,9 @@ class TokenReader:
         if (sha256 not in (None, have_sha)) or (name not in (None, have_name)):
             want = f"{name or '?'!r} (sha256 {(sha256 or '?')[:12]})"
             raise self._err(f"codec mismatch: stream was made with {have_name!r} "
-                            f"(sha256 {have_sha[:12]}) but the codec in use is {want}")
+                            f"(sha256 {have_sha[:12]}) but the codec in use is {want}; "
+                            f"it needs codec {have_name!r} with weights sha256 {have_sha[:12]} "
+                            f"(pass its directory with --codec)")
 
     def __iter__(self) -> Iterator[Item]:
         header = self.header

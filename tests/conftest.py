@@ -20,7 +20,7 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 
 TINY = dict(latent_dim=8, vae_dim=16, vae_layers=2, tok_dim=16, tok_layers=2, codebook_size=32,
             codebook_dim=4, fm_dim=16, fm_layers=2, fm_cond_layers=1, mse_layers=1, voc_dim=16,
-            voc_layers=2, fm_steps=2)
+            voc_layers=2, fm_steps=2, semantic_weight=0.0, disc_dim=4)
 
 
 def tiny_config(**kw):

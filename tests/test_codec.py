@@ -20,8 +20,11 @@ def test_default_config_bitrate_arithmetic():
     cfg = CodecConfig()
     assert cfg.token_hop == 640 and cfg.latent_hop == 320
     assert cfg.frame_rate == 25.0
-    assert cfg.bitrate == pytest.approx(25 * 9)  # 512 codes = 9 bits
+    assert cfg.bitrate == pytest.approx(25 * 10)  # 1024 codes = 10 bits
     assert cfg.bitrate <= 250
+    legacy = CodecConfig.from_dict({})  # a config.json from before the semantic codec
+    assert legacy.bitrate == pytest.approx(25 * 9) and legacy.fm_prior == "none"
+    assert legacy.name == "soundtok-fm-16k" and legacy.semantic_weight == 0
 
 
 @pytest.mark.parametrize("n", [1, 639, 640, 641, 16000, 23456])

@@ -120,7 +120,7 @@ FORBIDDEN = [
      "soundtok.cli"),
     # training code is imported only by the training commands
     (("soundtok.api", "soundtok.codec", "soundtok.llmcodec", "soundtok.llm", "soundtok.audiolm",
-      "soundtok.evaluate", "soundtok.pipeline", "soundtok.registry"), "soundtok.train"),
+      "soundtok.evaluate", "soundtok.pipeline", "soundtok.registry", "soundtok.teacher"), "soundtok.train"),
     # the LLM loader is below everything that uses an LLM
     (("soundtok.llm",), "soundtok.audiolm"),
     (("soundtok.llm", "soundtok.audiolm"), "soundtok.llmcodec"),

@@ -18,11 +18,13 @@ def command(
     stream: Annotated[str, typer.Argument(metavar="STREAM", help="Token stream file (- = stdin).")] = "-",
     output: Annotated[str, typer.Argument(metavar="OUTPUT", help="Audio file, folder or - (WAV on stdout).")] = "-",
     codec: Codec = None,
-    decoder: Decoder = "flow",
+    decoder: Decoder = None,
     steps: DecodeSteps = None,
     seed: Seed = 0,
-    guidance: Annotated[float, typer.Option("--guidance", metavar="G",
-                                            help="Classifier-free guidance scale (1 = none).")] = 1.0,
+    guidance: Annotated[float | None, typer.Option(
+        "--guidance", metavar="G", show_default=False,
+        help="Classifier-free guidance scale of the flow decoder (1 = none; default: the "
+             "codec's fm_guidance).")] = None,
     solver: Annotated[Literal["euler", "midpoint"], typer.Option(
         "--solver", help="ODE solver of the flow decoder.")] = "euler",
     fmt: Annotated[Literal["wav", "flac"] | None, typer.Option(

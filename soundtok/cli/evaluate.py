@@ -86,7 +86,7 @@ def recon(
              "(then by file name).")] = None,
     codec: Codec = None,
     llm: Llm = None,
-    decoder: Decoder = "flow",
+    decoder: Decoder = None,
     decoders: Annotated[str | None, typer.Option(
         "--decoders", metavar="LIST", show_default=False,
         help="Several decoders in one run, e.g. flow,mse (overrides --decoder).")] = None,

@@ -46,6 +46,7 @@ UPPER_BOUNDS: dict[str, dict[str | None, tuple[float, str]]] = {
     "--vae-steps": {None: (10**8, "a run that long would not end")},
     "--tokenizer-steps": {None: (10**8, "a run that long would not end")},
     "--vocoder-steps": {None: (10**8, "a run that long would not end")},
+    "--decoder-steps": {None: (10**8, "a run that long would not end")},
     "--max-steps": {None: (10**8, "a run that long would not end")},
     "--epochs": {None: (10**5, "a run that long would not end")},
     "--batch": {None: (4096, "a batch is held in memory at once")},
@@ -187,8 +188,10 @@ Adapter = Annotated[str | None, typer.Option("--adapter", metavar="DIR", show_de
                                              help="Adapter directory (default: the shipped one).")]
 
 # decoding tokens to audio
-Decoder = Annotated[Literal["flow", "mse"], typer.Option(
-    "--decoder", help="flow: conditional flow matching (probabilistic); mse: deterministic baseline.")]
+Decoder = Annotated[Literal["flow", "mse"] | None, typer.Option(
+    "--decoder", show_default=False,
+    help="flow: conditional flow matching (probabilistic); mse: deterministic (default: the "
+         "codec's own, its config's \"decoder\").")]
 DecodeSteps = Annotated[int | None, typer.Option(
     "--steps", min=1, metavar="N", show_default=False,
     help="ODE steps of the flow decoder (default: the codec's, 6 for the built-in).")]

@@ -27,7 +27,8 @@ def command(
         help="Validation audio (files, folders, globs, manifests); repeatable.")] = None,
     stage: Annotated[str, typer.Option(
         "--stage", metavar="STAGES",
-        help="vae, tokenizer, vocoder, a comma-separated list, or all (= vae,tokenizer,vocoder).")] = "all",
+        help="vae, tokenizer, decoder (the flow and MSE decoders on frozen codes), vocoder, a "
+             "comma-separated list, or all (= vae,tokenizer,vocoder).")] = "all",
     steps: Annotated[int | None, typer.Option(
         "--steps", min=1, metavar="N", show_default=False,
         help="Training steps for every selected stage (overrides the per-stage defaults).")] = None,
@@ -35,6 +36,8 @@ def command(
                                            help="Steps of the vae stage.")] = 3000,
     tokenizer_steps: Annotated[int, typer.Option("--tokenizer-steps", min=1, metavar="N",
                                                  help="Steps of the tokenizer stage.")] = 5000,
+    decoder_steps: Annotated[int, typer.Option("--decoder-steps", min=1, metavar="N",
+                                               help="Steps of the decoder stage.")] = 5000,
     vocoder_steps: Annotated[int, typer.Option("--vocoder-steps", min=1, metavar="N",
                                                help="Steps of the vocoder stage.")] = 5000,
     batch: Annotated[int, typer.Option("--batch", min=1, metavar="N", help="Clips per step.")] = 16,
@@ -81,6 +84,7 @@ def command(
       soundtok train-codec data/train/ --val data/val/ -o runs/codec
       soundtok train-codec train.jsonl -o runs/codec --resume
       soundtok train-codec new_sounds/ --init-from default -o runs/ft --stage tokenizer
+      soundtok train-codec train.jsonl -o runs/codec --stage decoder --decoder-steps 4000 --resume
       torchrun --nproc_per_node 4 -m soundtok train-codec train.jsonl -o runs/codec --device cuda
       soundtok train-codec train.jsonl --arch llm-codec --llm gemma3-270m -o runs/llmcodec
     """
@@ -92,7 +96,8 @@ def command(
     overrides = json_option(config_json, "--config") if config_json else {}
     request = CodecTrainingRequest(
         train=list(train), out=out, arch=Arch(arch).value, val=list(val or []), stage=stage, steps=steps,
-        stage_steps={"vae": vae_steps, "tokenizer": tokenizer_steps, "vocoder": vocoder_steps},
+        stage_steps={"vae": vae_steps, "tokenizer": tokenizer_steps, "decoder": decoder_steps,
+                     "vocoder": vocoder_steps},
         batch=batch, lr=lr, save_every=save_every, val_every=val_every, seed=seed, resume=resume,
         init_from=init_from, codec_config=overrides, vocoder_input=vocoder_input,
         tensorboard=tensorboard, llm=llm, crop_seconds=crop_seconds, freeze_vocoder=freeze_vocoder,

@@ -104,8 +104,12 @@ class SoundCodecInterface(CodecBase):
     reads ``self.cfg`` and calls the model's ``encode`` / ``encode_long`` /
     ``iter_decode_long``)."""
 
-    decoders = ("flow", "mse")
     batches = True
+
+    @property
+    def decoders(self) -> tuple[str, ...]:
+        """``flow`` and ``mse``, the codec's default (its config's ``decoder``) first."""
+        return tuple(sorted(("flow", "mse"), key=lambda d: d != self.cfg.decoder))
 
     @property
     def hop_lengths(self) -> list[int]:
@@ -170,15 +174,18 @@ class SoundCodecInterface(CodecBase):
         return out
 
     def decode_codes(self, codes: list[list[int]], num_samples: int, chunk_seconds: float = 30.0,
-                     decoder: str = "flow", steps: int | None = None, seed: int = 0,
-                     guidance: float = 1.0, solver: str = "euler", **_: Any) -> Iterator[Any]:
+                     decoder: str | None = None, steps: int | None = None, seed: int = 0,
+                     guidance: float | None = None, solver: str = "euler",
+                     **_: Any) -> Iterator[Any]:
         """Waveform pieces ``(n,)`` of one item, decoded ``chunk_seconds`` at a time
         (see ``SoundCodec.iter_decode_long``); ``decoder`` is ``flow`` (``steps``,
-        ``seed``, ``guidance``, ``solver`` apply) or ``mse``."""
+        ``seed``, ``guidance``, ``solver`` apply) or ``mse``.  ``None``: the
+        codec's own choice (its config's ``decoder``, ``fm_steps``, ``fm_guidance``)."""
         import torch
 
         from ..errors import UsageError
 
+        decoder = decoder or self.decoders[0]
         if decoder not in self.decoders:
             raise UsageError(f"unknown decoder {decoder!r}: use {' or '.join(self.decoders)}")
         if steps is not None and steps < 1:
@@ -189,7 +196,13 @@ class SoundCodecInterface(CodecBase):
                                      decoder=decoder, steps=steps, seed=seed, guidance=guidance,
                                      solver=solver)
 
-    def describe_decoder(self, decoder: str, steps: int | None = None, seed: int = 0,
-                         **_: Any) -> str:
-        extra = f", {steps or self.cfg.fm_steps} steps, seed {seed}" if decoder == "flow" else ""
+    def describe_decoder(self, decoder: str | None = None, steps: int | None = None, seed: int = 0,
+                         guidance: float | None = None, **_: Any) -> str:
+        decoder = decoder or self.decoders[0]
+        extra = ""
+        if decoder == "flow":
+            g = self.cfg.fm_guidance if guidance is None else guidance
+            extra = f", {steps or self.cfg.fm_steps} steps, seed {seed}" + (f", guidance {g:g}" if g != 1 else "")
+            if self.cfg.fm_prior == "mse":
+                extra += ", on the MSE prior" + (" (residual)" if self.cfg.fm_residual else "")
         return f"{decoder} decoder{extra}"

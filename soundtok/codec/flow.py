@@ -6,6 +6,11 @@
   integrates the ODE from ``t=0`` to ``1`` in ``steps`` Euler or midpoint steps.
   Classifier-free guidance: conditioning is dropped with probability
   ``fm_cond_dropout`` during training; ``guidance > 1`` extrapolates at sampling.
+  With ``fm_prior="mse"`` the conditioning also holds a frame-aligned prior,
+  the MSE decoder's predicted latent ``mu (B, latent_dim, Tl)`` (as CosyVoice
+  conditions on its encoder's mu); with ``fm_residual`` the flow generates the
+  residual ``z - mu`` and the decoded latent is ``mu + x``. Dropping the
+  condition drops tokens and prior together.
 * :class:`MSEDecoder` -- the deterministic baseline: the same conditioning
   network regressing the latent directly with an MSE loss (it over-smooths).
 
@@ -46,6 +51,9 @@ class FlowDecoder(nn.Module):
         d = cfg.fm_dim
         self.sigma_min, self.cond_dropout = cfg.fm_sigma_min, cfg.fm_cond_dropout
         self.cond = TokenConditioner(cfg, cfg.fm_cond_layers)
+        self.prior_in = (nn.Conv1d(cfg.latent_dim, d, cfg.kernel_size, padding=cfg.kernel_size // 2)
+                         if cfg.fm_prior == "mse" else None)
+        self.residual = cfg.fm_residual
         self.null_cond = nn.Parameter(torch.zeros(d, 1))
         self.x_in = nn.Conv1d(cfg.latent_dim, d, 3, padding=1)
         self.t_mlp = nn.Sequential(nn.Linear(128, d), nn.SiLU(), nn.Linear(d, d))
@@ -59,10 +67,26 @@ class FlowDecoder(nn.Module):
         c = self.t_mlp(timestep_embedding(t, 128).to(h.dtype))
         return self.out(self.stack(self.x_in(x) + h, c)).float()
 
-    def loss(self, z: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-        """Flow-matching loss for target latents ``z`` given token features ``q``."""
+    def condition(self, q: torch.Tensor, prior: torch.Tensor | None) -> torch.Tensor:
+        """Token features ``(B, tok_dim, Tt)`` (+ prior latent ``(B, latent_dim, Tl)``) -> ``(B, fm_dim, Tl)``."""
         h = self.cond(q)
-        if self.training and self.cond_dropout > 0:
+        if self.prior_in is not None:
+            if prior is None:
+                raise ValueError("this flow decoder is conditioned on a prior latent (fm_prior)")
+            h = h + self.prior_in(prior.to(h.dtype))
+        return h
+
+    def loss(self, z: torch.Tensor, q: torch.Tensor, prior: torch.Tensor | None = None,
+             drop: torch.Tensor | None = None) -> torch.Tensor:
+        """Flow-matching loss for target latents ``z`` given token features ``q``
+        (and the prior, detached by the caller). ``drop (B,)`` bool forces which
+        items lose their condition (default: random, probability ``cond_dropout``)."""
+        h = self.condition(q, prior)
+        if self.residual:
+            z = z - prior
+        if drop is not None:
+            h = torch.where(drop[:, None, None], self.null_cond.to(h.dtype).expand_as(h), h)
+        elif self.training and self.cond_dropout > 0:
             drop = torch.rand(h.shape[0], 1, 1, device=h.device) < self.cond_dropout
             h = torch.where(drop, self.null_cond.to(h.dtype).expand_as(h), h)
         b = z.shape[0]
@@ -75,9 +99,12 @@ class FlowDecoder(nn.Module):
 
     @torch.no_grad()
     def sample(self, q: torch.Tensor, steps: int = 6, guidance: float = 1.0,
-               noise: torch.Tensor | None = None, solver: str = "euler") -> torch.Tensor:
-        """Integrate the ODE: token features ``q (B, tok_dim, Tt)`` -> latents ``(B, latent_dim, Tl)``."""
-        h = self.cond(q)
+               noise: torch.Tensor | None = None, solver: str = "euler",
+               prior: torch.Tensor | None = None) -> torch.Tensor:
+        """Integrate the ODE: token features ``q (B, tok_dim, Tt)`` (+ prior) -> latents ``(B, latent_dim, Tl)``.
+
+        ``guidance`` w: ``v = v_uncond + w (v_cond - v_uncond)`` (1 = plain conditional)."""
+        h = self.condition(q, prior)
         x = noise if noise is not None else torch.randn(
             h.shape[0], self.out[1].out_channels, h.shape[-1], device=h.device)
         null = self.null_cond.to(h.dtype).expand_as(h) if guidance != 1.0 else None
@@ -96,7 +123,7 @@ class FlowDecoder(nn.Module):
                 x = x + dt * v(x + 0.5 * dt * v(x, t0), t0 + 0.5 * dt)
             else:
                 x = x + dt * v(x, t0)
-        return x
+        return prior + x if self.residual else x
 
 
 class MSEDecoder(nn.Module):

@@ -5,9 +5,13 @@ Pipeline (defaults in brackets)::
     wav (B, N) @16 kHz --MelFrontend--> log-mel (B, 80, N/160)
         --VAE.encode--> latent mean (B, 32, N/320)        [continuous, 50 Hz]
         --normalise, TokenEncoder--> (B, 128, N/640)
-        --VectorQuantizer--> codes (B, 1, N/640)           [25 Hz x 9 bit = 225 bit/s]
-    codes --FlowDecoder.sample (or MSEDecoder)--> latent --VAE.decode--> mel
-        --Vocoder--> wav (B, N)
+        --VectorQuantizer--> codes (B, 1, N/640)           [25 Hz x 10 bit = 250 bit/s]
+    codes --MSEDecoder--> prior mu (B, 32, N/320)
+          --FlowDecoder.sample (conditioned on the codes and mu; or mu itself,
+            the MSE decoder)--> latent --VAE.decode--> mel --Vocoder--> wav (B, N)
+
+In training only, :class:`~.semantic.SemanticHead` reads the quantised
+embedding and predicts a frozen teacher's features (semantic distillation).
 
 ``N`` is padded up to a multiple of ``cfg.token_hop`` (640 samples). Long audio
 is processed in chunks with context on both sides (see :meth:`encode_long`,
@@ -32,6 +36,7 @@ from .config import ARCHITECTURE, CodecConfig
 from .flow import FlowDecoder, MSEDecoder, block_noise
 from .layers import MelFrontend
 from .quantizer import VectorQuantizer
+from .semantic import SemanticHead
 from .vocoder import Vocoder
 
 
@@ -52,6 +57,7 @@ class SoundCodec(SoundCodecInterface, nn.Module):
         self.flow = FlowDecoder(cfg)
         self.mse = MSEDecoder(cfg)
         self.vocoder = Vocoder(cfg)
+        self.semantic = SemanticHead(cfg) if cfg.semantic_weight > 0 else None
         self.register_buffer("latent_mean", torch.zeros(cfg.latent_dim))
         self.register_buffer("latent_std", torch.ones(cfg.latent_dim))
         self.sha256: str = "untrained"
@@ -118,12 +124,15 @@ class SoundCodec(SoundCodecInterface, nn.Module):
 
     # ------------------------------------------------------------- decoding
     @torch.inference_mode()
-    def decode_latent(self, codes: torch.Tensor, decoder: str = "flow", steps: int | None = None,
-                      guidance: float = 1.0, seed: int = 0, start: int = 0,
-                      solver: str = "euler") -> torch.Tensor:
+    def decode_latent(self, codes: torch.Tensor, decoder: str | None = None,
+                      steps: int | None = None, guidance: float | None = None, seed: int = 0,
+                      start: int = 0, solver: str = "euler") -> torch.Tensor:
         """Codes ``(B, 1, Tt)`` -> normalised latent ``(B, latent_dim, Tt*token_stride)``.
 
-        ``start`` is the latent-frame offset of ``codes`` in its stream (for noise)."""
+        ``decoder``/``steps``/``guidance`` default to the codec's (``cfg.decoder``,
+        ``cfg.fm_steps``, ``cfg.fm_guidance``). ``start`` is the latent-frame offset
+        of ``codes`` in its stream (for noise)."""
+        decoder = decoder or self.cfg.decoder
         q = self.vq.embed(codes[:, 0].to(self.latent_mean.device))
         if decoder == "mse":
             return self.mse(q)
@@ -131,8 +140,10 @@ class SoundCodec(SoundCodecInterface, nn.Module):
             raise ValueError(f"unknown decoder {decoder!r} (flow or mse)")
         tl = codes.shape[-1] * self.cfg.token_stride
         noise = block_noise((codes.shape[0], self.cfg.latent_dim, tl), start, seed)
-        return self.flow.sample(q, steps or self.cfg.fm_steps, guidance,
-                                noise.to(q.device), solver)
+        prior = self.mse(q) if self.cfg.fm_prior == "mse" else None
+        g = self.cfg.fm_guidance if guidance is None else guidance
+        return self.flow.sample(q, steps or self.cfg.fm_steps, g, noise.to(q.device), solver,
+                                prior=prior)
 
     @torch.inference_mode()
     def decode(self, codes: torch.Tensor, num_samples: int | None = None, **kw) -> torch.Tensor:
@@ -144,7 +155,7 @@ class SoundCodec(SoundCodecInterface, nn.Module):
     def decode_context(self, steps: int | None) -> int:
         """Token frames of context for chunked decoding: the flow ODE widens the
         receptive field with every step, so context grows with ``steps``."""
-        return 24 + 12 * (steps or self.cfg.fm_steps)
+        return 24 + 12 * (steps or self.cfg.fm_steps) + (8 if self.cfg.fm_prior == "mse" else 0)
 
     def iter_decode_long(self, codes: torch.Tensor, num_samples: int | None = None,
                          chunk_tokens: int = 750, context_tokens: int | None = None, **kw):

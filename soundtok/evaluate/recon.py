@@ -313,7 +313,8 @@ def _load(src: str | IO[bytes], sr: int, name: str) -> np.ndarray:
 # --------------------------------------------------------------------------- main entry
 
 def evaluate_recon(inputs: list[str], deg: str | None = None, codec: Any = None,
-                   decoders: tuple[str, ...] | list[str] = ("flow",), steps: int | None = None,
+                   decoders: tuple[str | None, ...] | list[str | None] = (None,),
+                   steps: int | None = None,
                    seed: int = 0, baselines: str | list[str] | None = None,
                    tokens: str | None = None, name: str = "decoded", device: str = "cpu",
                    max_delay_ms: float = M.DEFAULT_MAX_DELAY_MS, extended_stoi: bool = False,
@@ -334,10 +335,11 @@ def evaluate_recon(inputs: list[str], deg: str | None = None, codec: Any = None,
     tokenized and decoded as ``tokenize`` and ``detokenize`` do.  ``codecs``:
     more codecs as ``(label, codec)`` pairs, scored the same way as
     ``<label>-<decoder>`` (e.g. a previous version side by side);
-    ``decoders``/``steps``/``seed`` select how they decode (a codec with one
-    decoder ignores them).  ``baselines``: e.g. ``"codec2-450,opus-6k"``.  ``tokens``: in
-    pairs mode, the token stream the decoded files came from (for the exact
-    bitrate and token statistics).  ``dnsmos``, ``asr``, ``speaker``: compute
+    ``decoders``/``steps``/``seed`` select how they decode (``None``: each
+    codec's default decoder; a codec with one decoder ignores them).
+    ``baselines``: e.g. ``"codec2-450,opus-6k"``.  ``tokens``: in pairs mode, the
+    token stream the decoded files came from (for the exact bitrate and token
+    statistics).  ``dnsmos``, ``asr``, ``speaker``: compute
     DNSMOS, WER/CER (Whisper ``asr_model``) and speaker similarity when their
     packages work here (else one note line each).  ``text_field``: the
     manifest field holding what is said (``text``; ``label`` for digit
@@ -351,7 +353,7 @@ def evaluate_recon(inputs: list[str], deg: str | None = None, codec: Any = None,
     is called before the first clip (``done`` 0) and after each clip, scored or
     failed; ``total`` is the number of clips.
     """
-    decoders = list(dict.fromkeys(decoders or ["flow"]))
+    decoders = list(dict.fromkeys(decoders or [None]))
     if steps is not None and steps < 1:
         raise UsageError("--steps must be at least 1")
     if max_delay_ms < 0:
@@ -443,7 +445,8 @@ def evaluate_recon(inputs: list[str], deg: str | None = None, codec: Any = None,
     for label, c in codec_list:
         model = load_codec("default" if c == "" else c, device=device, llm=llm)
         # a codec with one decoder uses it whatever was asked
-        decs = list(model.decoders) if len(model.decoders) == 1 else decoders
+        decs = list(model.decoders) if len(model.decoders) == 1 else \
+            list(dict.fromkeys(d or model.decoders[0] for d in decoders))
         for d in decs:
             if d not in model.decoders:
                 raise UsageError(f"unknown decoder {d!r}: use {' or '.join(model.decoders)}")

@@ -26,7 +26,8 @@ class CodecTrainingRequest:
     val: list[str] = field(default_factory=list)
     stage: str = "all"
     steps: int | None = None  # every stage (one-stage trainers: all steps)
-    stage_steps: dict = field(default_factory=lambda: {"vae": 3000, "tokenizer": 5000, "vocoder": 5000})
+    stage_steps: dict = field(default_factory=lambda: {"vae": 3000, "tokenizer": 5000, "decoder": 5000,
+                                                       "vocoder": 5000})
     batch: int = 16
     lr: float = 1e-3
     save_every: int = 500

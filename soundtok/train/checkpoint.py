@@ -1,11 +1,13 @@
 """Atomic, pickle-free training checkpoints.
 
-A checkpoint is a directory ``ckpt-<name>/`` (e.g. ``ckpt-vae-0000500``) holding ``model.safetensors`` +
-``config.json`` (a loadable codec), ``optimizer.safetensors`` (the optimizer's
-tensors, flattened) and ``state.json`` (step, stage, RNG seeds, optimizer
-scalars). It is written under a temporary name and renamed into place, then
-``latest.json`` is replaced atomically to point at it, so a kill at any moment
-leaves the previous checkpoint intact. Nothing is ever unpickled.
+A checkpoint is a directory ``ckpt-<name>/`` (e.g. ``ckpt-vae-0000500``) holding
+``model.safetensors`` + ``config.json`` (a loadable codec), ``optimizer.safetensors``
+(the optimizer's tensors, flattened) and ``state.json`` (step, stage, RNG seeds,
+optimizer scalars), plus any training-only modules with their optimizers (the
+vocoder's discriminators: ``discriminator.safetensors``,
+``discriminator_optimizer.safetensors``). It is written under a temporary name and
+renamed into place, then ``latest.json`` is replaced atomically to point at it, so a
+kill at any moment leaves the previous checkpoint intact. Nothing is ever unpickled.
 
 :func:`latest_checkpoint` makes ``--resume`` survive a damaged or missing
 ``latest.json`` and a damaged newest checkpoint (empty ``state.json``, missing
@@ -56,22 +58,34 @@ def optimizer_from_flat(opt: torch.optim.Optimizer, tensors: dict[str, torch.Ten
 
 
 def save_checkpoint(run_dir: Path, model, opt: torch.optim.Optimizer, state: dict,
-                    name: str, keep: int = 2, save=None) -> Path:
+                    name: str, keep: int = 2, save=None, extra: dict | None = None) -> Path:
     """Write ``run_dir/ckpt-<name>`` atomically and point ``latest.json`` at it;
     keep the ``keep`` newest checkpoints.  The model is written by
-    ``save(directory)`` (default: ``model.save_pretrained``)."""
+    ``save(directory)`` (default: ``model.save_pretrained``).  ``extra`` maps a name
+    to a training-only ``(module, optimizer)`` pair (e.g. the discriminators), saved
+    as ``<name>.safetensors`` + ``<name>_optimizer.safetensors``, its optimizer
+    settings under ``extra_optimizers`` in ``state.json`` (see :func:`load_extra`)."""
     from safetensors.torch import save_file
 
     run_dir = Path(run_dir)
     final = run_dir / f"ckpt-{name}"
     assert_finite_weights(model, final)
+    for module, _ in (extra or {}).values():
+        assert_finite_weights(module, final)
     tmp = run_dir / f".tmp-ckpt-{name}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         (save or model.save_pretrained)(tmp)
         tensors, meta = optimizer_to_flat(opt)
         save_file(tensors, str(tmp / "optimizer.safetensors"))
-        (tmp / "state.json").write_text(json.dumps({**state, "optimizer": meta}, indent=1))
+        extra_meta = {}
+        for key, (module, mopt) in (extra or {}).items():
+            save_file({k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()},
+                      str(tmp / f"{key}.safetensors"))
+            et, extra_meta[key] = optimizer_to_flat(mopt)
+            save_file(et, str(tmp / f"{key}_optimizer.safetensors"))
+        state = {**state, "optimizer": meta, **({"extra_optimizers": extra_meta} if extra else {})}
+        (tmp / "state.json").write_text(json.dumps(state, indent=1))
         _fsync_dir(tmp)
     except BaseException as e:  # disk full, Ctrl-C, ...: leave no half-written folder behind
         shutil.rmtree(tmp, ignore_errors=True)
@@ -214,6 +228,21 @@ def load_training_state(ckpt: Path) -> tuple[dict, dict[str, torch.Tensor]]:
 
     state = json.loads((ckpt / "state.json").read_text())
     return state, load_file(str(ckpt / "optimizer.safetensors"))
+
+
+def load_extra(ckpt: Path, key: str, module, opt: torch.optim.Optimizer) -> bool:
+    """Restore a training-only ``(module, optimizer)`` saved under ``key``
+    (:func:`save_checkpoint`'s ``extra``); False if the checkpoint has none."""
+    from safetensors.torch import load_file
+
+    ckpt = Path(ckpt)
+    if not (ckpt / f"{key}.safetensors").is_file():
+        return False
+    module.load_state_dict(load_file(str(ckpt / f"{key}.safetensors")))
+    meta = json.loads((ckpt / "state.json").read_text()).get("extra_optimizers", {}).get(key)
+    if meta is not None:
+        optimizer_from_flat(opt, load_file(str(ckpt / f"{key}_optimizer.safetensors")), meta)
+    return True
 
 
 def _fsync_dir(path: Path) -> None:

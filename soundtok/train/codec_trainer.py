@@ -1,18 +1,29 @@
 """``soundtok train-codec``: stage-wise training of the sound-token codec.
 
-Stages, in the order ``all`` runs them:
+Stages (what each trains and its losses: :mod:`.codec_stages`), in the order
+``all`` runs them:
 
-* ``vae`` -- mel L1 reconstruction + KL on the continuous latent.
+* ``vae`` -- mel L1 reconstruction + KL on the continuous latent + level.
 * ``tokenizer`` -- VAE frozen; latent statistics measured; tokenizer, VQ,
-  flow-matching decoder and MSE baseline decoder trained together
-  (flow-matching loss + MSE loss + VQ codebook/commitment losses).
-* ``vocoder`` -- mel -> waveform; multi-resolution STFT loss + mel L1.
+  flow-matching decoder, MSE decoder and semantic head trained together
+  (flow-matching + MSE + VQ codebook/commitment + level + semantic
+  distillation against a frozen teacher, see :mod:`soundtok.teacher`).
+* ``decoder`` (optional, not in ``all``) -- tokenizer and VQ frozen; the flow
+  and MSE decoders train on.
+* ``vocoder`` -- mel -> waveform; multi-resolution STFT + mel L1 + level losses,
+  adversarial (multi-period + multi-resolution discriminators, feature
+  matching; :mod:`.discriminators`).
+
+With semantic distillation on (``semantic_weight > 0``) and the tokenizer
+stage to run, training clips are packed into 30 s windows (:mod:`.packing`)
+and the teacher's features of every window are computed once and cached in
+``OUT/teacher/`` (or ``teacher_cache``; :mod:`.teacher_cache`).
 
 Runs single-process or under ``torchrun`` (DDP; gloo on CPU, nccl on CUDA).
 The learning-rate schedule, the distributed set-up and the run logger are
 :mod:`.scaffold`'s, the clips :mod:`.data`'s.  Checkpoints are atomic (see
 :mod:`.checkpoint`); ``resume`` continues from the latest one, including the
-optimizer and the stage reached.
+optimizer (and the discriminators) and the stage reached.
 """
 
 from __future__ import annotations
@@ -24,17 +35,18 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from ..codec.config import ARCHITECTURE, CodecConfig
 from ..codec.model import SoundCodec
-from ..codec.vocoder import stft_loss
 from .checkpoint import latest_checkpoint, load_training_state, optimizer_from_flat, save_checkpoint
+from .codec_stages import STAGE_MODULES, TokenizerStage, VocoderStage
 from .data import CropSampler, load_clips, validation_batches
+from .discriminators import Adversary
 from .health import assert_finite_weights, check_finite, claim_run_dir
 from .scaffold import Distributed, Means, RunLogger, init_distributed, lr_factor, no_audio_error, set_lr
 
-STAGES = ("vae", "tokenizer", "vocoder")
+STAGES = ("vae", "tokenizer", "decoder", "vocoder")
+DEFAULT_STAGES = ("vae", "tokenizer", "vocoder")  # what "all" runs
 
 
 @dataclass
@@ -45,7 +57,8 @@ class TrainCodecOptions:
     out: str
     val: list[str] = field(default_factory=list)
     stage: str = "all"
-    steps: dict = field(default_factory=lambda: {"vae": 3000, "tokenizer": 5000, "vocoder": 5000})
+    steps: dict = field(default_factory=lambda: {"vae": 3000, "tokenizer": 5000, "decoder": 5000,
+                                                 "vocoder": 5000})
     batch: int = 16
     crop_seconds: dict = field(default_factory=lambda: {"vae": 1.28, "tokenizer": 1.28, "vocoder": 0.64})
     lr: float = 1e-3
@@ -59,74 +72,8 @@ class TrainCodecOptions:
     codec_config: dict = field(default_factory=dict)
     tensorboard: bool = False
     vocoder_input: str = "mel"  # "mel": analysed mels; "vae": mels passed through the VAE
-
-
-class VAEStage(nn.Module):
-    def __init__(self, codec: SoundCodec):
-        super().__init__()
-        self.codec = codec
-
-    def trainable(self):
-        return self.codec.vae.parameters()
-
-    def forward(self, wav: torch.Tensor) -> dict:
-        c = self.codec
-        mel = c.mel(F.pad(wav, (c.edge, c.edge)))
-        mean, logvar = c.vae.encode(mel)
-        z = mean + torch.randn_like(mean) * torch.exp(0.5 * logvar)
-        rec = c.vae.decode(z)
-        l1 = F.l1_loss(rec, mel)
-        kl = 0.5 * torch.mean(mean.square() + logvar.exp() - 1.0 - logvar)
-        return {"loss": l1 + c.cfg.kl_weight * kl, "mel_l1": l1, "kl": kl}
-
-
-class TokenizerStage(nn.Module):
-    def __init__(self, codec: SoundCodec):
-        super().__init__()
-        self.codec = codec
-
-    def trainable(self):
-        c = self.codec
-        for m in (c.tokenizer, c.vq, c.flow, c.mse):
-            yield from m.parameters()
-
-    def forward(self, wav: torch.Tensor) -> dict:
-        c = self.codec
-        with torch.no_grad():
-            zn = c.normalized_latent(F.pad(wav, (c.edge, c.edge))).float()
-        q, codes, vq = c.vq(c.tokenizer(zn))
-        fm = c.flow.loss(zn, q)
-        mse = c.mse.loss(zn, q)
-        loss = fm + mse + vq["vq_codebook"] + vq["vq_commit"]
-        usage = torch.bincount(codes.flatten(), minlength=c.cfg.codebook_size).float()
-        p = usage / usage.sum()
-        ppl = torch.exp(-(p[p > 0] * p[p > 0].log()).sum())
-        return {"loss": loss, "fm": fm, "mse": mse, **vq, "perplexity": ppl}
-
-
-class VocoderStage(nn.Module):
-    """``vocoder_input="vae"`` feeds the vocoder mels reconstructed by the (frozen)
-    VAE, as it sees them when decoding tokens, instead of analysed mels."""
-
-    def __init__(self, codec: SoundCodec, vocoder_input: str = "mel"):
-        super().__init__()
-        self.codec, self.vocoder_input = codec, vocoder_input
-
-    def trainable(self):
-        return self.codec.vocoder.parameters()
-
-    def forward(self, wav: torch.Tensor) -> dict:
-        c = self.codec
-        with torch.no_grad():
-            mel = c.mel(F.pad(wav, (c.edge, c.edge)))
-            voc_in = c.vae.decode(c.vae.encode(mel)[0]) if self.vocoder_input == "vae" else mel
-        y = c.vocoder(voc_in)
-        mr = stft_loss(y, wav)
-        mel_l1 = F.l1_loss(c.mel(F.pad(y, (c.edge, c.edge))), mel)
-        return {"loss": mr + 0.5 * mel_l1, "stft": mr, "mel_l1": mel_l1}
-
-
-STAGE_MODULES = {"vae": VAEStage, "tokenizer": TokenizerStage, "vocoder": VocoderStage}
+    teacher_cache: str | None = None  # default: OUT/teacher
+    pack_gap_seconds: float = 0.1  # silence after each clip in a packed teacher window (rounded up to a token)
 
 
 @torch.no_grad()
@@ -156,11 +103,11 @@ def train_codec(opts: TrainCodecOptions, echo=None, on_progress=None) -> Path:
 def _train_codec(opts: TrainCodecOptions, echo=None, on_progress=None) -> Path:
     from ..errors import UsageError
 
-    stages = list(STAGES) if opts.stage == "all" else opts.stage.split(",")
+    stages = list(DEFAULT_STAGES) if opts.stage == "all" else opts.stage.split(",")
     bad = [s for s in stages if s not in STAGES]
     if bad:
-        raise UsageError(f"unknown stage {bad[0]!r}: choose vae, tokenizer, vocoder "
-                         f"(comma-separated) or all")
+        raise UsageError(f"unknown stage {bad[0]!r}: choose {', '.join(STAGES)} "
+                         f"(comma-separated) or all (= {','.join(DEFAULT_STAGES)})")
     run_dir = Path(opts.out)
     dist = init_distributed(opts.device)
     if dist.main:
@@ -193,7 +140,12 @@ def _train(opts: TrainCodecOptions, stages: list[str], run_dir: Path, dist: Dist
             raise ModelError(f"{opts.init_from} is not a {ARCHITECTURE} codec")
         info(f"fine-tuning from {opts.init_from}")
     else:
-        codec = SoundCodec(CodecConfig.from_dict({**asdict(CodecConfig()), **opts.codec_config}))
+        from ..errors import UsageError
+        try:
+            cfg = CodecConfig.from_dict({**asdict(CodecConfig()), **opts.codec_config})
+        except (ValueError, TypeError) as e:
+            raise UsageError(f"codec config: {e}") from None
+        codec = SoundCodec(cfg)
         codec.to(device)
     if rank == 0:
         (run_dir / "options.json").write_text(json.dumps(asdict(opts), indent=1))
@@ -210,15 +162,18 @@ def _train(opts: TrainCodecOptions, stages: list[str], run_dir: Path, dist: Dist
     train_seconds = sum(c.wav.shape[0] for c in clips) / sr
     info(f"{len(clips)} training clips ({train_seconds / 60:.1f} min), {len(val_clips)} validation")
 
-    t_start = time.time()
     todo = [s for s in stages if s not in state["completed"]]
+    teacher = None
+    if "tokenizer" in todo and codec.cfg.semantic_weight > 0:
+        clips, teacher = _teacher_features(codec, clips, opts, run_dir, info, dist)
+    t_start = time.time()
     total, offset = sum(int(opts.steps.get(s, 1000)) for s in todo), 0
     for stage in todo:
         resume_step = state["stage_step"] if state.get("stage") == stage else 0
         tick = _counting(on_progress, offset, total) if on_progress and rank == 0 else None
         _run_stage(codec, stage, opts, clips, val_clips, run_dir, log, info, rank, world,
                    device, state, resume_step, opt_tensors if resume_step else None,
-                   train_seconds, tick)
+                   train_seconds, tick, teacher, ckpt if resume_step else None)
         offset += int(opts.steps.get(stage, 1000))
         state["completed"].append(stage)
         state["stage"], state["stage_step"] = None, 0
@@ -232,19 +187,48 @@ def _train(opts: TrainCodecOptions, stages: list[str], run_dir: Path, dist: Dist
     return final
 
 
+def _teacher_features(codec, clips, opts, run_dir, info, dist: Distributed):
+    """Pack ``clips`` into teacher windows and get their cached (or new) teacher
+    features on the token grid -> ``(packed clips, TeacherFeatures)``."""
+    from ..errors import ModelError, UsageError
+    from ..teacher import load_teacher
+    from .packing import pack_clips
+    from .teacher_cache import build_or_load
+
+    cfg = codec.cfg
+    if cfg.sample_rate != 16000:
+        raise UsageError(f"semantic distillation needs a 16 kHz codec (this one is {cfg.sample_rate} Hz)")
+    packed = pack_clips(clips, align=cfg.token_hop, gap_seconds=opts.pack_gap_seconds)
+    info(f"teacher {cfg.teacher}: {len(clips)} clips packed into {len(packed)} windows")
+    teacher = load_teacher(cfg.teacher, threads=torch.get_num_threads())
+    directory = Path(opts.teacher_cache) if opts.teacher_cache else run_dir / "teacher"
+    if not dist.main:
+        dist.barrier()  # rank 0 computes the cache first
+    feats = build_or_load(teacher, packed, cfg.token_hop, directory, log=info)
+    if dist.main:
+        dist.barrier()
+    if feats.dim != cfg.teacher_dim:
+        raise ModelError(f"teacher {cfg.teacher} gives {feats.dim}-channel features but the codec "
+                         f"expects teacher_dim {cfg.teacher_dim}")
+    return packed, feats
+
+
 def _counting(on_progress, before: int, total: int):
     """A stage's ``tick(step)``: ``on_progress`` counts the steps of earlier stages too."""
     return lambda step: on_progress(before + step, total)
 
 
 def _run_stage(codec, stage, opts, clips, val_clips, run_dir, log, info, rank, world, device,
-               state, start_step, opt_tensors, train_seconds, tick=None):
+               state, start_step, opt_tensors, train_seconds, tick=None, teacher=None, ckpt=None):
     from torch.nn.parallel import DistributedDataParallel as DDP
 
     steps = int(opts.steps.get(stage, 1000))
     crop = int(opts.crop_seconds.get(stage, 1.28) * codec.cfg.sample_rate)
     crop -= crop % codec.cfg.token_hop
-    sampler = CropSampler(clips, crop, opts.batch, seed=opts.seed + 1000 * start_step, rank=rank)
+    use_teacher = stage == "tokenizer" and teacher is not None
+    sampler = CropSampler(clips, crop, opts.batch, seed=opts.seed + 1000 * start_step, rank=rank,
+                          features=teacher.feats if use_teacher else None,
+                          align=codec.cfg.token_hop)
     if stage == "tokenizer" and start_step == 0 and not opts.init_from:
         measure_latent_stats(codec, CropSampler(clips, crop, opts.batch, seed=opts.seed + 99))
         if world > 1:  # every rank must normalise identically
@@ -252,8 +236,12 @@ def _run_stage(codec, stage, opts, clips, val_clips, run_dir, log, info, rank, w
                 torch.distributed.broadcast(b, 0)
     if stage == "tokenizer" and start_step == 0:
         _seed_codebook(codec, sampler)
-    module = VocoderStage(codec, opts.vocoder_input) if stage == "vocoder" \
-        else STAGE_MODULES[stage](codec)
+    if stage == "vocoder":
+        module = VocoderStage(codec, opts.vocoder_input)
+    elif use_teacher:
+        module = TokenizerStage(codec, teacher.mean.to(device), teacher.std.to(device))
+    else:
+        module = STAGE_MODULES[stage](codec)
     for p in codec.parameters():
         p.requires_grad_(False)
     params = list(module.trainable())
@@ -264,6 +252,11 @@ def _run_stage(codec, stage, opts, clips, val_clips, run_dir, log, info, rank, w
     if opt_tensors is not None:
         optimizer_from_flat(opt, opt_tensors, state["optimizer"])
     model = DDP(module, find_unused_parameters=True) if world > 1 else module
+    adversary = None
+    if stage == "vocoder" and codec.cfg.voc_adv_weight > 0:
+        adversary = Adversary(codec.cfg.disc_dim, opts.lr, device, world)
+        if ckpt is not None and adversary.restore(ckpt):
+            info(f"discriminators restored from {ckpt.name}")
     per_epoch = opts.val_every or max(1, int(train_seconds / (opts.batch * crop / codec.cfg.sample_rate * world)))
     info(f"stage {stage}: steps {start_step}->{steps}, batch {opts.batch}x{world}, "
          f"crop {crop / codec.cfg.sample_rate:.2f}s, validation every {per_epoch} steps")
@@ -274,15 +267,24 @@ def _run_stage(codec, stage, opts, clips, val_clips, run_dir, log, info, rank, w
     for step in range(start_step + 1, steps + 1):
         lr = set_lr(opt, lr_factor(step, steps, opts.warmup), base=opts.lr)
         wav = next(sampler).to(device)
+        feats = sampler.last_features
         if world > 1 and step == start_step + 1:
             _record_rank_data(run_dir, rank, sampler.last_ids)
+        gan_on = adversary is not None and step > codec.cfg.voc_gan_start
+        if stage == "vocoder":
+            module.disc = adversary.model if gan_on else None
+            if gan_on:
+                adversary.freeze()  # the generator's step does not train the discriminators
         with autocast:
-            out = model(wav)
+            out = model(wav, feats)
+        y_hat, y_real = out.pop("_y", None), out.pop("_real", None)
         opt.zero_grad(set_to_none=True)
         out["loss"].backward()
         gn = torch.nn.utils.clip_grad_norm_(params, 1.0)
         check_finite(step, loss=out["loss"], gradient_norm=gn)
         opt.step()
+        if gan_on:
+            out["d_loss"] = adversary.step(y_real, y_hat, lr, autocast)
         if tick:
             tick(step)
         if stage == "tokenizer" and step % 100 == 0:
@@ -300,9 +302,13 @@ def _run_stage(codec, stage, opts, clips, val_clips, run_dir, log, info, rank, w
         if (step % opts.save_every == 0 or step == steps) and rank == 0:
             st = {**state, "stage": stage, "stage_step": step, "seed": opts.seed}
             st.pop("optimizer", None)
-            save_checkpoint(run_dir, codec, opt, st, name=f"{stage}-{step:07d}")
+            st.pop("extra_optimizers", None)
+            save_checkpoint(run_dir, codec, opt, st, name=f"{stage}-{step:07d}",
+                            extra=adversary.checkpoint_extra() if adversary is not None else None)
         if world > 1 and step % opts.save_every == 0:
             torch.distributed.barrier()
+    if stage == "vocoder":
+        module.disc = None
     for p in codec.parameters():
         p.requires_grad_(False)
     codec.eval()
@@ -322,11 +328,15 @@ def _seed_codebook(codec: SoundCodec, sampler: CropSampler, batches: int = 4) ->
 @torch.no_grad()
 def _validate(codec, module, val_clips, crop, batch) -> dict:
     codec.eval()
+    if hasattr(module, "disc"):
+        module.disc = None  # validation reports the reconstruction losses only
     total, n = {}, 0
     torch.manual_seed(0)
     with codec.autocast():
         for wav in validation_batches(val_clips, crop, batch):
             out = module(wav.to(codec.latent_mean.device))
+            for k in ("_y", "_real"):
+                out.pop(k, None)
             for k, v in out.items():
                 total[k] = total.get(k, 0.0) + float(v) * wav.shape[0]
             n += wav.shape[0]
@@ -353,7 +363,9 @@ def train_from_request(req, echo=None, on_progress=None, notice=None) -> Path:
                         ("--freeze-vocoder", req.freeze_vocoder)):
         if value:
             raise UsageError(f"{flag} needs --arch llm-codec")
-    steps = {k: req.steps for k in req.stage_steps} if req.steps else dict(req.stage_steps)
+    steps = {**TrainCodecOptions(train=[], out="").steps, **req.stage_steps}
+    if req.steps:
+        steps = {k: req.steps for k in steps}
     opts = TrainCodecOptions(train=list(req.train), out=req.out, val=list(req.val), stage=req.stage,
                              steps=steps, batch=req.batch, lr=req.lr, save_every=req.save_every,
                              val_every=req.val_every, seed=req.seed, device=req.device,

@@ -56,13 +56,25 @@ class CropSampler:
     ``rank`` and ``world`` (distributed training) give each process its own
     random stream, so ranks see different crops. ``last_ids`` records which
     clips the latest batch used (for tests and logs).
+
+    With ``features`` (one ``(D, ceil(N_i / align))`` tensor per clip, e.g. teacher
+    features on the token grid), crops start on multiples of ``align`` samples,
+    every piece taken from a clip is padded with silence to a multiple of
+    ``align``, and ``last_features`` holds the batch's features ``(B, D, crop/align)``
+    (zeros where the crop is padding). ``crop`` must then be a multiple of ``align``.
     """
 
     def __init__(self, clips: list[Clip], crop: int, batch: int, seed: int = 0,
-                 rank: int = 0, gain_db: float = 6.0):
+                 rank: int = 0, gain_db: float = 6.0, features: list[torch.Tensor] | None = None,
+                 align: int = 1):
         if not clips:
             raise ValueError("no training clips")
+        if features is not None and (len(features) != len(clips) or crop % align):
+            raise ValueError("features need one tensor per clip and a crop that is a multiple of align")
         self.clips, self.crop, self.batch, self.gain_db = clips, crop, batch, gain_db
+        self.features, self.align = features, align if features is not None else 1
+        self.last_features: torch.Tensor | None = None
+        self._feats: list[torch.Tensor | None] = []
         lengths = torch.tensor([max(1, c.wav.shape[0]) for c in clips], dtype=torch.float64)
         self.weights = lengths / lengths.sum()
         self.gen = torch.Generator().manual_seed(seed * 7919 + rank)
@@ -72,27 +84,38 @@ class CropSampler:
         return int(torch.multinomial(self.weights, 1, generator=self.gen))
 
     def one(self) -> torch.Tensor:
+        a = self.align
         out = torch.zeros(self.crop)
+        feats = (torch.zeros(self.features[0].shape[0], self.crop // a)
+                 if self.features is not None else None)
         i = self._pick()
         wav = self.clips[i].wav
         pos = int(torch.randint(0, max(1, wav.shape[0] - self.crop // 4), (1,), generator=self.gen))
+        pos -= pos % a
         filled = 0
         while filled < self.crop:
             self.last_ids.append(self.clips[i].id)
             piece = wav[pos:pos + self.crop - filled]
             out[filled:filled + piece.shape[0]] = piece
-            filled += piece.shape[0]
+            n = -(-piece.shape[0] // a) * a  # the piece's span, padded to whole frames
+            if feats is not None:
+                f = self.features[i][:, pos // a:(pos + n) // a]
+                feats[:, filled // a:filled // a + f.shape[1]] = f.float()
+            filled += n or a
             i = self._pick()
             wav, pos = self.clips[i].wav, 0
         g = (torch.rand(1, generator=self.gen) * 2 - 1) * self.gain_db
+        self._feats.append(feats)
         return out * (10 ** (g / 20))
 
     def __iter__(self):
         return self
 
     def __next__(self) -> torch.Tensor:
-        self.last_ids = []
-        return torch.stack([self.one() for _ in range(self.batch)])
+        self.last_ids, self._feats = [], []
+        wav = torch.stack([self.one() for _ in range(self.batch)])
+        self.last_features = torch.stack(self._feats) if self.features is not None else None
+        return wav
 
 
 def validation_batches(clips: list[Clip], crop: int, batch: int, max_items: int = 64):
