@@ -4,8 +4,10 @@ DATA ?= ../shared/data
 RUNS ?= runs
 THREADS ?= 1
 SOUNDTOK ?= $(PY) -m soundtok
+# The training corpus (make corpus; docs/corpus.md), what the default codec trains on
+CORPUS ?= $(if $(SOUNDTOK_CORPUS),$(SOUNDTOK_CORPUS),$(RUNS)/corpus)
 
-.PHONY: test default-codec default-codec-vt default-codec-voc bench completions manifests
+.PHONY: test default-codec default-codec-vt default-codec-voc ship-default-codec bench completions manifests
 
 test:
 	$(PY) -m pytest -q
@@ -14,24 +16,41 @@ manifests: $(RUNS)/data/codec_train.jsonl
 $(RUNS)/data/codec_train.jsonl:
 	$(PY) scripts/shared_manifests.py --data $(DATA) --out $(RUNS)/data
 
-# The default codec: two runs that can go in parallel (make -j2 default-codec),
-# then assembly into soundtok/codec/default (float16). Both runs resume if
-# interrupted. (A vocoder fine-tune on VAE-reconstructed mels,
-# `train-codec --stage vocoder --vocoder-input vae`, was tried and lowered STOI;
-# see the model card.)
+# The default codec (soundtok-sem-16k, the CodecConfig() defaults: Whisper-base semantic
+# teacher, 1024 codes at 25 Hz = 250 bit/s, flow decoder on the MSE prior, GAN vocoder).
+# Two resumable runs that can go in parallel (make -j2 default-codec, one thread each):
+#   vt:  vae -> tokenizer (semantic distillation; teacher features cached in vt/teacher/)
+#        -> decoder (flow + MSE decoders on the frozen codes)
+#   voc: vocoder (spectral + level losses, multi-period/multi-resolution discriminators)
+# then float16 assembly into $(CODEC_RUN)/ship. Interrupt any time; rerunning resumes from
+# the latest checkpoint. The shipped soundtok/codec/default is replaced only after
+# evaluation: `make ship-default-codec`.
+CODEC_TRAIN ?= $(CORPUS)/train.jsonl
+CODEC_VAL ?= $(CORPUS)/val.jsonl
+CODEC_RUN ?= $(RUNS)/default-codec
+CODEC_DECODER ?= flow
+CODEC_GUIDANCE ?= 1.0
+VAE_STEPS ?= 4000
+TOK_STEPS ?= 12000
+DEC_STEPS ?= 4000
+VOC_STEPS ?= 12000
+TRAIN_CODEC = $(SOUNDTOK) train-codec $(CODEC_TRAIN) --val $(CODEC_VAL) --val-every 1000 \
+	  --save-every 250 --threads $(THREADS) --device cpu --resume -v
+
 default-codec: default-codec-vt default-codec-voc
-	$(PY) scripts/ship_codec.py $(RUNS)/default-codec/vt/final \
-	  --vocoder-from $(RUNS)/default-codec/voc/final --out soundtok/codec/default
+	$(PY) scripts/ship_codec.py $(CODEC_RUN)/vt/final --vocoder-from $(CODEC_RUN)/voc/final \
+	  --decoder $(CODEC_DECODER) --guidance $(CODEC_GUIDANCE) --out $(CODEC_RUN)/ship
 
-default-codec-vt: manifests
-	$(SOUNDTOK) train-codec $(RUNS)/data/codec_train.jsonl --val $(RUNS)/data/codec_val.jsonl \
-	  -o $(RUNS)/default-codec/vt --stage vae,tokenizer --vae-steps 3000 --tokenizer-steps 5000 \
-	  --threads $(THREADS) --device cpu --resume -v
+default-codec-vt:
+	$(TRAIN_CODEC) -o $(CODEC_RUN)/vt --stage vae,tokenizer --vae-steps $(VAE_STEPS) \
+	  --tokenizer-steps $(TOK_STEPS)
+	$(TRAIN_CODEC) -o $(CODEC_RUN)/vt --stage decoder --decoder-steps $(DEC_STEPS)
 
-default-codec-voc: manifests
-	$(SOUNDTOK) train-codec $(RUNS)/data/codec_train.jsonl --val $(RUNS)/data/codec_val.jsonl \
-	  -o $(RUNS)/default-codec/voc --stage vocoder --vocoder-steps 5000 \
-	  --threads $(THREADS) --device cpu --resume -v
+default-codec-voc:
+	$(TRAIN_CODEC) -o $(CODEC_RUN)/voc --stage vocoder --vocoder-steps $(VOC_STEPS)
+
+ship-default-codec:
+	cp $(CODEC_RUN)/ship/config.json $(CODEC_RUN)/ship/model.safetensors soundtok/codec/default/
 
 # The default LLM-Codec (soundtok/llmcodec/default): Gemma 3 270M's frozen embeddings as
 # codebooks, trained on FSDD train + ESC-10 folds 1-3; resumes if interrupted.
@@ -76,7 +95,6 @@ eval-adapter:
 
 # The offline training corpus (docs/corpus.md): TTS voices with text, FSDD, klettres, ESC-10,
 # sonic-pi, music21 renderings -> $(CORPUS)/{train,val,test}.jsonl. Resumes where it stopped.
-CORPUS ?= $(if $(SOUNDTOK_CORPUS),$(SOUNDTOK_CORPUS),$(RUNS)/corpus)
 CORPUS_WORKERS ?= 2
 .PHONY: corpus examples
 corpus:

@@ -48,7 +48,7 @@ class BuiltinCodec:
     name: str
     path: Path
     label: str  # e.g. "the default codec", for "... is not installed"
-    make_target: str  # the Makefile target that builds it
+    make_target: str  # the Makefile target(s) that build and install it
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ def _builtin_entries() -> list[CodecEntry]:
     return [
         CodecEntry(codec.ARCHITECTURE, codec.load,
                    (BuiltinCodec(DEFAULT, codec.DEFAULT_CODEC_DIR, "the default codec",
-                                 "default-codec"),)),
+                                 "default-codec ship-default-codec"),)),
         CodecEntry(llmcodec.ARCHITECTURE, llmcodec.load,
                    (BuiltinCodec(llmcodec.BUILTIN_NAME, llmcodec.DEFAULT_LLM_CODEC_DIR,
                                  "the default llm-codec", "default-llm-codec"),),

@@ -12,7 +12,6 @@ import math
 import pytest
 import soundfile as sf
 import torch
-
 from conftest import TINY, cli, make_tiny_codec, synth, tiny_config
 
 TINY_JSON = json.dumps(TINY)
@@ -123,8 +122,7 @@ def test_level_loss_measures_gain():
 
 # ----------------------------------------------------------- discriminators
 def test_discriminators_forward_and_loss_step():
-    from soundtok.train.discriminators import (Discriminators, discriminator_loss,
-                                               generator_losses)
+    from soundtok.train.discriminators import Discriminators, discriminator_loss, generator_losses
 
     torch.manual_seed(0)
     d = Discriminators(dim=4)
