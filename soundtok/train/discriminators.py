@@ -13,6 +13,8 @@ the discriminators' intermediate activations on real and generated audio.
 Every discriminator returns ``(logits, [feature maps])``. Widths are far below
 HiFi-GAN's (``dim`` = 8 channels, 4 ``dim`` at most): a CPU-sized budget, about
 1 GMAC per forward pass of a 16 x 0.64 s batch for all eight.
+:class:`Adversary` holds them, their optimizer and their checkpoint files while
+the vocoder stage (:mod:`.codec_stages`, :mod:`.codec_trainer`) trains.
 """
 
 from __future__ import annotations

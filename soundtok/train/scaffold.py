@@ -17,7 +17,7 @@ a linear warm-up from ``base_lr / warmup`` at step 1 to ``base_lr`` at step
     1733040000.0,vae,50,train,loss,0.8123
 
 ``time`` is Unix seconds; ``stage`` the trainer's stage (``vae``,
-``tokenizer``, ``vocoder`` for the built-in codec; ``llmcodec``; ``llm``);
+``tokenizer``, ``decoder``, ``vocoder`` for the built-in codec; ``llmcodec``; ``llm``);
 ``split`` is ``train`` or ``val``; values have 6 significant digits.
 """
 
