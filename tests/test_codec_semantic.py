@@ -9,6 +9,7 @@ import csv
 import json
 import math
 
+import numpy as np
 import pytest
 import soundfile as sf
 import torch
@@ -86,6 +87,26 @@ def test_decoder_default_comes_from_config():
     codes = torch.randint(0, 32, (1, 1, 6))
     assert torch.equal(codec.decode(codes), codec.decode(codes, decoder="mse"))
     assert not torch.equal(codec.decode(codes), codec.decode(codes, decoder="flow"))
+
+
+def test_detokenize_uses_the_codecs_default_decoder_and_guidance(tmp_path, wav_file):
+    """Without --decoder/--guidance, detokenize decodes as the codec's config says."""
+    d = tmp_path / "codec"
+    codec = make_tiny_codec(decoder="mse", fm_guidance=2.0)
+    codec.save_pretrained(d)
+    assert codec.decoders == ("mse", "flow") and make_tiny_codec().decoders == ("flow", "mse")
+    tok = tmp_path / "a.tok.jsonl"
+    assert cli("tokenize", wav_file, "-o", tok, "--codec", d).returncode == 0
+
+    def decode(name, *flags):
+        r = cli("detokenize", tok, tmp_path / name, "--codec", d, *flags)
+        assert r.returncode == 0, r.stderr
+        return sf.read(tmp_path / name)[0]
+
+    plain, mse, flow = decode("p.wav"), decode("m.wav", "--decoder", "mse"), decode("f.wav", "--decoder", "flow")
+    assert np.array_equal(plain, mse) and not np.array_equal(plain, flow)
+    assert np.array_equal(flow, decode("g.wav", "--decoder", "flow", "--guidance", "2"))
+    assert not np.array_equal(flow, decode("g1.wav", "--decoder", "flow", "--guidance", "1"))
 
 
 def test_tokenizer_stage_losses_and_gradients():
