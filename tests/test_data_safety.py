@@ -469,7 +469,7 @@ def test_training_health(how, D, tmp_path, monkeypatch):
     before the optimizer step: no checkpoint or final/ holds NaN weights."""
     from safetensors.torch import load_file
 
-    import soundtok.train.codec_trainer as trainer
+    import soundtok.train.codec_stages as trainer
 
     run = tmp_path / "run"
     args = ["train-codec", D["dir"] / "c0.wav", "-o", run, "--steps", "5", "--save-every", "1", *TRAIN]
