@@ -60,8 +60,8 @@ def caption_accuracy(alm, tok, stream: Path, labels, synonyms, batch: int) -> tu
 
     rows = []
     for item, cap in caption_stream(alm, tok, str(stream), CaptionOptions(batch_size=batch)):
-        pred = match_label(cap, labels, synonyms)
-        rows.append({"id": item.id, "label": item.label, "caption": cap, "pred": pred})
+        pred = match_label(cap.text, labels, synonyms)
+        rows.append({"id": item.id, "label": item.label, "caption": cap.text, "score": cap.score, "pred": pred})
     acc = sum(r["pred"] == r["label"] for r in rows) / len(rows)
     return acc, rows
 
@@ -125,7 +125,7 @@ def main() -> None:
         times = []
         for _ in range(6):
             t = time.perf_counter()
-            caption = next(caption_items(alm, tok, [clip], CaptionOptions()))[1]
+            caption = next(caption_items(alm, tok, [clip], CaptionOptions()))[1].text
             times.append(time.perf_counter() - t)
         results["latency_5s_clip_s"] = round(statistics.median(times[1:]), 3)
         print(f"caption latency, 5 s clip ({clip.id}): {results['latency_5s_clip_s']} s "
@@ -170,7 +170,7 @@ def main() -> None:
         for s in range(a.seeds):
             with TokenReader(str(gen_dir / f"seed{s}.tok.jsonl")) as r:
                 generated += list(r)
-        heard = [match_label(cap, DIGITS) for _, cap in caption_items(alm, tok, generated, CaptionOptions())]
+        heard = [match_label(cap.text, DIGITS) for _, cap in caption_items(alm, tok, generated, CaptionOptions())]
         self_acc = sum(h == it.id.split("-", 1)[1] for h, it in zip(heard, generated)) / len(generated)
         results["generation_self_caption_accuracy"] = round(self_acc, 4)
         seconds = sum(it.num_samples for it in generated) / alm.vocab.header.sample_rate

@@ -5,6 +5,8 @@ One root, ``$SOUNDTOK_CACHE`` if set, else ``$XDG_CACHE_HOME/soundtok`` or
 
 * ``llm/`` -- LLMs converted from GGUF to float32 safetensors (~1.1 GB for
   Gemma 3 270M), see :mod:`soundtok.llm.loader`;
+* ``adapters/`` -- the LLM with a caption/generation adapter's LoRA folded in, in the
+  inference dtype (~0.54 GB for Gemma 3 270M in bfloat16), see :mod:`soundtok.audiolm.merged`;
 * ``whisper/`` -- Whisper weights joined from the parts their packages ship
   (~145 MB for Whisper base), see :mod:`soundtok.whisper`.
 
@@ -21,7 +23,7 @@ import shutil
 from pathlib import Path
 
 #: The kinds of derived files, one sub-folder of the root each.
-KINDS = ("llm", "whisper")
+KINDS = ("llm", "adapters", "whisper")
 
 
 def cache_root() -> Path:
@@ -35,7 +37,7 @@ def cache_root() -> Path:
 
 
 def cache_dir(kind: str) -> Path:
-    """The sub-folder of :func:`cache_root` for one kind of derived file (``llm``, ``whisper``)."""
+    """The sub-folder of :func:`cache_root` for one kind of derived file (``llm``, ``adapters``, ``whisper``)."""
     return cache_root() / kind
 
 

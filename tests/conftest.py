@@ -56,6 +56,30 @@ def synth(seconds: float = 1.0, sr: int = 16000, seed: int = 0) -> np.ndarray:
     return y.astype(np.float32)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _test_cache(tmp_path_factory):
+    """Derived files written by tests go to a session folder, not the user's cache; the
+    expensive shared ones (the converted Gemma, joined Whisper weights) are linked in from
+    the user's cache when present, so nothing is rebuilt per session."""
+    from soundtok.cache import cache_root
+
+    if os.environ.get("SOUNDTOK_TEST_KEEP_CACHE"):
+        yield
+        return
+    real = cache_root()
+    root = tmp_path_factory.mktemp("cache")
+    for kind in ("llm", "whisper"):
+        (real / kind).mkdir(parents=True, exist_ok=True)
+        (root / kind).symlink_to(real / kind, target_is_directory=True)
+    saved = os.environ.get("SOUNDTOK_CACHE")
+    os.environ["SOUNDTOK_CACHE"] = str(root)
+    yield
+    if saved is None:
+        os.environ.pop("SOUNDTOK_CACHE", None)
+    else:
+        os.environ["SOUNDTOK_CACHE"] = saved
+
+
 @pytest.fixture(scope="session")
 def tiny_codec_dir(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("tiny_codec")

@@ -67,7 +67,7 @@ def test_cache_command(tmp_path, monkeypatch):
     assert cli("cache", "whisper").stdout.decode().splitlines()[1:] == ["  1.50 kB  whisper/base-1",
                                                                        "  1.50 kB  in all"]
     bad = cli("cache", "--clear", "..")
-    assert bad.returncode == 2 and bad.stderr.decode() == "error: unknown cache kind '..': use llm, whisper\n"
+    assert bad.returncode == 2 and bad.stderr.decode() == "error: unknown cache kind '..': use llm, adapters, whisper\n"
     assert (root / "llm").is_dir()
     r = cli("cache", "--clear", "llm")
     assert r.returncode == 0 and r.stdout.decode() == f"freed 2.50 MB: {root / 'llm'}\n"

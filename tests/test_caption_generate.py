@@ -40,6 +40,9 @@ def setup(tmp_path_factory, tiny_codec_dir, codec_header_of):
     r = cli("finetune-llm", stream, "-o", root / "run", "--llm", llm, "--max-steps", "2", "--task", "mixed",
             "--batch-size", "4", "--warmup", "0", "--threads", "1", *TINY_LORA)
     assert r.returncode == 0, r.stderr
+    warm = cli("caption", stream, "--adapter", root / "run" / "final", "--max-new-tokens", "1")
+    assert warm.returncode == 0, warm.stderr  # writes the merged-model cache entry (announced once)
+    assert b"caching the LLM with this adapter merged in" in warm.stderr
     return root / "run" / "final", stream, llm
 
 
@@ -56,7 +59,8 @@ def test_caption_jsonl_and_text(setup):
     assert r.returncode == 0, r.stderr
     rows = [json.loads(x) for x in lines(r.stdout)]
     assert [x["id"] for x in rows] == [f"u{i}" for i in range(12)]
-    assert all(set(x) == {"id", "caption"} and isinstance(x["caption"], str) for x in rows)
+    assert all(set(x) == {"id", "caption", "score"} and isinstance(x["caption"], str) for x in rows)
+    assert all(isinstance(x["score"], float) and x["score"] <= 0 for x in rows)
     assert r.stderr == b""  # nothing but data, and no chatter when stderr is not a terminal
     text = cli("caption", "--adapter", adapter, "--max-new-tokens", "4", "--format", "text",
                input=stream.read_bytes())
@@ -85,6 +89,50 @@ def test_caption_batching_does_not_change_greedy_output(setup):
     b = cli("caption", stream, "--adapter", adapter, "--max-new-tokens", "5", "--batch-size", "5")
     assert a.returncode == b.returncode == 0
     assert a.stdout == b.stdout
+
+
+def test_caption_does_not_depend_on_the_rest_of_the_batch(setup, tmp_path):
+    """A caption, greedy or sampled with a seed, is the same alone and amid other items, at any
+    batch size (float32 on CPU; the score too, to the last printed digit)."""
+    adapter, stream, _ = setup
+    items = stream.read_bytes().splitlines(keepends=True)
+    alone = tmp_path / "one.tok.jsonl"
+    alone.write_bytes(items[0] + items[4])  # header + item u3
+    greedy = None
+    for extra in ([], ["--sample", "--seed", "5", "--temperature", "1.3"]):
+        many = [cli("caption", stream, "--adapter", adapter, "--max-new-tokens", "6", "--batch-size", b, *extra)
+                for b in ("1", "4", "12")]
+        assert all(r.returncode == 0 for r in many)
+        assert many[0].stdout == many[1].stdout == many[2].stdout
+        greedy = greedy or lines(many[0].stdout)
+    one = cli("caption", alone, "--adapter", adapter, "--max-new-tokens", "6")
+    assert lines(one.stdout) == [greedy[3]]
+
+
+def test_caption_scores_and_the_unsure_flag(setup, tmp_path):
+    """Each line carries the mean token log-probability; an adapter calibrated with a
+    ``min_score`` flags the captions below it (JSON ``unsure``, text ``(unsure)``)."""
+    import shutil
+
+    adapter, stream, _ = setup
+    base = [json.loads(x) for x in lines(cli("caption", stream, "--adapter", adapter, "--max-new-tokens", "4").stdout)]
+    cut = sorted(x["score"] for x in base)[len(base) // 2]
+    cal = tmp_path / "calibrated"
+    shutil.copytree(adapter, cal)
+    meta = json.loads((cal / META_FILE).read_text())
+    meta["calibration"] = {"min_score": cut}
+    (cal / META_FILE).write_text(json.dumps(meta))
+    rows = [json.loads(x) for x in lines(cli("caption", stream, "--adapter", cal, "--max-new-tokens", "4").stdout)]
+    assert [r["caption"] for r in rows] == [b["caption"] for b in base]
+    assert [r["unsure"] for r in rows] == [b["score"] < cut for b in base]
+    assert any(r["unsure"] for r in rows) and not all(r["unsure"] for r in rows)
+    text = lines(cli("caption", stream, "--adapter", cal, "--max-new-tokens", "4", "--format", "text").stdout)
+    assert [t.startswith("(unsure) ") for t in text] == [r["unsure"] for r in rows]
+    from soundtok import caption
+
+    got = caption(str(stream), adapter=cal, max_new_tokens=4, scores=True)
+    assert [(c.text, c.score, c.unsure) for c in got] == [(r["caption"], r["score"], r["unsure"]) for r in rows]
+    assert caption(str(stream), adapter=cal, max_new_tokens=4) == [r["caption"] for r in rows]
 
 
 def test_caption_beams_and_sampling(setup):

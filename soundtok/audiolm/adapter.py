@@ -241,25 +241,92 @@ def load_adapter(adapter: str | os.PathLike | None = None, *, llm: str | None = 
     ``llm`` overrides where the LLM is loaded from (default: what the adapter
     records); it must still be the same LLM.  ``device``: ``"auto"`` (CUDA when
     available, else CPU), ``cpu``, ``cuda``, ``cuda:N``.  ``merge`` folds the LoRA
-    weights into the LLM (faster decoding; the result cannot be saved again).
-    ``progress`` receives one-line messages (see :func:`soundtok.llm.loader.load_llm`).
+    weights into the LLM (faster decoding; the result cannot be saved again); the
+    LLM runs in ``dtype`` (default :func:`soundtok.llm.loader.inference_dtype`: float32
+    on CPU, where results then do not depend on the batch); the
+    merged LLM is cached on first use and loaded from there afterwards, without peft
+    (:mod:`soundtok.audiolm.merged`).  ``progress`` receives one-line messages (see
+    :func:`soundtok.llm.loader.load_llm`).
     The result can be passed as ``adapter=`` to :func:`soundtok.caption` and
     :func:`soundtok.generate` to load the model once for many calls.
     """
-    from peft import PeftModel
-
-    from ..errors import SoundtokError
-    from ..llm.loader import load_llm
-    from .model import AudioLM
-
     directory = resolve_adapter(adapter)
     meta = read_meta(directory)
     vocab = AudioVocab.from_dict(meta.get("codec") or {})
     spec = llm or (meta.get("llm") or {}).get("spec")
     if not spec:
         raise ModelError(f"{directory}: adapter does not say which LLM it was trained for; pass --llm")
+    if not merge:
+        return _load_unmerged(directory, meta, vocab, spec, device, dtype, progress)
+    from ..llm.loader import _parse_dtype, _torch_device, inference_dtype, resolve_llm
+    from . import merged
+
+    llm_spec = resolve_llm(spec)
+    dev = _torch_device(device)
+    torch_dtype = _parse_dtype(dtype) or inference_dtype(dev)
+    entry = merged.entry_dir(directory, meta, llm_spec, torch_dtype)
+    entry_meta = merged.read_entry(entry)
+    if entry_meta is not None:
+        try:
+            model, tokenizer = merged.load_entry(entry, entry_meta, torch_dtype)
+        except ModelError as e:  # a damaged cache entry is rebuilt, not a reason to fail
+            from ..llm.loader import stderr_notice
+
+            (progress or stderr_notice)(f"the merged model cache {entry} is unreadable ({e}); rebuilding it")
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            check_llm(meta, model, str(directory))
+            return _finish(model, vocab, meta, directory, dev), tokenizer, meta
+    alm, tokenizer, meta = _load_unmerged(directory, meta, vocab, llm_spec, device, torch_dtype, progress)
+    alm.lm = alm.lm.merge_and_unload()
+    _write_merged(alm, tokenizer, entry, directory, meta, llm_spec, progress)
+    return alm, tokenizer, meta
+
+
+def _finish(lm, vocab: AudioVocab, meta: dict, directory: Path, device):
+    """The inference :class:`~.model.AudioLM` around ``lm``: audio rows loaded, frozen, eval mode."""
+    from .model import AudioLM
+
+    alm = AudioLM(lm, vocab)
+    alm.meta = meta
+    alm.to(device)
+    load_audio_weights(alm, directory)
+    alm.eval()
+    for p in alm.parameters():
+        p.requires_grad_(False)
+    return alm
+
+
+def _write_merged(alm, tokenizer, entry: Path, directory: Path, meta: dict, llm_spec, progress) -> None:
+    """Write the merged entry for next time; a cache that cannot be written costs only speed."""
+    from ..llm.loader import llm_identity, stderr_notice
+    from . import merged
+    from .prompts import PromptFormat
+
+    fmt = PromptFormat.from_dict(meta.get("prompts"))
+    texts = [fmt.caption_prefix, fmt.caption_suffix, fmt.generate_prefix, fmt.generate_suffix]
+    size = sum(p.numel() * p.element_size() for p in alm.lm.parameters())
+    (progress or stderr_notice)(f"caching the LLM with this adapter merged in ({size / 1e9:.1f} GB, "
+                                f"once per adapter and dtype) in {entry}")
+    try:
+        merged.write_entry(entry, alm.lm.to("cpu"), tokenizer, adapter_dir=directory,
+                           llm_meta=llm_identity(alm.lm), from_gguf=llm_spec.kind == "gguf", texts=texts)
+    except OSError as e:
+        (progress or stderr_notice)(f"could not write the merged model cache {entry} "
+                                    f"({e.strerror or e}); the next load is slow again")
+    finally:
+        alm.lm.to(alm.device)
+
+
+def _load_unmerged(directory: Path, meta: dict, vocab: AudioVocab, spec, device, dtype, progress):
+    """LLM + peft LoRA adapter (not merged) + audio rows: ``(audio_lm, tokenizer, meta)``."""
+    from peft import PeftModel
+
+    from ..errors import SoundtokError
+    from ..llm.loader import load_llm
+
     model, tokenizer = load_llm(spec, device=device, dtype=dtype, progress=progress)
-    check_llm(meta, model, str(adapter or "default"))
+    check_llm(meta, model, str(directory))
     if model.get_input_embeddings().num_embeddings != vocab.base_size:
         raise ModelError(f"adapter {directory} expects {vocab.base_size} LLM vocabulary rows, "
                          f"the LLM has {model.get_input_embeddings().num_embeddings}")
@@ -272,13 +339,4 @@ def load_adapter(adapter: str | os.PathLike | None = None, *, llm: str | None = 
         raise
     except Exception as e:  # peft raises assorted errors for corrupt or mismatched files
         raise ModelError(f"cannot load LoRA adapter from {directory}: {str(e).splitlines()[0]}") from None
-    alm = AudioLM(peft_model, vocab)
-    alm.meta = meta
-    alm.to(model.device)
-    load_audio_weights(alm, directory)
-    if merge:
-        alm.lm = peft_model.merge_and_unload()
-    alm.eval()
-    for p in alm.parameters():
-        p.requires_grad_(False)
-    return alm, tokenizer, meta
+    return _finish(peft_model, vocab, meta, directory, model.device), tokenizer, meta

@@ -48,8 +48,13 @@ def _quiet_generate():
 @quiet_libraries()
 def generate_text(alm, prompts: list[list[int]], *, eos_id: int, pad_id: int, max_new_tokens: int = 32,
                   beams: int = 1, sample: bool = False, temperature: float = 1.0,
-                  top_p: float = 1.0) -> list[list[int]]:
-    """Text continuations (ids, without ``<eos>``) of a batch of prompts."""
+                  top_p: float = 1.0) -> list[tuple[list[int], float]]:
+    """Text continuations of a batch of prompts: ``(ids without <eos>, score)`` each.
+
+    ``score`` is the mean natural-log probability per generated token (``<eos>``
+    included) under the model's own distribution (before temperature or top-p): 0 is
+    certain, about -1 or lower means the model was guessing.  With beam search it is the
+    beam's length-normalised log probability, the same quantity."""
     from transformers import GenerationConfig
 
     ids, mask = left_pad(prompts, pad_id, alm.device)
@@ -58,15 +63,31 @@ def generate_text(alm, prompts: list[list[int]], *, eos_id: int, pad_id: int, ma
         max_new_tokens=max_new_tokens, do_sample=sample, num_beams=beams,
         temperature=temperature if sample else None, top_p=top_p if sample else None,
         top_k=None, eos_token_id=eos_id, pad_token_id=pad_id, num_return_sequences=1,
-        bos_token_id=None)
+        bos_token_id=None, return_dict_in_generate=True, output_logits=beams == 1,
+        output_scores=beams > 1, length_penalty=1.0)
     with _quiet_generate():
         out = alm.base_model.generate(inputs_embeds=embeds, attention_mask=mask, generation_config=config)
+    seqs = out.sequences
+    if beams > 1:
+        scores = [float(x) for x in out.sequences_scores]
+    else:
+        scores = _mean_logprobs(torch.stack(out.logits, dim=1), seqs[:, -len(out.logits):], eos_id)
     results = []
-    for row in out.tolist():
+    for row, score in zip(seqs.tolist(), scores):
         if eos_id in row:
             row = row[: row.index(eos_id)]
-        results.append([t for t in row if t != pad_id])
+        results.append(([t for t in row if t != pad_id], score))
     return results
+
+
+def _mean_logprobs(logits: torch.Tensor, tokens: torch.Tensor, eos_id: int) -> list[float]:
+    """Mean log-probability of ``tokens`` ``(B, T)`` under ``logits`` ``(B, T, V)``, per row,
+    up to and including the first ``eos_id`` (what follows it is padding)."""
+    logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+    is_eos = tokens == eos_id
+    after = (is_eos.cumsum(dim=1) - is_eos.long()) > 0  # positions after the first <eos>
+    keep = (~after).float()
+    return [float(x) for x in (logp * keep).sum(dim=1) / keep.sum(dim=1).clamp_min(1.0)]
 
 
 def _pick(logits: torch.Tensor, gen: torch.Generator | None, temperature: float, top_p: float) -> int:

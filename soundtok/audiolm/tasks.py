@@ -25,6 +25,28 @@ class CaptionOptions:
     batch_size: int = 8
 
 
+@dataclass(frozen=True)
+class Caption:
+    """One caption: ``text``; ``score``, the mean log-probability per token the model gave
+    it (0 = certain; see :func:`~.decoding.generate_text`); ``unsure``, whether the score is
+    below the adapter's calibrated threshold (audio unlike what it was trained on), or None
+    for an adapter without a calibration."""
+
+    text: str
+    score: float
+    unsure: bool | None = None
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def score_threshold(meta: dict) -> float | None:
+    """The adapter's calibrated ``min_score`` (None: not calibrated)."""
+    cal = meta.get("calibration") if isinstance(meta, dict) else None
+    value = cal.get("min_score") if isinstance(cal, dict) else None
+    return float(value) if isinstance(value, (int, float)) else None
+
+
 @dataclass
 class GenerateOptions:
     duration: float = 10.0
@@ -56,7 +78,7 @@ def _batches(it: Iterable, size: int) -> Iterator[list]:
 
 
 def caption_items(alm, tokenizer, items: Iterable[Item], opts: CaptionOptions | None = None
-                  ) -> Iterator[tuple[Item, str]]:
+                  ) -> Iterator[tuple[Item, Caption]]:
     """``(item, caption)`` for each item (items must be valid for ``alm.vocab.header``)."""
     import torch
 
@@ -64,15 +86,21 @@ def caption_items(alm, tokenizer, items: Iterable[Item], opts: CaptionOptions | 
     if opts.beams > 1 and opts.sample:
         raise UsageError("--beams and --sample cannot be combined")
     builder = _builder(alm, tokenizer)
-    if opts.sample:
-        torch.manual_seed(opts.seed)
-    for batch in _batches(items, opts.batch_size):
+    threshold = score_threshold(alm.meta)
+    # sampling draws from one generator per call: item i (0-based) samples alone, seeded
+    # seed + i, so that its caption does not depend on the batch
+    size = 1 if opts.sample else opts.batch_size
+    for index, batch in enumerate(_batches(items, size)):
+        if opts.sample:
+            torch.manual_seed(opts.seed + index)
         prompts = [builder.caption_prompt(alm.vocab.item_ids(item)) for item in batch]
         outs = generate_text(alm, prompts, eos_id=builder.eos, pad_id=_pad_id(tokenizer),
                              max_new_tokens=opts.max_new_tokens, beams=opts.beams, sample=opts.sample,
                              temperature=opts.temperature, top_p=opts.top_p)
-        for item, ids in zip(batch, outs):
-            yield item, tokenizer.decode(ids, skip_special_tokens=True).strip()
+        for item, (ids, score) in zip(batch, outs):
+            text = tokenizer.decode(ids, skip_special_tokens=True).strip()
+            score = round(score, 4)  # as printed; the flag follows the printed score
+            yield item, Caption(text, score, None if threshold is None else score < threshold)
 
 
 def open_stream(source: str | os.PathLike | IO[Any] | TokenReader, vocab: AudioVocab) -> TokenReader:
@@ -85,7 +113,7 @@ def open_stream(source: str | os.PathLike | IO[Any] | TokenReader, vocab: AudioV
 
 
 def caption_stream(alm, tokenizer, source: str | os.PathLike | IO[Any] | TokenReader = "-",
-                   opts: CaptionOptions | None = None) -> Iterator[tuple[Item, str]]:
+                   opts: CaptionOptions | None = None) -> Iterator[tuple[Item, Caption]]:
     """Caption every item of a token stream; the stream must come from the adapter's codec."""
     with open_stream(source, alm.vocab) as reader:
         count = 0
@@ -200,9 +228,10 @@ def _caption_items(codes, header: Header) -> list[Item]:
 
 def caption(codes, *, adapter=None, llm: str | None = None, device: str = "auto",
             max_new_tokens: int = 32, beams: int = 1, sample: bool = False, temperature: float = 1.0,
-            top_p: float = 1.0, seed: int = 0, batch_size: int = 8,
-            progress: Callable[[str], None] | None = None) -> list[str]:
-    """Describe sound in words: one caption per clip, in order.
+            top_p: float = 1.0, seed: int = 0, batch_size: int = 8, scores: bool = False,
+            progress: Callable[[str], None] | None = None) -> list:
+    """Describe sound in words: one caption per clip, in order (strings; with ``scores``,
+    :class:`Caption` records with the model's confidence and the out-of-domain flag).
 
     ``codes``: tokens of the adapter's codec (the built-in codec for the shipped
     adapter) as
@@ -236,8 +265,10 @@ def caption(codes, *, adapter=None, llm: str | None = None, device: str = "auto"
                               top_p=top_p, seed=seed, batch_size=batch_size)
         with torch.inference_mode():
             if isinstance(source, TokenReader):
-                return [c for _, c in caption_stream(alm, tokenizer, source, opts)]
-            return [c for _, c in caption_items(alm, tokenizer, source, opts)]
+                out = [c for _, c in caption_stream(alm, tokenizer, source, opts)]
+            else:
+                out = [c for _, c in caption_items(alm, tokenizer, source, opts)]
+        return out if scores else [c.text for c in out]
     finally:
         if isinstance(source, TokenReader):
             source.close()

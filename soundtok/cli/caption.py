@@ -105,13 +105,21 @@ def command(
         alm, tokenizer, _ = load_adapter(adapter, llm=llm, device=dev, progress=console.notice)
         bar.start(count_items(stream))
         for item, caption in caption_stream(alm, tokenizer, reader, opts):
-            if fmt == "text":
-                emit(" ".join(caption.split()))
-            else:
-                emit(json.dumps({"id": item.id, "caption": caption}, ensure_ascii=False))
+            emit(_caption_line(item.id, caption, fmt))
             n += 1
             bar.advance()
     console.info(f"captioned {n} item(s)" + (f" into {output}" if output != "-" else ""))
+
+
+def _caption_line(item_id: str, caption, fmt: str) -> str:
+    """One output line: JSON ``{"id", "caption", "score"[, "unsure"]}``, or the caption as
+    text (``(unsure)`` in front where the adapter's calibration flags it)."""
+    if fmt == "text":
+        return ("(unsure) " if caption.unsure else "") + " ".join(caption.text.split())
+    row = {"id": item_id, "caption": caption.text, "score": caption.score}
+    if caption.unsure is not None:
+        row["unsure"] = caption.unsure
+    return json.dumps(row, ensure_ascii=False)
 
 
 @contextlib.contextmanager

@@ -221,6 +221,23 @@ def default_dtype(device: Any = "cpu"):
     return torch.float32
 
 
+def inference_dtype(device: Any = "cpu"):
+    """The dtype ``caption`` and ``generate`` run the LLM in when none is given.
+
+    float32 on CPU: there a caption or a seeded generation is then exactly the same
+    whatever ``--batch-size`` and whatever else is in the batch (measured with Gemma 3
+    270M: bfloat16 moved mean token log-probabilities by up to 0.06 between batch sizes,
+    float32 by 0.0), and float32 is as fast for the small matrix products of decoding.
+    On CUDA: :func:`default_dtype` (there, results may differ in the last bits with the
+    batch)."""
+    dev = _torch_device(device)
+    if dev.type == "cpu":
+        import torch
+
+        return torch.float32
+    return default_dtype(dev)
+
+
 @functools.lru_cache(maxsize=1)
 def _cpu_has_fast_bf16() -> bool:
     """True when the CPU has bf16 matrix instructions and torch's oneDNN uses them."""
@@ -456,15 +473,47 @@ def _shared_gguf_reader():
 
 
 def _load_dir(directory: Path, dtype):
-    auto_model, auto_tokenizer = _transformers_auto()
+    return load_model_dir(directory, dtype), load_tokenizer_dir(directory)
+
+
+def load_model_dir(directory: Path, dtype):
+    """The causal LM in a model directory (safetensors only), in ``dtype``; ModelError otherwise."""
+    auto_model, _ = _transformers_auto()
     kwargs = {"local_files_only": True, "trust_remote_code": False}
     try:
         with _quiet_transformers():
-            model = auto_model.from_pretrained(str(directory), dtype=dtype, use_safetensors=True, **kwargs)
-            tokenizer = auto_tokenizer.from_pretrained(str(directory), **kwargs)
+            return auto_model.from_pretrained(str(directory), dtype=dtype, use_safetensors=True, **kwargs)
     except Exception as exc:
         raise ModelError(f"cannot load LLM from {directory}: {_first_line(exc)}") from exc
-    return model, tokenizer
+
+
+def load_tokenizer_dir(directory: Path, fast: bool = False):
+    """The tokenizer of a model directory: transformers' own class for it, or with ``fast``
+    its ``tokenizer.json`` read by ``tokenizers`` alone (wrapped for the same calls; use it
+    only where the two were checked to agree, see :mod:`soundtok.audiolm.merged`)."""
+    _, auto_tokenizer = _transformers_auto()
+    try:  # no progress-bar switching here: this may run in a thread beside a model load
+        if not fast:
+            return auto_tokenizer.from_pretrained(str(directory), local_files_only=True,
+                                                  trust_remote_code=False)
+        from transformers import PreTrainedTokenizerFast
+
+        config = _read_json(directory / "tokenizer_config.json")
+        names = ("bos_token", "eos_token", "unk_token", "pad_token", "mask_token")
+        special = {k: v for k, v in config.items() if k in names and isinstance(v, str)}
+        return PreTrainedTokenizerFast(tokenizer_file=str(directory / "tokenizer.json"), **special)
+    except Exception as exc:
+        raise ModelError(f"cannot load the tokenizer of {directory}: {_first_line(exc)}") from exc
+
+
+def write_identity(directory: Path, identity: dict, from_gguf: bool) -> None:
+    """Make :func:`llm_identity` of ``directory`` answer ``identity`` (that of the LLM it was
+    derived from): needed where the identity is a GGUF's digest, which a re-saved copy lacks."""
+    if not from_gguf:
+        return  # the digest of config.json and the vocabulary travels with the copy
+    meta = {"soundtok_llm_cache": _META_VERSION, "name": identity["name"], "source_gguf": None,
+            "gguf_sha256": identity["sha256"], "derived": True}
+    (directory / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
 
 
 def _transformers_auto():
