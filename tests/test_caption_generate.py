@@ -178,6 +178,33 @@ def test_generate_seeds_and_greedy(setup):
     assert run("--greedy").stdout == run("--greedy", "--seed", "9").stdout
 
 
+def test_generate_warns_about_words_the_adapter_never_saw(setup):
+    """The adapter records its training texts' words; a prompt with others gets one warning
+    line each on stderr (the output is still written), a familiar one none."""
+    from soundtok.audiolm.adapter import read_meta
+
+    adapter, _, _ = setup
+    vocabulary = read_meta(adapter)["training"]["vocabulary"]
+    assert "says" in vocabulary and "word" in vocabulary
+    known = vocabulary[-1]
+    r = cli("generate", f"someone says {known}", "a theremin glissando", "--adapter", adapter, "--duration", "0.2")
+    assert r.returncode == 0 and len(lines(r.stdout)) == 3
+    warned = [x for x in lines(r.stderr) if "warning:" in x]
+    assert len(warned) == 1 and "'theremin', 'glissando'" in warned[0] and "a theremin glissando" in warned[0]
+    quiet = cli("generate", "a theremin", "--adapter", adapter, "--duration", "0.2", "-q")
+    assert quiet.returncode == 0 and quiet.stderr == b""
+
+
+def test_prompt_words():
+    from soundtok.audiolm.data import Record, text_vocabulary, unfamiliar_words
+
+    voc = text_vocabulary([Record(captions=["a dog barks", "a dog is barking"], prompts=["Dog's bark!"])])
+    assert voc[0] == "a" and {"dog", "barks", "barking", "dog's", "bark"} <= set(voc)
+    assert unfamiliar_words("The sound of a DOG barking", voc) == []
+    assert unfamiliar_words("a cat and a dog, a cat", voc) == ["cat"]
+    assert unfamiliar_words("the sound of something", voc) == []  # nothing that says what
+
+
 def test_generate_stops_at_end_token(setup):
     """With the end token made overwhelmingly likely, every item is one frame long."""
     from soundtok.audiolm.adapter import load_adapter

@@ -181,3 +181,36 @@ def collate(examples: list[Example], pad_id: int):
         targets[b, start:n] = torch.tensor(s[start + 1:])
     return ids, mask, targets
 
+
+# --------------------------------------------------------------------------- vocabulary
+
+_WORD = __import__("re").compile(r"[a-z0-9]+(?:'[a-z]+)?")
+#: Words that say nothing about a sound; a prompt made only of these is not judged.
+STOPWORDS = frozenset(
+    "a an the of and or to in on at by with for from is are was be being been it its this that "
+    "some someone somebody something sound sounds noise recording audio clip".split())
+VOCABULARY_CAP = 20000
+
+
+def words(text: str) -> list[str]:
+    """Lower-case word tokens of ``text`` (letters, digits, inner apostrophes)."""
+    return _WORD.findall(text.lower())
+
+
+def text_vocabulary(records: list[Record]) -> list[str]:
+    """The words of every caption, prompt and pair text of ``records``, most frequent first
+    (at most :data:`VOCABULARY_CAP`): what ``generate`` compares prompts with."""
+    from collections import Counter
+
+    counts: Counter = Counter()
+    for r in records:
+        for text in (*r.captions, *r.prompts, *(r.pair or ())):
+            counts.update(w for w in words(text) if not text.startswith("<audio>"))
+    return [w for w, _ in counts.most_common(VOCABULARY_CAP)]
+
+
+def unfamiliar_words(prompt: str, vocabulary: list[str] | set[str]) -> list[str]:
+    """The words of ``prompt`` that say something (not :data:`STOPWORDS`) and never occur
+    in ``vocabulary`` (the adapter's training texts), in prompt order."""
+    known = vocabulary if isinstance(vocabulary, set) else set(vocabulary)
+    return list(dict.fromkeys(w for w in words(prompt) if w not in STOPWORDS and w not in known))

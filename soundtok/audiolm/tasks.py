@@ -137,6 +137,20 @@ def max_audio_tokens(header: Header, seconds: float) -> int:
     return sum(samples // hop for hop in header.hop_lengths)
 
 
+def unfamiliar_prompts(meta: dict, prompts: Iterable[tuple[str, str]]) -> list[tuple[str, list[str]]]:
+    """``(prompt, words)`` for each prompt with words the adapter's training texts never
+    used (its ``training.vocabulary``; an adapter without one judges nothing): the adapter
+    has not learnt what they sound like, so expect audio unrelated to them."""
+    from .data import unfamiliar_words
+
+    vocabulary = ((meta or {}).get("training") or {}).get("vocabulary")
+    if not vocabulary:
+        return []
+    known = set(vocabulary)
+    found = [(text, unfamiliar_words(text, known)) for _, text in prompts]
+    return [(text, new) for text, new in found if new]
+
+
 def generate_items(alm, tokenizer, prompts: Iterable[tuple[str, str]],
                    opts: GenerateOptions | None = None) -> Iterator[Item]:
     """One generated :class:`Item` per ``(id, prompt)``; prompt ``i`` (0-based) samples with seed ``seed + i``."""

@@ -133,7 +133,7 @@ def command(
       echo "someone says four" | soundtok generate --temperature 0.8 --top-p 0.9
     """
     from ..audiolm.adapter import load_adapter
-    from ..audiolm.tasks import GenerateOptions, generate_items
+    from ..audiolm.tasks import GenerateOptions, generate_items, unfamiliar_prompts
     from ..tokens import open_token_writer
 
     console = runtime(threads, quiet, verbose)
@@ -143,8 +143,9 @@ def command(
     n = 0
     with console.progress("generating", len(pairs), unit="prompt",
                           preparing="loading the LLM and the adapter") as bar:
-        alm, tokenizer, _ = load_adapter(adapter, llm=llm, device=resolve_device(device),
-                                         progress=console.notice)
+        alm, tokenizer, meta = load_adapter(adapter, llm=llm, device=resolve_device(device),
+                                            progress=console.notice)
+        _warn_unfamiliar(console, unfamiliar_prompts(meta, pairs))
         bar.start(len(pairs))
         with open_token_writer(output, alm.vocab.header) as w:
             for item in generate_items(alm, tokenizer, pairs, opts):
@@ -152,3 +153,14 @@ def command(
                 n += 1
                 bar.advance()
     console.info(f"generated {n} item(s)")
+
+
+def _warn_unfamiliar(console, unknown: list[tuple[str, list[str]]]) -> None:
+    """One ``warning:`` line per prompt with words the adapter never saw (at most five)."""
+    for text, new in unknown[:5]:
+        console.notice(f"warning: prompt {text!r}: this adapter was never trained on "
+                       f"{', '.join(repr(w) for w in new[:4])}; expect audio unrelated to "
+                       f"{'them' if len(new) > 1 else 'it'} (docs/llm.md, 'Prompts it knows')")
+    if len(unknown) > 5:
+        console.notice(f"warning: {len(unknown) - 5} more prompts hold words the adapter was never trained on")
+

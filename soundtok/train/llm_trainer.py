@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 from ..audiolm.adapter import check_llm, load_weights, new_audio_lm, read_meta, save_adapter
-from ..audiolm.data import TASKS, collate, load_records, make_batches, make_examples, peek_header
+from ..audiolm.data import TASKS, collate, load_records, make_batches, make_examples, peek_header, text_vocabulary
 from ..audiolm.prompts import PromptBuilder
 from ..audiolm.vocabulary import AudioVocab
 from ..errors import ModelError, UsageError
@@ -289,7 +289,7 @@ def _finetune(opts, run_dir, ckpt, dist: Distributed, log: RunLogger, on_progres
                     "embedding_lr": opts.embedding_lr or opts.lr, "seed": opts.seed,
                     "train_file": os.path.basename(str(opts.train)),
                     "train_minutes": round(train_minutes, 2), "device": str(device),
-                    "threads": torch.get_num_threads()}
+                    "threads": torch.get_num_threads(), "vocabulary": text_vocabulary(records)}
         assert_finite_weights(alm, final)
         save_adapter(alm, final, dtype=_parse_dtype(opts.adapter_dtype),
                           extra={"training": training})
