@@ -35,6 +35,9 @@ AUDIO_FILE = "audio_embeddings.safetensors"
 META_VERSION = 1
 DEFAULT_ADAPTER_DIR = Path(__file__).parent / "default_adapter"
 
+#: Merged-model cache entries at least this big are announced on stderr when written.
+ANNOUNCE_BYTES = 50_000_000
+
 #: LoRA settings used when none are given (as in the paper soundtok follows).
 LORA_DEFAULTS = {"r": 64, "alpha": 128, "dropout": 0.05, "targets": "all-linear"}
 
@@ -306,8 +309,9 @@ def _write_merged(alm, tokenizer, entry: Path, directory: Path, meta: dict, llm_
     fmt = PromptFormat.from_dict(meta.get("prompts"))
     texts = [fmt.caption_prefix, fmt.caption_suffix, fmt.generate_prefix, fmt.generate_suffix]
     size = sum(p.numel() * p.element_size() for p in alm.lm.parameters())
-    (progress or stderr_notice)(f"caching the LLM with this adapter merged in ({size / 1e9:.1f} GB, "
-                                f"once per adapter and dtype) in {entry}")
+    if size >= ANNOUNCE_BYTES:  # what a user should know before it lands on their disk
+        (progress or stderr_notice)(f"caching the LLM with this adapter merged in ({size / 1e9:.1f} GB, "
+                                    f"once per adapter and dtype) in {entry}")
     try:
         merged.write_entry(entry, alm.lm.to("cpu"), tokenizer, adapter_dir=directory,
                            llm_meta=llm_identity(alm.lm), from_gguf=llm_spec.kind == "gguf", texts=texts)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 from dataclasses import dataclass, field
 
 from ..errors import FormatError, UsageError
@@ -184,7 +185,7 @@ def collate(examples: list[Example], pad_id: int):
 
 # --------------------------------------------------------------------------- vocabulary
 
-_WORD = __import__("re").compile(r"[a-z0-9]+(?:'[a-z]+)?")
+_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 #: Words that say nothing about a sound; a prompt made only of these is not judged.
 STOPWORDS = frozenset(
     "a an the of and or to in on at by with for from is are was be being been it its this that "
