@@ -20,7 +20,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "load_audio": ("soundtok.api", "load_audio"),
-    "write_audio": ("soundtok.audio", "write_audio"),
+    "write_audio": ("soundtok.audio_out", "write_audio"),
     "load_codec": ("soundtok.registry", "load_codec"),
     "tokenize": ("soundtok.api", "tokenize"),
     "detokenize": ("soundtok.api", "detokenize"),

@@ -304,7 +304,7 @@ def detokenize(stream: str = "-", output: str = "-", codec=None, device: str = "
     """
     import os
 
-    from .audio import open_audio_writer, output_path_for
+    from .audio_out import open_audio_writer, output_path_for
     from .registry import builtin_for_stream, load_codec
 
     if steps is not None and steps < 1:

@@ -4,7 +4,7 @@ One root, ``$SOUNDTOK_CACHE`` if set, else ``$XDG_CACHE_HOME/soundtok`` or
 ``~/.cache/soundtok``. Each kind of derived file has a sub-folder:
 
 * ``llm/`` -- LLMs converted from GGUF to float32 safetensors (~1.1 GB for
-  Gemma 3 270M), see :mod:`soundtok.llm.loader`;
+  Gemma 3 270M), see :mod:`soundtok.llm.convert`;
 * ``adapters/`` -- the LLM with a caption/generation adapter's LoRA folded in, in the
   inference dtype (~0.54 GB for Gemma 3 270M in bfloat16), see :mod:`soundtok.audiolm.merged`;
 * ``whisper/`` -- Whisper weights joined from the parts their packages ship

@@ -30,6 +30,10 @@ The inputs a command reads are recorded (:func:`note_input`) by the readers in
 the scope :func:`input_scope` opens (the CLI opens one per command; the library
 functions :func:`soundtok.api.tokenize` and friends open one when called
 directly), so that an output can be compared with them.
+
+These rules are one module on purpose: :func:`atomic_write` relies on the input
+records, the locks and the signal deferral defined beside it, and one file is the
+one place where what soundtok may do to a user's files can be checked.
 """
 
 from __future__ import annotations

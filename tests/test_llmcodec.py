@@ -15,7 +15,7 @@ import torch
 from conftest import default_llm_codec_missing, synth
 
 from soundtok.errors import FormatError, ModelError, UsageError
-from soundtok.llm.loader import llm_identity, load_llm, tiny_llm
+from soundtok.llm import llm_identity, load_llm, tiny_llm
 from soundtok.tokens import Header, Item, TokenReader, open_token_writer
 
 WORDS = ["water", "dog", "bird", "rain", "music", "speech", "car", "door", "bell", "wind",

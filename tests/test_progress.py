@@ -202,10 +202,10 @@ def test_llm_conversion_notice_in_a_pipe_unless_quiet(tmp_path, monkeypatch):
     pytest.importorskip("peft")
     from test_llm_finetune import TINY_LORA, tiny_header, write_stream
 
-    from soundtok.llm import load_llm, loader, tiny_llm
+    from soundtok.llm import convert, load_llm, tiny_llm
 
     tiny = tiny_llm(tmp_path / "tiny", vocab_size=128)
-    monkeypatch.setattr(loader, "_load_gguf", lambda path: load_llm(tiny, dtype="float32"))
+    monkeypatch.setattr(convert, "_load_gguf", lambda path: load_llm(tiny, dtype="float32"))
     stream = write_stream(tmp_path / "train.tok.jsonl", tiny_header(), n=8)
     args = ["--max-steps", "1", "--batch-size", "4", "--warmup", "0", "--threads", "1", *TINY_LORA]
     for n, quiet in enumerate((False, True)):

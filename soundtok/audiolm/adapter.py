@@ -93,7 +93,7 @@ def new_audio_lm(model, tokenizer, vocab: AudioVocab, *, llm_spec: str, lora: di
     import torch
     from peft import LoraConfig, get_peft_model
 
-    from ..llm.loader import llm_identity
+    from ..llm.identity import llm_identity
     from .model import AudioLM
 
     lora = {**LORA_DEFAULTS, **(lora or {})}
@@ -227,7 +227,7 @@ def _copy(param, tensor, directory) -> None:
 
 def check_llm(meta: dict, model, adapter_name: str) -> None:
     """Raise ModelError unless ``model`` is the LLM the adapter was trained for."""
-    from ..llm.loader import llm_identity
+    from ..llm.identity import llm_identity
 
     want, have = meta.get("llm") or {}, llm_identity(model)
     if want.get("sha256") != have["sha256"]:
@@ -273,7 +273,7 @@ def load_adapter(adapter: str | os.PathLike | None = None, *, llm: str | None = 
         try:
             model, tokenizer = merged.load_entry(entry, entry_meta, torch_dtype)
         except ModelError as e:  # a damaged cache entry is rebuilt, not a reason to fail
-            from ..llm.loader import stderr_notice
+            from ..llm.hf import stderr_notice
 
             (progress or stderr_notice)(f"the merged model cache {entry} is unreadable ({e}); rebuilding it")
             shutil.rmtree(entry, ignore_errors=True)
@@ -302,7 +302,8 @@ def _finish(lm, vocab: AudioVocab, meta: dict, directory: Path, device):
 
 def _write_merged(alm, tokenizer, entry: Path, directory: Path, meta: dict, llm_spec, progress) -> None:
     """Write the merged entry for next time; a cache that cannot be written costs only speed."""
-    from ..llm.loader import llm_identity, stderr_notice
+    from ..llm.hf import stderr_notice
+    from ..llm.identity import llm_identity
     from . import merged
     from .prompts import PromptFormat
 

@@ -99,9 +99,10 @@ def load_entry(entry: Path, meta: dict, dtype):
 
     The tokenizer loads in a background thread while the model loads (and while a caption
     is computed: see :class:`PendingTokenizer`)."""
-    from ..llm.loader import _transformers_auto, load_model_dir, load_tokenizer_dir
+    from ..llm.hf import transformers_auto
+    from ..llm.loader import load_model_dir, load_tokenizer_dir
 
-    _transformers_auto()  # imported here first: the thread then imports nothing the main thread does
+    transformers_auto()  # imported here first: the thread then imports nothing the main thread does
     tokenizer = PendingTokenizer(lambda: load_tokenizer_dir(entry, fast=bool(meta.get("fast_tokenizer"))),
                                  meta.get("known") or {})
     model = load_model_dir(entry, dtype)
@@ -189,7 +190,7 @@ def write_entry(entry: Path, model, tokenizer, *, adapter_dir: Path, llm_meta: d
 
     ``llm_meta`` is the identity the entry answers to (:func:`soundtok.llm.llm_identity` of
     the LLM it was merged from); ``texts`` are probe texts for the tokenizer check."""
-    from ..llm.loader import write_identity
+    from ..llm.convert import write_identity
     from ..thirdparty import quiet_libraries
 
     entry.parent.mkdir(parents=True, exist_ok=True)

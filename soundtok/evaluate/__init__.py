@@ -14,7 +14,7 @@ from __future__ import annotations
 
 _LAZY = {
     "evaluate_recon": ("soundtok.evaluate.recon", "evaluate_recon"),
-    "ReconResult": ("soundtok.evaluate.recon", "ReconResult"),
+    "ReconResult": ("soundtok.evaluate.recon_result", "ReconResult"),
     "evaluate_captions": ("soundtok.evaluate.captions", "evaluate_captions"),
     "CaptionResult": ("soundtok.evaluate.captions", "CaptionResult"),
     "match_label": ("soundtok.evaluate.captions", "match_label"),

@@ -22,24 +22,26 @@ missing (nothing is ever downloaded): ASR word/character error rates
 field, by default ``text``, else Whisper's transcript of the reference),
 speaker similarity (:mod:`.speaker`, resemblyzer d-vectors) and DNSMOS
 (speechmos).
+
+The clips are gathered by :mod:`.recon_inputs`; the result and its JSON rows are
+:mod:`.recon_result`.
 """
 
 from __future__ import annotations
 
 import functools
-import itertools
 import math
-import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 
 from ..errors import AudioError, UsageError
 from . import metrics as M
 from .baselines import Baseline, parse_baselines
-from .tokenstats import CodebookStats, stream_stats, token_stats
+from .recon_inputs import collect_clips, load_clip_audio
+from .recon_result import ClipScore, Example, ReconResult, SystemResult
+from .tokenstats import stream_stats, token_stats
 
 SCORE_SR = M.SCORE_SR
 
@@ -52,262 +54,6 @@ FRECHET_NOTE = ("mel Fréchet distance: Gaussians fitted to the pooled log-mel f
                 "its spread is the bootstrap standard deviation over clips")
 POOLED_NOTE = ("WER/CER in the summary are pooled over clips (total edits / total reference "
                "words or characters); per-clip means are in the JSON summaries")
-
-
-@dataclass
-class ClipScore:
-    """Scores of one system on one clip; ``delay_ms`` > 0: the output lags."""
-
-    id: str
-    duration_s: float
-    delay_ms: float
-    metrics: dict[str, float]
-    bits: float | None = None
-    notes: list[str] = field(default_factory=list)
-    asr: dict[str, Any] | None = None  # texts and edit counts behind wer/cer
-
-    @property
-    def bitrate_bps(self) -> float | None:
-        return self.bits / self.duration_s if self.bits is not None and self.duration_s else None
-
-
-@dataclass
-class SystemResult:
-    """One evaluated system (a soundtok decoder, a pairs folder or a baseline)."""
-
-    name: str
-    kind: str  # "soundtok", "pairs", "baseline" or "reference"
-    description: str = ""
-    clips: list[ClipScore] = field(default_factory=list)
-    bitrate_bps: float | None = None
-    bitrate_method: str | None = None
-    token_stats: list[CodebookStats] | None = None
-    mel_frechet: float | None = None
-    mel_frechet_4k: float | None = None
-    mel_frechet_std: float | None = None
-    mel_frechet_4k_std: float | None = None
-    _ref_stats: list[M.GaussStats] = field(default_factory=list, repr=False)
-    _deg_stats: list[M.GaussStats] = field(default_factory=list, repr=False)
-
-    def aggregate(self) -> tuple[dict[str, float], dict[str, int]]:
-        """(mean of each metric over the clips where it is finite, count of
-        clips where it is NaN)."""
-        keys = [k for k in M.SIGNAL_METRICS if any(k in c.metrics for c in self.clips)]
-        means, nans = {}, {}
-        for k in keys:
-            v = np.array([c.metrics.get(k, math.nan) for c in self.clips], dtype=np.float64)
-            ok = np.isfinite(v)
-            means[k] = float(v[ok].mean()) if ok.any() else math.nan
-            if (~ok).sum():
-                nans[k] = int((~ok).sum())
-        return means, nans
-
-    def summary(self) -> dict[str, dict[str, float]]:
-        """Per metric over the clips where it is finite: mean, std (ddof 1),
-        median, min, max, n and the 95% confidence half-width of the mean
-        (1.96 std / sqrt(n), normal approximation)."""
-        out = {}
-        for k in [k for k in M.SIGNAL_METRICS if any(k in c.metrics for c in self.clips)]:
-            v = np.array([c.metrics.get(k, math.nan) for c in self.clips], dtype=np.float64)
-            v = v[np.isfinite(v)]
-            if not len(v):
-                out[k] = {"mean": math.nan, "n": 0}
-                continue
-            std = float(v.std(ddof=1)) if len(v) > 1 else math.nan
-            out[k] = {"mean": float(v.mean()), "std": std, "median": float(np.median(v)),
-                      "min": float(v.min()), "max": float(v.max()), "n": int(len(v)),
-                      "ci95": 1.96 * std / math.sqrt(len(v)) if len(v) > 1 else math.nan}
-        return out
-
-    def pooled_asr(self) -> dict[str, float] | None:
-        """WER and CER pooled over the clips with a non-empty reference text
-        (sum of edits / sum of reference words or characters), or None."""
-        rows = [c.asr for c in self.clips if c.asr and c.asr.get("ref_words")]
-        if not rows:
-            return None
-        words = sum(r["ref_words"] for r in rows)
-        chars = sum(r["ref_chars"] for r in rows)
-        return {"wer": sum(r["word_edits"] for r in rows) / words,
-                "cer": sum(r["char_edits"] for r in rows) / chars,
-                "ref_words": words, "ref_chars": chars, "clips": len(rows)}
-
-    @property
-    def delay_ms_mean(self) -> float:
-        return float(np.mean([c.delay_ms for c in self.clips])) if self.clips else math.nan
-
-    def notes(self) -> list[str]:
-        """Distinct clip notes with the number of clips each applies to."""
-        counts: dict[str, int] = {}
-        for c in self.clips:
-            for n in c.notes:
-                counts[n] = counts.get(n, 0) + 1
-        return [f"{n} ({k} clip{'s' if k > 1 else ''})" for n, k in counts.items()]
-
-
-@dataclass
-class Example:
-    """Waveforms (16 kHz) of one clip for the report: ``"reference"`` and each system."""
-
-    id: str
-    wavs: dict[str, np.ndarray]
-
-
-@dataclass
-class ReconResult:
-    """Everything ``evaluate_recon`` measured; ``rows()`` is the JSON form."""
-
-    systems: list[SystemResult]
-    notes: list[str]
-    clips: int
-    failed: list[tuple[str, str]] = field(default_factory=list)
-    examples: list[Example] = field(default_factory=list)
-    max_delay_ms: float = M.DEFAULT_MAX_DELAY_MS
-    sample_rate: int = SCORE_SR
-
-    def system(self, name: str) -> SystemResult:
-        return next(s for s in self.systems if s.name == name)
-
-    def rows(self, per_clip: bool = False) -> list[dict[str, Any]]:
-        """JSON-ready rows: one ``run`` row, one ``system`` row per system and,
-        with ``per_clip``, one ``clip`` row per system and clip.  NaN -> null."""
-        out: list[dict[str, Any]] = [{
-            "type": "run", "sample_rate": self.sample_rate, "clips": self.clips,
-            "failed": len(self.failed), "max_delay_ms": self.max_delay_ms,
-            "mel_config": M.MEL_CONFIG, "systems": [s.name for s in self.systems],
-            "notes": self.notes}]
-        for s in self.systems:
-            means, nans = s.aggregate()
-            out.append({
-                "type": "system", "system": s.name, "kind": s.kind, "description": s.description,
-                "clips": len(s.clips), "bitrate_bps": s.bitrate_bps,
-                "bitrate_method": s.bitrate_method, "metrics": means, "metrics_nan": nans,
-                "summary": s.summary(), "asr_pooled": s.pooled_asr(),
-                "mel_frechet": s.mel_frechet, "mel_frechet_std": s.mel_frechet_std,
-                "mel_frechet_4k": s.mel_frechet_4k, "mel_frechet_4k_std": s.mel_frechet_4k_std,
-                "delay_ms_mean": s.delay_ms_mean,
-                "token_stats": None if s.token_stats is None else [t.to_dict()
-                                                                   for t in s.token_stats],
-                "notes": s.notes()})
-        if per_clip:
-            for s in self.systems:
-                for c in s.clips:
-                    row = {"type": "clip", "system": s.name, "id": c.id,
-                           "duration_s": c.duration_s, "delay_ms": c.delay_ms,
-                           "bitrate_bps": c.bitrate_bps, "metrics": c.metrics,
-                           "notes": c.notes}
-                    if c.asr is not None:
-                        row["asr"] = c.asr
-                    out.append(row)
-        return [_clean(r) for r in out]
-
-
-def _clean(x: Any) -> Any:
-    """NaN/inf -> None, numpy scalars -> Python numbers (for strict JSON)."""
-    if isinstance(x, dict):
-        return {k: _clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
-    if isinstance(x, (float, np.floating)):
-        return float(x) if math.isfinite(x) else None
-    if isinstance(x, np.integer):
-        return int(x)
-    return x
-
-
-# --------------------------------------------------------------------------- inputs
-
-@dataclass
-class _Clip:
-    id: str
-    ref: str | IO[bytes]  # a path, or stdin spooled (see soundtok.inputs)
-    deg: str | None = None
-    fields: dict[str, Any] = field(default_factory=dict)  # manifest text, label, other keys
-    where: str = ""
-
-    def text(self, name: str | None) -> str | None:
-        """The manifest field ``name`` as a reference transcript, or None."""
-        v = self.fields.get(name) if name else None
-        return v if isinstance(v, str) and v.strip() else None
-
-
-def _fields(src) -> dict[str, Any]:
-    return {**(src.meta or {}), **({"text": src.text} if src.text is not None else {}),
-            **({"label": src.label} if src.label is not None else {})}
-
-
-def _read_pair_manifest(path: str) -> list[_Clip] | None:
-    """Pairs from a manifest with ``ref`` and ``deg`` columns; None when the
-    manifest has no ``ref`` column (then it is an ordinary audio manifest)."""
-    from ..inputs import check_unique_ids, iter_manifest_rows, manifest_path
-
-    rows = iter_manifest_rows(path, key=None)
-    first = next(rows, None)
-    if first is None or "ref" not in first[1]:
-        return None
-    out = []
-    for where, row in itertools.chain([first], rows):
-        ref, deg = (manifest_path(path, where, row, key) for key in ("ref", "deg"))
-        cid = str(row.get("id") or os.path.splitext(os.path.basename(ref))[0])
-        out.append(_Clip(cid, ref, deg, {k: v for k, v in row.items() if k != "id"},
-                         f"{path} {where}"))
-    check_unique_ids((c.id, c.where) for c in out)
-    return out
-
-
-def _match_folders(refs: list, degs: list, on_error) -> tuple[list[_Clip], list[tuple[str, str]]]:
-    """Match decoded files to references by id (relative path without
-    extension), then by unique file stem."""
-    by_id = {d.id: d for d in degs}
-    stems: dict[str, list] = {}
-    for d in degs:
-        stems.setdefault(d.id.rsplit("/", 1)[-1], []).append(d)
-    ref_stems: dict[str, int] = {}
-    for r in refs:
-        s = r.id.rsplit("/", 1)[-1]
-        ref_stems[s] = ref_stems.get(s, 0) + 1
-    clips, failed = [], []
-    for r in refs:
-        d = by_id.get(r.id)
-        stem = r.id.rsplit("/", 1)[-1]
-        if d is None and len(stems.get(stem, [])) == 1 and ref_stems[stem] == 1:
-            d = stems[stem][0]
-        if d is None:
-            msg = f"no decoded file matches reference {r.path or r.id}"
-            failed.append((r.path or r.id, msg))
-            if on_error:
-                on_error(msg)
-            continue
-        clips.append(_Clip(r.id, r.open(), d.path, _fields(r)))
-    return clips, failed
-
-
-def _collect(inputs: list[str], deg: str | None, on_error) -> tuple[list[_Clip], bool, list]:
-    """(clips, pairs mode?, failures)."""
-    from ..inputs import is_manifest_name, plan_sources
-
-    if deg is not None:
-        refs = list(plan_sources(inputs).sources())
-        degs = list(plan_sources([deg]).sources())
-        clips, failed = _match_folders(refs, degs, on_error)
-        if not clips:
-            raise AudioError(f"no decoded file in {deg} matches a reference")
-        return clips, True, failed
-    if len(inputs) == 1 and is_manifest_name(inputs[0]) and os.path.isfile(inputs[0]):
-        pairs = _read_pair_manifest(inputs[0])
-        if pairs is not None:
-            if not pairs:
-                raise AudioError(f"manifest {inputs[0]} lists no pairs")
-            return pairs, True, []
-    clips = [_Clip(s.id, s.open(), fields=_fields(s)) for s in plan_sources(inputs).sources()]
-    return clips, False, []
-
-
-def _load(src: str | IO[bytes], sr: int, name: str) -> np.ndarray:
-    from ..audio import load_audio
-
-    if not isinstance(src, str):
-        src.seek(0)
-    return load_audio(src, sr, name=name).numpy()
 
 
 # --------------------------------------------------------------------------- main entry
@@ -398,7 +144,7 @@ def evaluate_recon(inputs: list[str], deg: str | None = None, codec: Any = None,
                 user_on_error(msg)
         pending = None
 
-    clips, pairs, failed = _collect(list(inputs), deg, on_error)
+    clips, pairs, failed = collect_clips(list(inputs), deg, on_error)
     if not codec_list and not pairs and not base_list:
         raise UsageError("nothing to compare: give --codec DIR|default, decoded files (--deg "
                          "DIR or a manifest with ref and deg columns) or --baselines")
@@ -479,10 +225,10 @@ def evaluate_recon(inputs: list[str], deg: str | None = None, codec: Any = None,
         on_progress(0, len(clips))
     for done, clip in enumerate(clips, 1):
         try:
-            ref = _load(clip.ref, SCORE_SR, clip.id if not isinstance(clip.ref, str) else clip.ref)
+            ref = load_clip_audio(clip.ref, SCORE_SR, clip.id if not isinstance(clip.ref, str) else clip.ref)
             outputs: dict[str, tuple[np.ndarray, float | None]] = {}
             if pairs:
-                outputs[name] = (_load(clip.deg, SCORE_SR, clip.deg), None)
+                outputs[name] = (load_clip_audio(clip.deg, SCORE_SR, clip.deg), None)
         except AudioError as e:
             failed.append((clip.id, str(e)))
             if on_error:
@@ -678,4 +424,4 @@ def _codec_roundtrip(model, ref16: np.ndarray, decoders: list[str], steps: int |
     return codes, out
 
 
-__all__ = ["evaluate_recon", "ReconResult", "SystemResult", "ClipScore", "Example"]
+__all__ = ["evaluate_recon"]

@@ -32,7 +32,7 @@ from ..fileio import atomic_write
 from . import metrics as M
 
 if TYPE_CHECKING:
-    from .recon import ReconResult
+    from .recon_result import ReconResult
 
 # key, column header, format, better ("up", "down" or "")
 COLUMNS = [

@@ -1,8 +1,11 @@
 """Loading the causal LLM that soundtok's LLM features build on.
 
 Importing this package is cheap: torch and transformers are imported only when a
-function that needs them runs.  The public API lives in :mod:`soundtok.llm.loader`
-and is re-exported here lazily:
+function that needs them runs.  The public API is re-exported here lazily from
+:mod:`~soundtok.llm.loader` (resolve, dtype, load), :mod:`~soundtok.llm.convert`
+(GGUF -> safetensors cache), :mod:`~soundtok.llm.identity` (fingerprint) and
+:mod:`~soundtok.llm.tiny` (test model); :mod:`~soundtok.llm.hf` holds the helpers
+they share.  The names:
 
 * :func:`resolve_llm` -- turn ``--llm`` (a built-in name, an HF directory or a
   ``.gguf`` file) into an :class:`LLMSpec`; cheap, validates only.
@@ -15,6 +18,21 @@ and is re-exported here lazily:
 """
 
 from __future__ import annotations
+
+#: Public name -> the submodule that defines it.
+_HOMES = {
+    "BUILTIN_LLMS": "loader",
+    "DEFAULT_LLM": "loader",
+    "LLMSpec": "loader",
+    "default_dtype": "loader",
+    "load_llm": "loader",
+    "resolve_llm": "loader",
+    "cache_dir": "convert",
+    "converted_dir": "convert",
+    "ensure_converted": "convert",
+    "llm_identity": "identity",
+    "tiny_llm": "tiny",
+}
 
 __all__ = [
     "BUILTIN_LLMS",
@@ -32,10 +50,10 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    if name in __all__:
-        from soundtok.llm import loader
+    if name in _HOMES:
+        import importlib
 
-        return getattr(loader, name)
+        return getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -16,7 +16,7 @@ Saved state (``model.safetensors``): the trainable weights plus the
 vocabulary ids of each scale (``vocab_k``, int64).  The codebooks -- rows of
 the LLM's input embedding -- are *not* stored; :meth:`LLMCodec.from_pretrained`
 takes them from the LLM, after checking it is the one recorded in
-``config.json`` (:func:`soundtok.llm.loader.llm_identity`).  Likewise with
+``config.json`` (:func:`soundtok.llm.identity.llm_identity`).  Likewise with
 ``vocoder_from="default"`` the (frozen) vocoder is read from the built-in
 soundtok codec, whose file must still have the recorded ``vocoder_sha256``.
 """
@@ -87,7 +87,7 @@ class LLMCodec(LLMCodecInterface, nn.Module):
         """A fresh codec for ``model`` (an HF causal LM) and its ``tokenizer``:
         selects the vocabularies (:func:`.vocab.select_vocabularies`), records
         the LLM identity and copies the embedding rows in."""
-        from ..llm.loader import llm_identity
+        from ..llm.identity import llm_identity
         from .wordlists import select_vocabularies
 
         ident = identity or llm_identity(model)
@@ -241,7 +241,7 @@ class LLMCodec(LLMCodecInterface, nn.Module):
         ``llm`` is a loaded HF model, a ``(model, tokenizer)`` pair, or an
         ``--llm`` spec (built-in name, directory, ``.gguf``); ``None`` means
         the LLM named in ``config.json``.  A different LLM (by
-        :func:`~soundtok.llm.loader.llm_identity` sha256) is refused with a
+        :func:`~soundtok.llm.identity.llm_identity` sha256) is refused with a
         one-line :class:`ModelError`.
         """
         from safetensors import SafetensorError
@@ -319,7 +319,7 @@ def _resolve_llm(llm: Any) -> tuple[Any, Any]:
 def check_llm(expected: dict, llm: Any, where: str = "the llm-codec") -> dict:
     """Raise a one-line :class:`ModelError` unless ``llm`` (a model, directory or
     spec) is the LLM ``expected`` (an identity dict); return its identity."""
-    from ..llm.loader import llm_identity
+    from ..llm.identity import llm_identity
 
     got = llm_identity(llm[0] if isinstance(llm, tuple) else llm)
     if got.get("sha256") != expected.get("sha256"):
