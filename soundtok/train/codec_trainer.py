@@ -42,8 +42,8 @@ from .checkpoint import latest_checkpoint, load_training_state, optimizer_from_f
 from .codec_stages import STAGE_MODULES, TokenizerStage, VocoderStage
 from .data import CropSampler, load_clips, validation_batches
 from .discriminators import Adversary
-from .health import assert_finite_weights, check_finite, claim_run_dir
-from .scaffold import Distributed, Means, RunLogger, init_distributed, lr_factor, no_audio_error, set_lr
+from .health import assert_finite_weights, claim_run_dir
+from .scaffold import Distributed, Means, RunLogger, init_distributed, lr_factor, no_audio_error, optimizer_step, set_lr
 
 STAGES = ("vae", "tokenizer", "decoder", "vocoder")
 DEFAULT_STAGES = ("vae", "tokenizer", "vocoder")  # what "all" runs
@@ -278,11 +278,7 @@ def _run_stage(codec, stage, opts, clips, val_clips, run_dir, log, info, rank, w
         with autocast:
             out = model(wav, feats)
         y_hat, y_real = out.pop("_y", None), out.pop("_real", None)
-        opt.zero_grad(set_to_none=True)
-        out["loss"].backward()
-        gn = torch.nn.utils.clip_grad_norm_(params, 1.0)
-        check_finite(step, loss=out["loss"], gradient_norm=gn)
-        opt.step()
+        gn = optimizer_step(opt, out["loss"], params, step)
         if gan_on:
             out["d_loss"] = adversary.step(y_real, y_hat, lr, autocast)
         if tick:

@@ -36,8 +36,8 @@ from ..audiolm.vocabulary import AudioVocab
 from ..errors import ModelError, UsageError
 from ..llm.loader import DEFAULT_LLM, load_llm
 from .checkpoint import latest_checkpoint, load_training_state, optimizer_from_flat, save_checkpoint
-from .health import assert_finite_weights, check_finite, claim_run_dir
-from .scaffold import Distributed, RunLogger, init_distributed, lr_factor, set_lr
+from .health import assert_finite_weights, claim_run_dir
+from .scaffold import Distributed, RunLogger, init_distributed, lr_factor, optimizer_step, set_lr
 
 
 @dataclass
@@ -257,8 +257,7 @@ def _finetune(opts, run_dir, ckpt, dist: Distributed, log: RunLogger, on_progres
             agg_loss += float(loss_sum.detach())
             tokens_seen += int(mask.sum())
         agg_tokens += n_tokens
-        check_finite(step + 1, loss=agg_loss, gradient_norm=torch.nn.utils.clip_grad_norm_(params, 1.0))
-        opt.step()
+        optimizer_step(opt, None, params, step + 1, shown_loss=agg_loss)
         step += 1
         if on_progress:
             on_progress(step, total)

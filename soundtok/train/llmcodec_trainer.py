@@ -40,8 +40,8 @@ from ..llmcodec.config import VOCODER_FIELDS, LLMCodecConfig
 from ..llmcodec.model import LLMCodec
 from .checkpoint import latest_checkpoint, load_training_state, optimizer_from_flat, save_checkpoint
 from .data import LabelledCropSampler, load_clips
-from .health import assert_finite_weights, check_finite, claim_run_dir
-from .scaffold import Means, RunLogger, lr_factor, no_audio_error, set_lr
+from .health import assert_finite_weights, claim_run_dir
+from .scaffold import Means, RunLogger, lr_factor, no_audio_error, optimizer_step, set_lr
 
 
 @dataclass
@@ -229,11 +229,7 @@ def _train(opts: TrainLLMCodecOptions, run_dir: Path, log: RunLogger, embedder, 
         wav, labs = next(sampler)
         targets = torch.stack([table.get(lab, nan) if lab else nan for lab in labs]) if table else None
         out = llmcodec_losses(codec, wav.to(device), targets, vocoder=opts.train_vocoder)
-        opt.zero_grad(set_to_none=True)
-        out["loss"].backward()
-        gn = torch.nn.utils.clip_grad_norm_(params, 1.0)
-        check_finite(step, loss=out["loss"], gradient_norm=gn)
-        opt.step()
+        gn = optimizer_step(opt, out["loss"], params, step)
         if on_progress:
             on_progress(step, opts.steps)
         means.add({**out, "grad_norm": gn})

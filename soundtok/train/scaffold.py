@@ -48,6 +48,23 @@ def lr_factor(step: int, total: int, warmup: int) -> float:
     return warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+def optimizer_step(opt: torch.optim.Optimizer, loss: torch.Tensor | None, params, step: int,
+                   max_norm: float = 1.0, shown_loss: float | None = None) -> torch.Tensor:
+    """One update: gradients of ``loss`` (None: already accumulated), clipped to
+    ``max_norm``, a stop on a non-finite loss or gradient norm
+    (:func:`.health.check_finite`), then ``opt.step()``. Returns the gradient norm
+    before clipping. ``shown_loss`` is the loss the health check reports (default ``loss``)."""
+    from .health import check_finite
+
+    if loss is not None:
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+    norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+    check_finite(step, loss=loss if shown_loss is None else shown_loss, gradient_norm=norm)
+    opt.step()
+    return norm
+
+
 def set_lr(opt: torch.optim.Optimizer, factor: float, base: float | None = None) -> float:
     """Every param group's ``lr`` = its ``base_lr`` x ``factor``; ``base`` (when
     given) becomes every group's ``base_lr`` first, else a group without one
