@@ -532,6 +532,22 @@ def make_fifo_manifest(d: Path, n_before: int = 3) -> tuple[Path, Path]:
     return d / "m.jsonl", d / "fifo.wav"
 
 
+def _stacks(pid: int) -> str:
+    """The Python stacks of a hung process and its children (when py-spy is installed)."""
+    import shutil
+
+    import psutil
+
+    spy = shutil.which("py-spy")
+    if spy is None:
+        return "(install py-spy to see where it hangs)"
+    out = []
+    for proc in [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]:
+        r = subprocess.run([spy, "dump", "--pid", str(proc.pid)], capture_output=True, timeout=30)
+        out.append(f"--- {proc.pid} {' '.join(proc.cmdline())[:120]}\n{r.stdout.decode()}{r.stderr.decode()}")
+    return "\n".join(out)
+
+
 def wait_for(cond, proc, timeout: float = 120.0) -> None:
     import time
 
@@ -568,7 +584,10 @@ def test_signals(sig, code, words, D, tmp_path):
                                  for f in tmp_path.iterdir()), p)
         workers = psutil.Process(p.pid).children(recursive=True)
         os.killpg(p.pid, getattr(signal, sig))
-        _, err = p.communicate(timeout=60)
+        try:
+            _, err = p.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"still running 60 s after {sig}:\n{_stacks(p.pid)}") from None
     finally:
         fifo.unlink()
         if p.poll() is None:

@@ -502,7 +502,7 @@ def test_sigpipe_other_commands(command, adapter, tiny_codec_dir, tmp_path):
     elif command == "caption":
         args = ["caption", stream, "--adapter", ad, "--max-new-tokens", "2"]
     elif command == "generate":
-        args = ["generate", "a dog", "--adapter", ad, "--duration", "0.3"]
+        args = ["generate", "someone says one", "--adapter", ad, "--duration", "0.3"]
     else:
         for sub, seed in (("ref", 0), ("deg", 1)):
             (tmp_path / sub).mkdir()
