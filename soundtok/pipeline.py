@@ -29,7 +29,6 @@ this module only moves audio to it and codes back, in order.
 from __future__ import annotations
 
 import collections
-import contextlib
 import os
 import threading
 from collections.abc import Iterator
@@ -78,8 +77,6 @@ def _worker_init(parent: int) -> None:
     for name in ("SIGINT", "SIGTERM", "SIGHUP"):
         if hasattr(signal, name):
             signal.signal(getattr(signal, name), signal.SIG_IGN)
-    if hasattr(signal, "pthread_sigmask"):  # born with them blocked (see _stop_signals_blocked)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, _stop_signals())
     try:  # Linux: be killed with the parent
         import ctypes
 
@@ -94,38 +91,6 @@ def _worker_init(parent: int) -> None:
             time.sleep(1.0)
 
     threading.Thread(target=watch, daemon=True).start()
-
-
-def _stop_signals() -> set:
-    import signal
-
-    return {getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n)}
-
-
-@contextlib.contextmanager
-def _stop_signals_blocked():
-    """Ctrl-C, SIGTERM and SIGHUP held back (not lost) in this thread meanwhile, and blocked in
-    the processes started meanwhile, which inherit the mask: a worker killed by a signal sent
-    to the process group while it starts up, before its initializer ignores them, breaks the
-    pool while the main process cleans up."""
-    import signal
-
-    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, _stop_signals())
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)  # a signal that came meanwhile is handled now
-
-
-def _ready() -> int:
-    """A first task for each worker: returns once the worker has started (its pid)."""
-    import time
-
-    time.sleep(0.05)  # long enough that the next submit finds no idle worker and starts one
-    return os.getpid()
 
 
 def _start_resource_tracker() -> None:
@@ -157,11 +122,8 @@ class _Decoder:
             from concurrent.futures import ProcessPoolExecutor
 
             _start_resource_tracker()
-            with _stop_signals_blocked():  # all workers start now, immune to stop signals from birth
-                self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                                initializer=_worker_init, initargs=(os.getpid(),))
-                for f in [self.pool.submit(_ready) for _ in range(workers)]:
-                    f.result()
+            self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                            initializer=_worker_init, initargs=(os.getpid(),))
 
     def _local(self, src: AudioSource) -> tuple[str, Any]:
         if src.path is None:  # stdin, spooled

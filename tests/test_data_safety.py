@@ -532,6 +532,14 @@ def make_fifo_manifest(d: Path, n_before: int = 3) -> tuple[Path, Path]:
     return d / "m.jsonl", d / "fifo.wav"
 
 
+def _stop_signals_default() -> None:
+    """In the child: SIGTERM and SIGHUP at their default, as in a terminal. A suite started
+    under ``nohup`` ignores SIGHUP, children inherit that, and soundtok (rightly) keeps an
+    ignored SIGHUP ignored."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
 def _stacks(pid: int) -> str:
     """The Python stacks of a hung process and its children (when py-spy is installed)."""
     import shutil
@@ -575,7 +583,7 @@ def test_signals(sig, code, words, D, tmp_path):
     args = ["tokenize", "--manifest", manifest, "--codec", D["codec"], "--threads", "1", "--batch-size", "1",
             "-o", out] + (["--resume", "--workers", "2"] if resume else [])
     p = subprocess.Popen(SOUNDTOK + [str(a) for a in args], env=ENV, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.PIPE, start_new_session=True)
+                         stderr=subprocess.PIPE, start_new_session=True, preexec_fn=_stop_signals_default)
     try:
         if resume:
             wait_for(lambda: out.exists() and len(out.read_bytes().splitlines()) >= 4, p)
