@@ -45,14 +45,6 @@ def cache_folder() -> Path:
     return cache_dir("adapters")
 
 
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _llm_fingerprint(spec) -> Any:
     """What identifies the LLM weights an entry was merged from, without loading them."""
     if spec.sha256:  # a GGUF (built-in or file): its digest
@@ -66,9 +58,11 @@ def merged_key(adapter_dir: Path, meta: dict, spec, dtype) -> str:
     """The digest naming an adapter's merged entry (see the module docstring)."""
     import torch
 
+    from ..modelfiles import file_sha256
+
     payload = {
         "format": FORMAT,
-        "lora": _file_digest(adapter_dir / "adapter_model.safetensors"),
+        "lora": file_sha256(adapter_dir / "adapter_model.safetensors"),
         "lora_config": (adapter_dir / "adapter_config.json").read_text(encoding="utf-8"),
         "trained_for": (meta.get("llm") or {}).get("sha256"),
         "llm": _llm_fingerprint(spec),
