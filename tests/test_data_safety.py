@@ -393,20 +393,21 @@ def test_items(case, D, tmp_path):
 
 # --------------------------------------------------------------------------- 4. numbers
 
-def _float_options():
-    """(command path, flag) of every float option of every command, found by walking the CLI."""
+def _cli_options(keep=lambda p: True):
+    """(command path, longest flag) of every option of every command that ``keep(param)``
+    accepts, found by walking the CLI."""
+    import click
     import typer
 
     from soundtok.cli import app
 
     root = typer.main.get_command(app)
-    ctx = __import__("click").Context(root)
+    ctx = click.Context(root)
     found = []
 
     def walk(cmd, path):
         for p in cmd.params:
-            ann = getattr(getattr(p, "type_descriptor", None), "annotation", None)
-            if ann is not None and ("float" in str(ann) or ann is float) and p.opts:
+            if getattr(p, "opts", None) and keep(p):
                 found.append((path, max(p.opts, key=len)))
         for name, sub in sorted(getattr(cmd, "commands", {}).items()):
             walk(sub, [*path, name])
@@ -414,6 +415,16 @@ def _float_options():
     for name in root.list_commands(ctx):
         walk(root.get_command(ctx, name), [name])
     return found
+
+
+def _is_float(p) -> bool:
+    ann = getattr(getattr(p, "type_descriptor", None), "annotation", None)
+    return ann is not None and ("float" in str(ann) or ann is float)
+
+
+def _float_options():
+    """(command path, flag) of every float option of every command."""
+    return _cli_options(_is_float)
 
 
 FLOAT_OPTIONS = _float_options()
@@ -737,25 +748,7 @@ def _bounded_options():
 
 
 def _all_options():
-    import click
-    import typer
-
-    from soundtok.cli import app
-
-    root = typer.main.get_command(app)
-    ctx = click.Context(root)
-    found = []
-
-    def walk(cmd, path):
-        for p in cmd.params:
-            if getattr(p, "opts", None):
-                found.append((path, max(p.opts, key=len)))
-        for name, sub in sorted(getattr(cmd, "commands", {}).items()):
-            walk(sub, [*path, name])
-
-    for name in root.list_commands(ctx):
-        walk(root.get_command(ctx, name), [name])
-    return found
+    return _cli_options()
 
 
 BOUNDED = _bounded_options()
