@@ -311,7 +311,7 @@ def test_codes_to_words_and_golden_prompt(llm):
     assert codes_to_words(dog, h, tok) == " dog |baba"
     assert codes_to_words(q, h, tok, scales=[0]) == " bird dog"
     demos = [(codes_to_parts(dog, h), "dog"), (codes_to_parts(rain, h), "rain")]
-    parts = build_prompt(demos, codes_to_parts(q, h), ["dog", "rain"])
+    parts = build_prompt(demos, codes_to_parts(q, h), ["dog", "rain"], instruction=True)
     assert render_prompt(parts, tok) == (
         "Each line is a sound written in words, then its label (dog, rain).\n\n"
         " dog |baba: dog\n"
@@ -319,6 +319,9 @@ def test_codes_to_words_and_golden_prompt(llm):
         " bird dog |aaaaaaaa:")
     assert render_prompt(build_prompt(demos[:1], codes_to_parts(q, h, [0]), instruction=False),
                          tok) == " dog |baba: dog\n bird dog:"
+    # the default layout is the measured best one: no instruction
+    assert build_prompt(demos, codes_to_parts(q, h), ["dog", "rain"]) == build_prompt(
+        demos, codes_to_parts(q, h), ["dog", "rain"], instruction=False)
     ids = prompt_ids(parts, tok)
     assert ids[0] == tok.bos_token_id and h.extra["vocabularies"][0][2] in ids
     with pytest.raises(FormatError, match="not an llm-codec"):
@@ -461,17 +464,18 @@ def test_cli_evaluate_fewshot(tmp_path, llm, codec):
     d, _, _ = llm
     path = _write_stream(tmp_path / "t.jsonl", codec)
     r = cli("evaluate", "fewshot", path, "--llm", d, "--ways", 2, "--shots", 1, "--episodes", 2,
-            "--repeats", 1, "--no-instruction", "--json", "--device", "cpu")
+            "--repeats", 1, "--json", "--device", "cpu")
     assert r.returncode == 0, r.stderr
     row = json.loads(r.stdout.decode().strip())
     assert row["ways"] == 2 and row["judged"] == 4 and row["chance"] == 0.5
-    assert row["instruction"] is False and 0 <= row["accuracy"] <= 1
+    assert row["instruction"] is False and 0 <= row["accuracy"] <= 1  # off by default
     pool = _write_stream(tmp_path / "pool.jsonl", codec, n=9)
     r = cli("evaluate", "fewshot", path, "--llm", d, "--ways", 3, "--shots", 2, "--episodes", 2,
-            "--demos", pool, "--predictions", tmp_path / "pred.jsonl", "--json", "--device", "cpu")
+            "--demos", pool, "--predictions", tmp_path / "pred.jsonl", "--instruction", "--json",
+            "--device", "cpu")
     assert r.returncode == 0, r.stderr
     row = json.loads(r.stdout.decode().strip())
-    assert row["judged"] == 6 and row["demos"] == str(pool)
+    assert row["judged"] == 6 and row["demos"] == str(pool) and row["instruction"] is True
     preds = [json.loads(x) for x in (tmp_path / "pred.jsonl").read_text().splitlines()]
     assert len(preds) == 6 and sum(p["correct"] for p in preds) == row["correct"]
     other = _word_llm(tmp_path / "o", vocab_size=170)
@@ -653,10 +657,20 @@ def test_cli_caption_few_shot(tmp_path, llm, codec):
     # the library gives the same answers, one query at a time (no shared-prefix batching)
     h, qs = read_labelled_stream(str(queries))
     _, ds = read_labelled_stream(str(demos))
-    one = [a for _, a, _ in answer_stream(model, tok, h, qs, ds, labels=["dog", "rain", "bird"], batch_size=1)]
-    assert one == [x["caption"] for x in rows]
+    labs = ["dog", "rain", "bird"]
+    one = list(answer_stream(model, tok, h, qs, ds, labels=labs, batch_size=1))
+    assert [a for _, a, _ in one] == [x["caption"] for x in rows]
+    # the CLI's default prompt is the one without the instruction; --instruction adds it
+    with_instr = list(answer_stream(model, tok, h, qs, ds, labels=labs, batch_size=1, instruction=True))
+    for x, (_, _, sc), (_, _, sc_i) in zip(rows, one, with_instr):
+        assert x["scores"] == pytest.approx(sc, abs=5e-3) and x["scores"] != pytest.approx(sc_i, abs=5e-3)
+    r = cli("caption", queries, "--shots", demos, "--labels", "dog,rain,bird", "--llm", d, "--instruction",
+            "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    for x, (_, _, sc_i) in zip((json.loads(x) for x in r.stdout.decode().splitlines()), with_instr):
+        assert x["scores"] == pytest.approx(sc_i, abs=5e-3)
     r = cli("caption", queries, "--shots", demos, "--llm", d, "--format", "text", "--max-new-tokens", 3,
-            "--no-instruction", "--device", "cpu")
+            "--device", "cpu")
     assert r.returncode == 0, r.stderr
     assert len(r.stdout.decode().splitlines()) == 4
     r = cli("caption", queries, "--shots", demos, "--beams", 2, "--llm", d)

@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 import typer
 
 from ..device import resolve_device
+from ..llmcodec.templates import USE_INSTRUCTION
 from .common import runtime
 from .options import (
     APP_SETTINGS,
@@ -53,7 +54,7 @@ def command(
         "--labels", metavar="A,B,...", show_default=False,
         help="With --shots: answer by ranking these labels by log-likelihood (default: free "
              "generation).")] = None,
-    instruction: Instruction = True,
+    instruction: Instruction = USE_INSTRUCTION,
     scales: Scales = None,
     output: Annotated[str, typer.Option("-o", "--output", metavar="FILE",
                                         help="Captions file to write (- = stdout); a file appears "

@@ -10,6 +10,7 @@ import typer
 
 from ..device import resolve_device
 from ..errors import PartialFailure, UsageError
+from ..llmcodec.templates import USE_INSTRUCTION
 from .common import runtime
 from .options import (
     APP_SETTINGS,
@@ -330,7 +331,7 @@ def fewshot(
         "--repeats", min=1, metavar="N",
         help="Ask every episode N times, its demonstrations reshuffled each time.")] = 1,
     llm: Llm = None,
-    instruction: Instruction = True,
+    instruction: Instruction = USE_INSTRUCTION,
     mode: Annotated[Literal["rank", "generate"], typer.Option(
         "--mode", help="rank: the label with the highest log-likelihood; generate: greedy text, "
                        "matched to a label.")] = "rank",

@@ -217,7 +217,8 @@ Scales = Annotated[str | None, typer.Option(
     help="llm-codec scales shown to the LLM: 0 (the words; the default, measured best), e.g. 0,1, "
          "or all.")]
 Instruction = Annotated[bool, typer.Option("--instruction/--no-instruction",
-                                           help="Start the prompt with an instruction naming the labels.")]
+                                           help="Start the prompt with an instruction naming the labels "
+                                                "(off by default: measured better without, docs/llm-codec.md).")]
 
 # outputs
 Output = Annotated[str, typer.Option("-o", "--output", metavar="FILE", callback=_path_given,

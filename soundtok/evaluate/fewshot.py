@@ -24,6 +24,7 @@ from typing import Any
 
 from ..errors import UsageError
 from ..llmcodec.incontext import build_prompt, check_streams, generate_answer, match_answer, rank_labels_shared
+from ..llmcodec.templates import USE_INSTRUCTION
 from ..llmcodec.text import codes_to_parts
 
 __all__ = ["Episode", "sample_episodes", "wilson_interval", "bootstrap_interval", "FewShotResult",
@@ -144,7 +145,7 @@ class FewShotResult:
 
 # -------------------------------------------------------------------- runs
 def run_fewshot(model: Any, tokenizer: Any, header, items: list, ways: int = 5, shots: int = 1,
-                episodes: int = 100, seed: int = 0, repeats: int = 1, instruction: bool = True,
+                episodes: int = 100, seed: int = 0, repeats: int = 1, instruction: bool = USE_INSTRUCTION,
                 mode: str = "rank", scales=(0,), check: bool = True,
                 progress: Callable[[int], None] | None = None,
                 demo_items: list | None = None, demo_header=None, calibrate: bool = False) -> FewShotResult:

@@ -26,7 +26,7 @@ from . import templates as P
 
 # ------------------------------------------------------------------ prompts
 def build_prompt(demos: list[tuple[list, str]], query: list, labels: list[str] | None = None,
-                 instruction: bool = True) -> list:
+                 instruction: bool = P.USE_INSTRUCTION) -> list:
     """Prompt parts from ``demos`` (``(audio parts, answer)`` pairs) and the
     ``query``'s audio parts; ``labels`` fill the instruction."""
     parts: list = []
@@ -204,7 +204,7 @@ def check_streams(model: Any, header, demo_header=None, check_model: bool = True
 
 
 def answer_stream(model: Any, tokenizer: Any, header, queries, demo_items: list, demo_header=None,
-                  labels: list[str] | None = None, instruction: bool = True, scales=(0,),
+                  labels: list[str] | None = None, instruction: bool = P.USE_INSTRUCTION, scales=(0,),
                   max_new_tokens: int = 8, batch_size: int = 8, check: bool = True):
     """In-context answers for every item of ``queries`` (an iterable of items of
     an llm-codec stream with ``header``), the prompt holding all ``demo_items``

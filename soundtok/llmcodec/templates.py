@@ -12,7 +12,7 @@ scale-0 words, then each finer scale, with :data:`SCALE_SEPARATOR` between
 scales.  The few-shot prompt (:func:`soundtok.llmcodec.incontext.build_prompt`)
 is::
 
-    [INSTRUCTION]            (unless --no-instruction)
+    [INSTRUCTION]            (only with --instruction; off by default, USE_INSTRUCTION)
     DEMO  x N*K              (audio words ": " answer, one line each)
     QUERY                    (audio words ":" -- the LLM continues)
 
@@ -26,6 +26,11 @@ SCALE_SEPARATOR = " |"
 
 #: Optional first line(s); ``{labels}`` = the episode's labels joined by ", ".
 INSTRUCTION = "Each line is a sound written in words, then its label ({labels}).\n\n"
+
+#: Whether prompts start with INSTRUCTION unless told otherwise (``--instruction``).
+#: Off: with the shipped codec and Gemma 3 270M, prompts without it scored higher at
+#: every N on ESC-10 (2-way 1-shot 0.69 vs 0.62, 100 episodes; docs/llm-codec.md).
+USE_INSTRUCTION = False
 
 #: One demonstration: a clip and its answer, on one line.  This compact
 #: "words: label" layout was chosen by measurement: with Gemma 3 270M and
