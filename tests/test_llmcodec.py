@@ -21,8 +21,11 @@ from soundtok.tokens import Header, Item, TokenReader, open_token_writer
 WORDS = ["water", "dog", "bird", "rain", "music", "speech", "car", "door", "bell", "wind",
          "engine", "voice", "piano", "clock", "train", "laugh", "knock", "siren", "crowd", "river"]
 NOT_WORDS = ["\u2581an", "\u2581Paris", "\u2581co2", "ing", "\u2581don't", "er", "tion"]
+# the first design's settings (label loss, full-size fixed lookup, no usage loss): the
+# mechanics tested here; the Whisper teacher and code-use settings: test_llmcodec_semantic.py
 TINY_CODEC = dict(dim=12, enc_layers=1, dec_layers=1, n_mels=20, voc_dim=12, voc_layers=1,
-                  semantic_dim=12, vocab_sizes=[8, 24, 24])
+                  semantic_dim=12, vocab_sizes=[8, 24, 24], semantic="text", lookup_dim=0,
+                  lookup_projection="pca", entropy_weight=0.0)
 
 
 def _word_llm(path, vocab_size=160):
@@ -188,7 +191,7 @@ def test_centred_codebooks_and_usage_loss(codec):
     import copy
 
     c = copy.deepcopy(codec).train()
-    assert codec.cfg.entropy_weight == 0 and "usage" not in c(wav)  # off by default
+    assert codec.cfg.entropy_weight == 0 and "usage" not in c(wav)  # off at weight 0
     c.rvq.entropy_weight = 0.1
     out = c(wav)
     assert float(out["usage"].detach()) < 0 and "usage" not in c.eval()(wav)  # training only
@@ -203,7 +206,7 @@ def test_low_dimensional_lookup(llm, codec):
 
     _, model, tok = llm
     torch.manual_seed(0)
-    c = LLMCodec.from_llm(LLMCodecConfig(lookup_dim=4, **TINY_CODEC), model, tok).eval()
+    c = LLMCodec.from_llm(LLMCodecConfig(**{**TINY_CODEC, "lookup_dim": 4}), model, tok).eval()
     assert c.rvq.lookup_dim == 4 and c.semantic.in_features == 4
     for k in range(3):
         raw = c.rvq.codebook(k).double()
@@ -231,7 +234,8 @@ def test_vocoder_taken_by_reference_from_the_builtin_codec(tmp_path, llm, monkey
     from soundtok.registry import load_codec
 
     _, model, tok = llm
-    cfg = LLMCodecConfig(dim=12, enc_layers=1, dec_layers=1, semantic_dim=12, vocab_sizes=[8, 24, 24])
+    cfg = LLMCodecConfig(dim=12, enc_layers=1, dec_layers=1, semantic_dim=12, vocab_sizes=[8, 24, 24],
+                         semantic="text")
     c = LLMCodec.from_llm(cfg, model, tok)
     c.vocoder_by_reference("default")
     ref = load_codec("default").vocoder.state_dict()

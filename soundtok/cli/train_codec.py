@@ -60,8 +60,8 @@ def command(
     arch: Annotated[Arch, typer.Option(
         "--arch",
         help="llm-codec: codes are a frozen LLM's own tokens (docs/llm-codec.md); it "
-             "trains in one stage for --steps (default 20000) and ignores --stage, "
-             "--val and the per-stage step options.")] = list(Arch)[0].value,
+             "trains in one stage for --steps (default 20000) and ignores --stage "
+             "and the per-stage step options.")] = list(Arch)[0].value,
     llm: Llm = None,
     crop_seconds: Annotated[float | None, typer.Option(
         "--crop-seconds", min=0.1, metavar="S", show_default=False,
@@ -70,6 +70,10 @@ def command(
     freeze_vocoder: Annotated[bool, typer.Option(
         "--freeze-vocoder",
         help="llm-codec only: keep the vocoder (initialised from the default codec) frozen.")] = False,
+    teacher_cache: Annotated[str | None, typer.Option(
+        "--teacher-cache", metavar="DIR", show_default=False,
+        help="Teacher-feature cache (default OUT/teacher): computed there once, or reused when it "
+             "holds the same teacher's features of the same packed clips (e.g. another run's).")] = None,
     device: Device = "auto", threads: Threads = None, quiet: Quiet = False, verbose: Verbose = False,
 ):
     """Train a codec on TRAIN audio (files, folders, globs or manifests).
@@ -101,7 +105,7 @@ def command(
         batch=batch, lr=lr, save_every=save_every, val_every=val_every, seed=seed, resume=resume,
         init_from=init_from, codec_config=overrides, vocoder_input=vocoder_input,
         tensorboard=tensorboard, llm=llm, crop_seconds=crop_seconds, freeze_vocoder=freeze_vocoder,
-        device=resolve_device(device))
+        teacher_cache=teacher_cache, device=resolve_device(device))
     preparing = "loading the LLM and the audio" if request.arch == "llm-codec" else "loading the audio"
     with console.progress("training", unit="step", preparing=preparing) as bar:
         final = train_codec(request, echo=console.info, on_progress=bar.update, notice=console.notice)

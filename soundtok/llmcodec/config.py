@@ -18,6 +18,16 @@ from ..modelconfig import MelConfig
 
 ARCHITECTURE = "llm-codec"
 
+#: ``semantic`` choices: what the first scale's vectors are trained to predict
+SEMANTIC_TARGETS = ("text", "whisper", "both")
+#: ``lookup_projection`` choices (with ``lookup_dim`` > 0)
+LOOKUP_PROJECTIONS = ("pca", "learned")
+
+#: Values of fields a config.json written before they existed lacks: what those
+#: codecs did (label-embedding semantic loss only, full-size fixed lookup, no usage loss).
+LEGACY = {"semantic": "text", "teacher": None, "lookup_projection": "pca", "lookup_dim": 0,
+          "entropy_weight": 0.0}
+
 #: Config fields a soundtok codec must share with an llm-codec to lend it its vocoder.
 VOCODER_FIELDS = ("sample_rate", "n_fft", "hop_length", "n_mels", "voc_dim", "voc_layers",
                   "kernel_size")
@@ -31,6 +41,7 @@ class LLMCodecConfig(MelConfig):
     ARCHITECTURE: ClassVar[str] = ARCHITECTURE
     KIND: ClassVar[str] = "llm-codec"
     EXTRA_KEYS: ClassVar[tuple[str, ...]] = ("architecture", "soundtok_version", "vocab_lengths")
+    LEGACY: ClassVar[dict] = LEGACY
 
     name: str = "llm-codec-16k"
     # encoder / decoder (ConvNeXt at the mel frame rate)
@@ -50,14 +61,28 @@ class LLMCodecConfig(MelConfig):
     # LLM rows share a common direction (mean pairwise cosine ~0.2-0.3 for
     # Gemma 3), which otherwise funnels most frames onto a few "hub" tokens
     center_codebooks: bool = True
-    # > 0: nearest rows are searched (and the quantised vectors live) in the
-    # top lookup_dim principal directions of each scale's rows; 0: full hidden size
-    lookup_dim: int = 0
+    # > 0: nearest rows are searched (and the quantised vectors live) in a
+    # lookup_dim-dimensional projection of each scale's (centred) rows; 0: full hidden size
+    lookup_dim: int = 16
+    # that projection: "pca" -- the rows' top lookup_dim principal directions (fixed);
+    # "learned" -- starts there and is trained by a codebook loss (factorised codes,
+    # as ViT-VQGAN / DAC; the rows themselves stay frozen), stored in the weights
+    lookup_projection: str = "learned"
     # weight of the code-usage loss (per-frame entropy minus batch entropy of
     # the soft assignments, / log V); 0 disables it
-    entropy_weight: float = 0.0
+    entropy_weight: float = 0.1
     entropy_temperature: float = 0.05
-    # semantic loss: pooled scale-0 vectors -> semantic_dim, cosine to MiniLM(label)
+    # what the first (coarsest) scale is trained to mean:
+    #   "whisper" -- its vectors predict the frozen teacher's features (a small head,
+    #     L1 + (1 - cos) on per-channel standardised features pooled to its frame rate);
+    #   "text" -- time-pooled, projected to semantic_dim, cosine to the MiniLM embedding
+    #     of the clip's label (clips without a label get none);  "both" -- the two losses
+    semantic: str = "whisper"
+    teacher: str | None = "whisper-base"
+    teacher_dim: int = 512
+    teacher_weight: float = 1.0
+    teacher_hidden: int = 256  # width of the teacher head (per frame: lookup_dim -> hidden -> teacher_dim)
+    # the label (text) loss: MiniLM embedding size and weight
     semantic_dim: int = 384
     semantic_weight: float = 1.0
     # vocoder (soundtok.codec.vocoder.Vocoder)
@@ -89,6 +114,53 @@ class LLMCodecConfig(MelConfig):
                              "built-in codec's vocoder) or null (stored) are known")
         if (self.n_fft - self.hop_length) % 2:
             raise ValueError("n_fft - hop_length must be even")
+
+    def validate(self) -> None:
+        """ValueError (one line) for settings that do not fit together."""
+        if self.semantic not in SEMANTIC_TARGETS:
+            raise ValueError(f"semantic {self.semantic!r}: choose {', '.join(SEMANTIC_TARGETS)}")
+        if self.lookup_projection not in LOOKUP_PROJECTIONS:
+            raise ValueError(f"lookup_projection {self.lookup_projection!r}: choose "
+                             f"{' or '.join(LOOKUP_PROJECTIONS)}")
+        if not isinstance(self.lookup_dim, int) or self.lookup_dim < 0:
+            raise ValueError(f"lookup_dim {self.lookup_dim!r} must be an integer >= 0 (0 = full size)")
+        if self.lookup_projection == "learned" and self.lookup_dim == 0:
+            raise ValueError("lookup_projection \"learned\" needs lookup_dim > 0")
+        for k in ("entropy_weight", "teacher_weight", "semantic_weight"):
+            if getattr(self, k) < 0:
+                raise ValueError(f"{k} must be >= 0")
+        if self.entropy_temperature <= 0:
+            raise ValueError("entropy_temperature must be > 0")
+        if self.uses_teacher:
+            from ..teacher import TEACHERS
+            from ..teacher.align import TEACHER_HOP
+
+            if not self.teacher:
+                raise ValueError(f"semantic {self.semantic!r} needs a teacher (e.g. \"whisper-base\")")
+            if self.teacher not in TEACHERS:
+                raise ValueError(f"unknown teacher {self.teacher!r} (known: {', '.join(TEACHERS)})")
+            if TEACHERS[self.teacher][1] != self.teacher_dim:
+                raise ValueError(f"teacher {self.teacher} has {TEACHERS[self.teacher][1]} "
+                                 f"channels, not teacher_dim {self.teacher_dim}")
+            if self.sample_rate != 16000 or self.teacher_hop % TEACHER_HOP:
+                raise ValueError(f"the teacher needs 16 kHz audio and a finest hop that is a multiple of "
+                                 f"{TEACHER_HOP} samples (have {self.sample_rate} Hz, hop {self.teacher_hop})")
+
+    @property
+    def uses_teacher(self) -> bool:
+        """Whether the first scale learns the teacher's features (``semantic`` whisper or both)."""
+        return self.semantic in ("whisper", "both")
+
+    @property
+    def uses_text(self) -> bool:
+        """Whether the first scale learns label embeddings (``semantic`` text or both)."""
+        return self.semantic in ("text", "both")
+
+    @property
+    def teacher_hop(self) -> int:
+        """Samples per frame of the cached teacher features: the finest scale's hop
+        (640 = 25 Hz at the defaults, the built-in codec's token grid, so its cache fits)."""
+        return self.hop_lengths[-1]
 
     @property
     def hop_lengths(self) -> list[int]:

@@ -8,6 +8,11 @@ Pipeline (defaults in brackets)::
                                  words @3.125 Hz, sub-words @12.5 / 25 Hz
     codes --embed + upsample, summed--> ConvNeXt stack --> log-mel --Vocoder--> wav
 
+In training only, the first scale's quantised vectors ``(B, T0, lookup_dim)`` feed
+the semantic heads (``cfg.semantic``): :class:`TeacherHead` predicts the frozen
+teacher's features frame by frame; ``semantic`` (a linear map of their time mean)
+predicts a label's text embedding.
+
 ``N`` is padded with zeros up to a multiple of the coarsest hop (5120
 samples); :meth:`LLMCodec.encode` returns ``ceil(N / hop_k)`` codes per scale,
 as the token format wants, and :meth:`LLMCodec.decode` pads them back.
@@ -42,6 +47,19 @@ from .config import ARCHITECTURE, VOCODER_FIELDS, LLMCodecConfig
 from .quantizer import FrozenEmbeddingRVQ
 
 
+class TeacherHead(nn.Module):
+    """Scale-0 vectors ``(B, T0, lookup_dim)`` -> teacher-feature estimates ``(B, teacher_dim, T0)``,
+    each frame on its own (two 1x1 layers): what a word-scale code says about its 0.32 s."""
+
+    def __init__(self, lookup_dim: int, hidden: int, teacher_dim: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv1d(lookup_dim, hidden, 1), nn.GELU(),
+                                 nn.Conv1d(hidden, teacher_dim, 1))
+
+    def forward(self, q0: torch.Tensor) -> torch.Tensor:
+        return self.net(q0.transpose(1, 2)).float()
+
+
 class LLMCodec(LLMCodecInterface, nn.Module):
     """Multi-scale RVQ codec over frozen LLM embedding rows (see module docs);
     implements :class:`soundtok.codecs.Codec` (see :mod:`.coding`).
@@ -71,11 +89,15 @@ class LLMCodec(LLMCodecInterface, nn.Module):
         self.rvq = FrozenEmbeddingRVQ(d, hidden, cfg.strides, cfg.vocab_sizes,
                                       cfg.commitment_weight, cfg.resampler,
                                       cfg.center_codebooks, cfg.entropy_weight,
-                                      cfg.entropy_temperature, cfg.lookup_dim)
+                                      cfg.entropy_temperature, cfg.lookup_dim,
+                                      cfg.lookup_projection)
         self.dec = Stack(d, cfg.dec_layers, cfg.kernel_size)
         self.dec_norm = ChannelNorm(d)
         self.out = nn.Conv1d(d, cfg.n_mels, cfg.kernel_size, padding=cfg.kernel_size // 2)
-        self.semantic = nn.Linear(self.rvq.lookup_dim, cfg.semantic_dim)
+        ld = self.rvq.lookup_dim
+        self.semantic = nn.Linear(ld, cfg.semantic_dim) if cfg.uses_text else None
+        self.teacher_head = (TeacherHead(ld, cfg.teacher_hidden, cfg.teacher_dim)
+                             if cfg.uses_teacher else None)
         self.vocoder = Vocoder(cfg.vocoder_config())
         self.sha256: str = "untrained"
         self.codebooks_loaded = False
@@ -97,6 +119,7 @@ class LLMCodec(LLMCodecInterface, nn.Module):
         cfg = LLMCodecConfig.from_dict({**cfg.to_dict(), "llm": dict(ident)})
         codec = cls(cfg, vocabs)
         codec.attach_embeddings(weight)
+        codec.rvq.init_projections()
         codec.tokenizer = tokenizer
         return codec
 
@@ -157,8 +180,18 @@ class LLMCodec(LLMCodecInterface, nn.Module):
                 "quantized": quantized, **losses}
 
     def semantic_embedding(self, quantized0: torch.Tensor) -> torch.Tensor:
-        """Pooled scale-0 vectors ``(B, T0, lookup_dim)`` -> ``(B, semantic_dim)``."""
+        """Pooled scale-0 vectors ``(B, T0, lookup_dim)`` -> ``(B, semantic_dim)``
+        (the label loss; ``cfg.semantic`` text or both)."""
+        if self.semantic is None:
+            raise ModelError(f"this llm-codec has no text head (semantic {self.cfg.semantic!r})")
         return self.semantic(quantized0.mean(dim=1))
+
+    def teacher_prediction(self, quantized0: torch.Tensor) -> torch.Tensor:
+        """Scale-0 vectors ``(B, T0, lookup_dim)`` -> the teacher-feature estimate
+        ``(B, teacher_dim, T0)`` (``cfg.semantic`` whisper or both)."""
+        if self.teacher_head is None:
+            raise ModelError(f"this llm-codec has no teacher head (semantic {self.cfg.semantic!r})")
+        return self.teacher_head(quantized0)
 
     def _check_ready(self) -> None:
         if not self.codebooks_loaded:

@@ -1,4 +1,4 @@
-"""Teacher frames (50 Hz) onto the codec's frame grid.
+"""Teacher frames (50 Hz) onto the codec's frame grid, and onto coarser grids.
 
 A teacher frame ``k`` is centred on sample ``320 k``; codec frame ``i`` of hop
 ``H`` samples (320 = latent, 50 Hz; 640 = tokens, 25 Hz at the defaults) spans
@@ -6,6 +6,11 @@ samples ``[i H, (i + 1) H)`` and is centred on ``(i + 0.5) H``. Each codec
 frame is a triangular-weighted mean of the teacher frames within ``H`` samples
 of its centre: for ``H = 640`` the weights are 1/4, 1/2, 1/4 on teacher frames
 ``2i, 2i + 1, 2i + 2``; for ``H = 320`` 1/2, 1/2 on ``i, i + 1``.
+
+Features already on a grid of hop ``H`` go to a grid of hop ``f H`` (e.g. the
+LLM-Codec's 3.125 Hz word scale from the cached 25 Hz grid, ``f = 8``) by
+:func:`pool_frames`: coarse frame ``j`` is the plain mean of fine frames
+``f j .. f j + f - 1``, the ones inside its span.
 """
 
 from __future__ import annotations
@@ -42,3 +47,14 @@ def to_codec_frames(feats: torch.Tensor, hop: int, n_frames: int) -> torch.Tenso
     x = x[..., first + left:]
     kernel = w.to(x)[None, None].expand(d, 1, -1)
     return F.conv1d(x, kernel, stride=r, groups=d)[..., :n_frames]
+
+
+def pool_frames(feats: torch.Tensor, factor: int) -> torch.Tensor:
+    """``(B, D, T)`` on a grid of hop ``H`` -> ``(B, D, T // factor)`` on the grid of hop
+    ``factor * H``: each coarse frame the mean of the ``factor`` fine frames it spans
+    (a trailing remainder of fewer than ``factor`` frames is dropped)."""
+    if factor < 1:
+        raise ValueError(f"pooling factor {factor} must be >= 1")
+    b, d, t = feats.shape
+    n = t // factor
+    return feats[..., :n * factor].float().reshape(b, d, n, factor).mean(dim=-1)

@@ -41,6 +41,7 @@ class CodecTrainingRequest:
     llm: str | None = None
     crop_seconds: float | None = None
     freeze_vocoder: bool = False
+    teacher_cache: str | None = None  # teacher-feature cache directory (default OUT/teacher)
     device: str = "cpu"
 
 

@@ -367,5 +367,5 @@ def train_from_request(req, echo=None, on_progress=None, notice=None) -> Path:
                              val_every=req.val_every, seed=req.seed, device=req.device,
                              resume=req.resume, init_from=req.init_from,
                              codec_config=req.codec_config, tensorboard=req.tensorboard,
-                             vocoder_input=req.vocoder_input)
+                             vocoder_input=req.vocoder_input, teacher_cache=req.teacher_cache)
     return train_codec(opts, echo=echo, on_progress=on_progress)

