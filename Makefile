@@ -53,10 +53,26 @@ ship-default-codec:
 	cp $(CODEC_RUN)/ship/config.json $(CODEC_RUN)/ship/model.safetensors soundtok/codec/default/
 
 # The default LLM-Codec (soundtok/llmcodec/default): Gemma 3 270M's frozen embeddings as
-# codebooks, trained on FSDD train + ESC-10 folds 1-3; resumes if interrupted.
-.PHONY: default-llm-codec eval-fewshot
-default-llm-codec: manifests
-	$(PY) scripts/train_default_llm_codec.py --data $(DATA) --runs $(RUNS) --threads $(THREADS)
+# codebooks, the Whisper-base teacher on the word scale, trained on the corpus (which holds
+# FSDD train and ESC-10 folds 1-3) with the built-in codec's vocoder frozen by reference.
+# Resumes if interrupted; the float16 codec goes to $(LLMC_RUN)/ship, and
+# `make ship-default-llm-codec` copies it into the package after evaluation.
+#   make default-llm-codec LLMC_STEPS=8000 LLMC_TEACHER_CACHE=runs/codec-sem/vt/teacher
+LLMC_RUN ?= $(RUNS)/llmcodec-sem
+LLMC_STEPS ?= 8000
+LLMC_BATCH ?= 16
+LLMC_ESC_WEIGHT ?= 4
+LLMC_TEACHER_CACHE ?=
+LLMC_CONFIG ?=
+.PHONY: default-llm-codec ship-default-llm-codec eval-fewshot
+default-llm-codec:
+	$(PY) scripts/train_default_llm_codec.py --corpus $(CORPUS) --out $(LLMC_RUN) --steps $(LLMC_STEPS) \
+	  --batch $(LLMC_BATCH) --esc-weight $(LLMC_ESC_WEIGHT) --threads $(THREADS) \
+	  $(if $(LLMC_TEACHER_CACHE),--teacher-cache $(LLMC_TEACHER_CACHE)) \
+	  $(if $(LLMC_CONFIG),--config '$(LLMC_CONFIG)')
+
+ship-default-llm-codec:
+	cp $(LLMC_RUN)/ship/config.json $(LLMC_RUN)/ship/model.safetensors soundtok/llmcodec/default/
 
 # Few-shot accuracy of the shipped LLM-Codec + Gemma 3 270M (ESC-10 fold 4, FSDD test).
 eval-fewshot:

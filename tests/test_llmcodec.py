@@ -473,6 +473,11 @@ def test_cli_evaluate_fewshot(tmp_path, llm, codec):
     row = json.loads(r.stdout.decode().strip())
     assert row["ways"] == 2 and row["judged"] == 4 and row["chance"] == 0.5
     assert row["instruction"] is False and 0 <= row["accuracy"] <= 1  # off by default
+    # the query stream's code use per scale, as evaluate recon's token statistics give it
+    from soundtok.evaluate.tokenstats import stream_stats
+    _, stats, _ = stream_stats(str(path))
+    assert row["code_use"] == [{"scale": t.codebook, "size": t.size, "used": t.used,
+                                "perplexity": round(t.perplexity, 4)} for t in stats]
     pool = _write_stream(tmp_path / "pool.jsonl", codec, n=9)
     r = cli("evaluate", "fewshot", path, "--llm", d, "--ways", 3, "--shots", 2, "--episodes", 2,
             "--demos", pool, "--predictions", tmp_path / "pred.jsonl", "--instruction", "--json",
@@ -482,6 +487,8 @@ def test_cli_evaluate_fewshot(tmp_path, llm, codec):
     assert row["judged"] == 6 and row["demos"] == str(pool) and row["instruction"] is True
     preds = [json.loads(x) for x in (tmp_path / "pred.jsonl").read_text().splitlines()]
     assert len(preds) == 6 and sum(p["correct"] for p in preds) == row["correct"]
+    r = cli("evaluate", "fewshot", path, "--llm", d, "--ways", 2, "--episodes", 1, "--device", "cpu")
+    assert r.returncode == 0 and b"rows used per scale" in r.stdout, r.stderr
     other = _word_llm(tmp_path / "o", vocab_size=170)
     r = cli("evaluate", "fewshot", path, "--llm", other, "--ways", 2, "--device", "cpu")
     assert r.returncode == 1 and b"was built on LLM" in r.stderr

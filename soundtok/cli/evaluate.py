@@ -404,4 +404,8 @@ def fewshot(
                       ["95% CI (bootstrap over episodes)", f"{res.ci_low:.4f} - {res.ci_high:.4f}"],
                       ["95% CI (Wilson)", f"{res.wilson_low:.4f} - {res.wilson_high:.4f}"],
                       ["chance (1/N)", f"{res.chance:.4f}"],
-                      ["judged", str(res.judged)]]))
+                      ["judged", str(res.judged)],
+                      ["code perplexity per scale (queries)",
+                       " / ".join(f"{u['perplexity']:.1f}" for u in res.code_use)],
+                      ["rows used per scale (queries)",
+                       " / ".join(f"{u['used']} of {u['size']}" for u in res.code_use)]]))

@@ -26,6 +26,7 @@ from ..errors import UsageError
 from ..llmcodec.incontext import build_prompt, check_streams, generate_answer, match_answer, rank_labels_shared
 from ..llmcodec.templates import USE_INSTRUCTION
 from ..llmcodec.text import codes_to_parts
+from .tokenstats import token_stats
 
 __all__ = ["Episode", "sample_episodes", "wilson_interval", "bootstrap_interval", "FewShotResult",
            "run_fewshot"]
@@ -136,6 +137,8 @@ class FewShotResult:
     instruction: bool
     per_episode: list[float] = field(default_factory=list)
     predictions: list[dict] = field(default_factory=list)
+    # code use of the query stream, per scale: size, used (rows), perplexity (effective rows)
+    code_use: list[dict] = field(default_factory=list)
 
     def row(self) -> dict:
         d = asdict(self)
@@ -211,5 +214,7 @@ def run_fewshot(model: Any, tokenizer: Any, header, items: list, ways: int = 5, 
             progress(1)
     lo, hi = bootstrap_interval(per_episode, seed)
     wl, wh = wilson_interval(correct, judged)
+    use = [{"scale": t.codebook, "size": t.size, "used": t.used, "perplexity": round(t.perplexity, 4)}
+           for t in token_stats(header.codebook_sizes, [it.codes for it in items])]
     return FewShotResult(ways, shots, episodes, repeats, judged, correct, correct / judged,
-                         lo, hi, wl, wh, 1.0 / ways, mode, instruction, per_episode, preds)
+                         lo, hi, wl, wh, 1.0 / ways, mode, instruction, per_episode, preds, use)

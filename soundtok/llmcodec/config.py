@@ -62,15 +62,17 @@ class LLMCodecConfig(MelConfig):
     # Gemma 3), which otherwise funnels most frames onto a few "hub" tokens
     center_codebooks: bool = True
     # > 0: nearest rows are searched (and the quantised vectors live) in a
-    # lookup_dim-dimensional projection of each scale's (centred) rows; 0: full hidden size
+    # lookup_dim-dimensional projection of each scale's (centred) rows; 0: full hidden size.
+    # Low-d lookup + the usage loss are what keep the codebooks from collapsing
+    # (bench/llmcodec_code_use.py; docs/llm-codec.md)
     lookup_dim: int = 16
     # that projection: "pca" -- the rows' top lookup_dim principal directions (fixed);
     # "learned" -- starts there and is trained by a codebook loss (factorised codes,
     # as ViT-VQGAN / DAC; the rows themselves stay frozen), stored in the weights
-    lookup_projection: str = "learned"
+    lookup_projection: str = "pca"
     # weight of the code-usage loss (per-frame entropy minus batch entropy of
     # the soft assignments, / log V); 0 disables it
-    entropy_weight: float = 0.1
+    entropy_weight: float = 1.0
     entropy_temperature: float = 0.05
     # what the first (coarsest) scale is trained to mean:
     #   "whisper" -- its vectors predict the frozen teacher's features (a small head,

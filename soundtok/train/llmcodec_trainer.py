@@ -88,8 +88,9 @@ class TrainLLMCodecOptions:
     val_every: int = 1000
     teacher_cache: str | None = None  # default: OUT/teacher
     pack_gap_seconds: float = 0.1  # silence after each clip in a packed teacher window
-    # odds of drawing a clip are its duration times the weight of its source: the
-    # part of its id before the first "/" (e.g. {"esc10": 4.0}); other sources 1
+    # odds of drawing a clip are its duration times the weight of its source, named by a
+    # folder-like part of its id (e.g. {"esc10": 4.0}: esc10/..., aug/esc10/...); others 1.
+    # Used with the teacher (packed clips)
     source_weights: dict = field(default_factory=dict)
 
 
@@ -425,10 +426,19 @@ def _member_labels(packed, by_id: dict[str, int], hop: int) -> torch.Tensor:
     return out
 
 
+def source_weight(clip_id: str, weights: dict[str, float]) -> float:
+    """The weight of the first folder-like part of ``clip_id`` that ``weights`` names
+    (``esc10`` for ``esc10/1-100-A`` and for ``aug/esc10/1-100-A``), else 1."""
+    for part in clip_id.split("/")[:-1]:
+        if part in weights:
+            return float(weights[part])
+    return 1.0
+
+
 def _source_weights(packed, weights: dict[str, float]) -> list[float]:
     """Odds of each packed clip: the summed length x source weight of its members."""
     def w(cid: str) -> float:
-        return float(weights.get(cid.split("/", 1)[0], 1.0))
+        return source_weight(cid, weights)
 
     return [sum(n * w(cid) for cid, _, n in (pc.members or [(pc.id, 0, pc.wav.shape[0])]))
             for pc in packed]
