@@ -317,6 +317,7 @@ def _train(opts: TrainLLMCodecOptions, run_dir: Path, log: RunLogger, embedder, 
 
     start = int(state.get("step", 0))
     batches = _batches(opts, codec, clips, table, crop, start, run_dir, info, device)
+    del clips  # the sampler holds them (or, with the teacher, only their packed windows)
     for p in codec.parameters():
         p.requires_grad_(True)
     if not opts.train_vocoder:
@@ -383,6 +384,7 @@ def _batches(opts: TrainLLMCodecOptions, codec: LLMCodec, clips, table: dict, cr
         label_table = torch.stack([table[n] for n in names])
         by_id = {c.id: index[c.label] for c in clips if c.label in index}
         frame_labels = [_member_labels(pc, by_id, hop) for pc in packed]
+    del clips  # the packed windows hold the audio now
     weights = _source_weights(packed, opts.source_weights) if opts.source_weights else None
     sampler = CropSampler(packed, crop, opts.batch, seed=seed, features=feats.feats, align=hop,
                           frame_labels=frame_labels, weights=weights)
