@@ -181,11 +181,13 @@ def segment_means(q0: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor,
 
 def frame_label_mode(labels: torch.Tensor, factor: int) -> torch.Tensor:
     """Fine-grid labels ``(B, T)`` -> ``(B, T // factor)``: each coarse frame takes the
-    label most of its ``factor`` fine frames carry (ties go to the smaller, so -1
-    -- none -- wins a tie)."""
+    label that more than half of its ``factor`` fine frames carry, else -1 (none)."""
     b, t = labels.shape
     n = t // factor
-    return labels[:, :n * factor].reshape(b, n, factor).mode(dim=-1).values
+    x = labels[:, :n * factor].reshape(b, n, factor)
+    top = x.mode(dim=-1).values
+    count = (x == top[..., None]).sum(dim=-1)
+    return torch.where(2 * count > factor, top, torch.full_like(top, -1))
 
 
 class CodeUse:
