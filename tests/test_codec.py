@@ -161,3 +161,20 @@ def test_load_errors(tmp_path):
 def test_tiny_config_is_small():
     codec = SoundCodec(tiny_config())
     assert sum(p.numel() for p in codec.parameters()) < 200_000
+
+
+def test_vae_standardises_log_mel():
+    """The VAE works on (log_mel - offset) / scale and maps its output back; a config
+    written before these keys existed means no standardisation (offset 0, scale 1)."""
+    cfg = CodecConfig.from_dict({**tiny_config().to_dict(),
+                                 "vae_mel_offset": -5.0, "vae_mel_scale": 2.5})
+    vae = SoundCodec(cfg).vae
+    with torch.no_grad():
+        vae.dec_out[1].weight.zero_()
+        vae.dec_out[1].bias.zero_()
+        out = vae.decode(torch.randn(1, cfg.latent_dim, 8))
+    assert torch.allclose(out, torch.full_like(out, -5.0))
+    old = {k: v for k, v in tiny_config().to_dict().items() if not k.startswith("vae_mel_")}
+    legacy = CodecConfig.from_dict(old)
+    assert (legacy.vae_mel_offset, legacy.vae_mel_scale) == (0.0, 1.0)
+    assert (CodecConfig().vae_mel_offset, CodecConfig().vae_mel_scale) == (-5.0, 2.5)

@@ -33,15 +33,17 @@ class VAE(nn.Module):
         self.dec_up = Upsample(d, cfg.vae_stride)
         self.dec_b = Stack(d, n, k)
         self.dec_out = nn.Sequential(ChannelNorm(d), nn.Conv1d(d, cfg.n_mels, 1))
+        self.mel_offset, self.mel_scale = cfg.vae_mel_offset, cfg.vae_mel_scale
 
     def encode(self, mel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mel = (mel - self.mel_offset) / self.mel_scale
         h = self.enc_b(self.enc_down(self.enc_a(self.enc_in(mel))))
         mean, logvar = self.enc_out(h).float().chunk(2, dim=1)
         return mean, logvar.clamp(-20.0, 5.0)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         h = self.dec_b(self.dec_up(self.dec_a(self.dec_in(z))))
-        return self.dec_out(h).float()
+        return self.dec_out(h).float() * self.mel_scale + self.mel_offset
 
 
 class TokenEncoder(nn.Module):

@@ -27,7 +27,7 @@ ARCHITECTURE = "soundtok-fm"
 LEGACY = {"teacher": None, "semantic_weight": 0.0, "fm_prior": "none", "fm_residual": False,
           "fm_guidance": 1.0, "decoder": "flow", "level_weight": 0.0, "voc_adv_weight": 0.0,
           "fm_cond_dropout": 0.1, "codebook_size": 512, "name": "soundtok-fm-16k",
-          "voc_mel_weight": 0.5}
+          "voc_mel_weight": 0.5, "vae_mel_offset": 0.0, "vae_mel_scale": 1.0}
 
 
 @dataclass
@@ -49,6 +49,10 @@ class CodecConfig(MelConfig):
     vae_layers: int = 2
     vae_stride: int = 2
     kl_weight: float = 1e-3
+    # The VAE sees (log_mel - vae_mel_offset) / vae_mel_scale and its output is mapped back:
+    # natural-log mels sit around -5.7 (std ~2.5), far from what its layers start near.
+    vae_mel_offset: float = -5.0
+    vae_mel_scale: float = 2.5
     # Tokenizer: latent -> (B, codebook_dim, Tl / token_stride) -> VQ codes (B, 1, Tt)
     token_stride: int = 2
     tok_dim: int = 128
@@ -114,6 +118,9 @@ class CodecConfig(MelConfig):
 
     def validate(self) -> None:
         """ValueError (one line) for inconsistent settings."""
+        if not (math.isfinite(self.vae_mel_scale) and self.vae_mel_scale > 0
+                and math.isfinite(self.vae_mel_offset)):
+            raise ValueError("vae_mel_scale must be a positive number and vae_mel_offset finite")
         if self.fm_prior not in ("none", "mse"):
             raise ValueError(f"fm_prior must be 'none' or 'mse', not {self.fm_prior!r}")
         if self.decoder not in ("flow", "mse"):
