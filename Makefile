@@ -37,13 +37,20 @@ VOC_STEPS ?= 12000
 TRAIN_CODEC = $(SOUNDTOK) train-codec $(CODEC_TRAIN) --val $(CODEC_VAL) --val-every 1000 \
 	  --save-every 250 --threads $(THREADS) --device cpu --resume -v
 
-default-codec: default-codec-vt default-codec-voc
-	$(PY) scripts/ship_codec.py $(CODEC_RUN)/vt/final --vocoder-from $(CODEC_RUN)/voc/final \
+# CODEC_TEACHER_CACHE: reuse another run's teacher features (same corpus, same teacher).
+# CODEC_VOCODER: ship with an already trained vocoder run's final/ (skips default-codec-voc),
+# e.g. after retraining only vae/tokenizer/decoder: make default-codec CODEC_RUN=runs/new \
+#   CODEC_TEACHER_CACHE=runs/old/vt/teacher CODEC_VOCODER=runs/old/voc
+CODEC_TEACHER_CACHE ?=
+CODEC_VOCODER ?=
+default-codec: default-codec-vt $(if $(CODEC_VOCODER),,default-codec-voc)
+	$(PY) scripts/ship_codec.py $(CODEC_RUN)/vt/final \
+	  --vocoder-from $(if $(CODEC_VOCODER),$(CODEC_VOCODER),$(CODEC_RUN)/voc)/final \
 	  --decoder $(CODEC_DECODER) --guidance $(CODEC_GUIDANCE) --out $(CODEC_RUN)/ship
 
 default-codec-vt:
 	$(TRAIN_CODEC) -o $(CODEC_RUN)/vt --stage vae,tokenizer --vae-steps $(VAE_STEPS) \
-	  --tokenizer-steps $(TOK_STEPS)
+	  --tokenizer-steps $(TOK_STEPS) $(if $(CODEC_TEACHER_CACHE),--teacher-cache $(CODEC_TEACHER_CACHE))
 	$(TRAIN_CODEC) -o $(CODEC_RUN)/vt --stage decoder --decoder-steps $(DEC_STEPS)
 
 default-codec-voc:
