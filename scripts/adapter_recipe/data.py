@@ -264,8 +264,9 @@ def crop_item(item, header, start_s: float, seconds: float):
     codes = []
     for k, row in enumerate(item.codes):
         rate = header.frame_rates[k]
-        a = min(len(row), int(round(start_s * rate)))
-        b = min(len(row), max(a + 1, int(round((start_s + seconds) * rate))))
+        n = max(1, int(round(seconds * rate)))
+        a = max(0, min(len(row) - n, int(round(start_s * rate))))
+        b = min(len(row), a + n)
         codes.append(row[a:b])
     hop = header.hop_lengths[0]
     return codes, len(codes[0]) * hop

@@ -250,3 +250,123 @@ def confusion_markdown(table: dict, corner: str = "truth \\ caption") -> str:
         cells = [f"**{n}**" if cols[j] == name else str(n) for j, n in enumerate(row)]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- held-out sets
+
+#: The held-out caption sets, in report order, with their titles.
+EVAL_SETS = {
+    "fsdd_test": "FSDD test split (5 speakers, recordings 0-4): spoken digits",
+    "voices_digits": "held-out corpus voices: digits and digit strings",
+    "voices_sentences": "held-out corpus voices: read sentences",
+    "voices_letters": "held-out corpus voices: letters and spelled words",
+    "klettres_test": "held-out languages (klettres en_GB, it, ru): letters and syllables",
+    "esc10_fold4": "ESC-10 fold 4 (10 classes)",
+    "music_test": "held-out music pieces",
+    "sounds_test": "held-out sound samples (sonic-pi)",
+}
+
+
+def eval_set_of(row: dict) -> str | None:
+    """The held-out set a corpus row belongs to (None: not held out, or no set)."""
+    split, source, kind = row.get("split"), str(row.get("source") or ""), str(row.get("kind") or "")
+    if source == "esc10":
+        fold4 = str(row.get("fold")) == "4" or (row.get("fold") is None and
+                                                 re.search(r"(?:^|/)4-\d+-[A-Z]", str(row.get("id"))))
+        return "esc10_fold4" if fold4 and not row.get("augment") else None
+    if split != "test" or row.get("augment"):
+        return None
+    content = content_of(row)
+    if source == "fsdd":
+        return "fsdd_test"
+    if kind == "speech-tts":
+        return {"digit": "voices_digits", "digits": "voices_digits", "sentence": "voices_sentences",
+                "letter": "voices_letters", "letters": "voices_letters", "spell": "voices_letters"}.get(content or "")
+    if kind == "speech":
+        return "klettres_test"
+    if kind == "music":
+        return "music_test"
+    if kind == "sound":
+        return "sounds_test"
+    return None
+
+
+def spread(rows: list, limit: int | None) -> list:
+    """``limit`` evenly spaced rows (all when ``limit`` is None or not smaller)."""
+    if not limit or len(rows) <= limit:
+        return list(rows)
+    step = len(rows) / limit
+    return [rows[int(i * step)] for i in range(limit)]
+
+
+HOMOPHONES = {"oh": "0", "o": "0", "won": "1", "to": "2", "too": "2", "for": "4", "fore": "4", "ate": "8"}
+
+
+def whisper_digit(text: str, lenient: bool = False) -> str | None:
+    """The first digit a transcript names (a numeral string), or None; ``lenient`` also
+    reads homophones ("to" -> 2, "for" -> 4, "ate" -> 8, "oh" -> 0, ...)."""
+    for w in normalize_text(text):
+        c = canon_word(w)
+        if c.isdigit() and len(c) == 1:
+            return c
+        if lenient and w in HOMOPHONES:
+            return HOMOPHONES[w]
+    return None
+
+
+# --------------------------------------------------------------------------- report
+
+_COLUMNS = [("items", "clips"), ("kind_rate", "captioned as its kind"), ("wer", "WER of the quoted text"),
+            ("digit_accuracy", "digits right"), ("letter_accuracy", "letters right"),
+            ("spelled_word_named", "spelled word named"), ("class_accuracy", "class right"),
+            ("instrument_named", "instrument named"), ("instrument_head_named", "instrument (head noun)"),
+            ("style_named", "style named"), ("gender_accuracy", "man/woman right"),
+            ("unsure_rate", "flagged unsure"), ("median_score", "median score")]
+
+
+def _cell(v) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.3f}"
+    return str(v)
+
+
+def results_markdown(results: dict) -> str:
+    """results.json as Markdown tables for a model card: captions per held-out set, the
+    kind and ESC-10 confusion tables, generation, references."""
+    out = [f"# Held-out results: {results.get('adapter', '?')}", ""]
+    meta = [f"codec `{results['codec']}`" if results.get("codec") else None,
+            f"{results['threads']} threads" if results.get("threads") else None,
+            f"limit {results['limit']} clips per set" if results.get("limit") else "every held-out clip"]
+    out += ["; ".join(m for m in meta if m) + ".", ""]
+    sets = results.get("captions") or {}
+    if sets:
+        cols = [(k, t) for k, t in _COLUMNS if any(k in s for s in sets.values())]
+        out += ["## Captions", "", "| set | " + " | ".join(t for _, t in cols) + " |",
+                "|---|" + "---:|" * len(cols)]
+        for name, s in sets.items():
+            out.append(f"| {EVAL_SETS.get(name, name)} | " + " | ".join(_cell(s.get(k)) for k, _ in cols) + " |")
+        out.append("")
+    for key, title in (("kind_confusion", "Kind named by the caption (all sets)"),
+                       ("esc10_confusion", "ESC-10 fold 4: class named by the caption"),
+                       ("fsdd_confusion", "FSDD test split: digit named by the caption")):
+        if results.get(key):
+            out += [f"## {title}", "", confusion_markdown(results[key]), ""]
+    gen = results.get("generation") or {}
+    if gen:
+        out += ["## Generation", "", "| prompts | clips | measure | value |", "|---|---:|---|---:|"]
+        for name, g in gen.items():
+            for measure, value in g.get("measures", {}).items():
+                out.append(f"| {g.get('title', name)} | {g.get('items', '–')} | {measure} | {_cell(value)} |")
+        out.append("")
+    ref = results.get("reference") or {}
+    if ref:
+        out += ["## Reference (real clips, not generated)", "", "| clips | measure | value |", "|---:|---|---:|"]
+        for measure, value in ref.get("measures", {}).items():
+            out.append(f"| {ref.get('items', '–')} | {measure} | {_cell(value)} |")
+        out.append("")
+    if results.get("latency_5s_clip_s") is not None:
+        out += [f"Caption latency of a 5 s clip after loading: {results['latency_5s_clip_s']} s "
+                f"(median of 5, {results.get('threads')} threads).", ""]
+    return "\n".join(out)
