@@ -28,7 +28,8 @@ the same command again.
    into the adapter only when it flags at least ``--calibrate-min-flagged`` of the
    out-of-domain clips.
 
-Then ``make eval-adapter`` (scripts/eval_adapter.py) and ``make ship-default-adapter``.
+Then ``make eval-adapter`` (scripts/eval_adapter.py) and ``make ship-default-adapter`` (``--install``: the
+adapter files into soundtok/audiolm/default_adapter; its model card is kept).
 """
 
 from __future__ import annotations
@@ -220,11 +221,31 @@ def estimate(a, train_rows: list[dict], tag: str, run_dir: Path) -> None:
 
 
 def calibrate(a, final: Path, tok_dir: Path, run_dir: Path) -> None:
+    """scripts/calibrate_adapter.py on the val split against out-of-domain audio; skipped
+    when RUN/calibration.json is newer than the adapter (delete it to calibrate again)."""
+    report = run_dir / "calibration.json"
+    if report.is_file() and report.stat().st_mtime > (final / "adapter_model.safetensors").stat().st_mtime:
+        log(f"calibration done before ({report}); delete it to calibrate again")
+        return
     ood = [str(synthetic_ood(run_dir / "ood")), *a.ood]
     run([sys.executable, "scripts/calibrate_adapter.py", "--adapter", str(final), "--codec", a.codec,
          "--in-domain", str(tok_dir / "val.manifest.jsonl"), "--out-of-domain", *ood,
          "--limit", str(a.calibrate_limit), "--threads", str(a.threads), "--write",
-         "--write-if-flagged", str(a.calibrate_min_flagged), "--json", str(run_dir / "calibration.json")])
+         "--write-if-flagged", str(a.calibrate_min_flagged), "--json", str(report)])
+
+
+def install(src: Path, dest: Path = ROOT / "soundtok" / "audiolm" / "default_adapter") -> None:
+    """Replace the adapter files in ``dest`` by those of ``src`` (its MODEL_CARD.md stays)."""
+    import shutil
+
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("adapter_config.json", "adapter_model.safetensors", "audio_embeddings.safetensors",
+                 "soundtok-adapter.json"):
+        shutil.copyfile(src / name, dest / name)
+    meta = json.loads((dest / "soundtok-adapter.json").read_text())
+    size = sum((dest / n).stat().st_size for n in os.listdir(dest))
+    log(f"installed {src} -> {dest} ({size / 1e6:.1f} MB; LLM {meta['llm']['name']}, "
+        f"codec {meta['codec']['header']['codec']['name']}); update its MODEL_CARD.md")
 
 
 def main() -> None:
@@ -252,7 +273,11 @@ def main() -> None:
     ap.add_argument("--ood", nargs="*", default=[], help="more out-of-domain manifests/folders for calibration")
     ap.add_argument("--calibrate-limit", type=int, default=120)
     ap.add_argument("--calibrate-min-flagged", type=float, default=0.5)
+    ap.add_argument("--install", type=Path, metavar="ADAPTER", help="only copy ADAPTER into the package")
     a = ap.parse_args()
+    if a.install:
+        install(a.install)
+        return
     data = a.data if a.data.is_dir() else None
 
     rows = corpus_rows(a.corpus, data)

@@ -13,7 +13,8 @@ from pathlib import Path
 
 def synthetic_ood(folder: Path, seconds: float = 3.0, sr: int = 16000) -> Path:
     """Audio unlike any training clip, for the calibration: silence, pure and dual tones,
-    sine sweeps, click trains, amplitude-modulated tones (30 clips, deterministic)."""
+    sine sweeps, click trains, amplitude-modulated tones, square waves (28 clips of 3 s,
+    deterministic)."""
     import numpy as np
     import soundfile as sf
 
