@@ -312,7 +312,8 @@ def main() -> None:
         f"share by kind " + ", ".join(f"{k} {v / len(records):.1%}" for k, v in sorted(kinds.items())))
     data_dir = a.run / "data" / tag
     train_stream = data_dir / "train.tok.jsonl"
-    sha = write_stream(train_stream, header, records)
+    new_stream = data_dir / "train.tok.jsonl.new"  # replaces the stream only once the run may use it
+    sha = write_stream(new_stream, header, records)
     val_header, val_items = load_items(paths["val"]) if "val" in paths else (header, [])
     val_records = build_records(val_items, val_header, 1, a.seed + 1, val_quotas(val_items)) if val_items else []
     val_stream = data_dir / "val.tok.jsonl"
@@ -330,9 +331,11 @@ def main() -> None:
         changed = [k for k in ("train_stream_sha256", "batch_size", "seed", "lr", "embedding_lr")
                    if old.get(k) != recipe.get(k)]
         if changed:
+            new_stream.unlink()
             raise SystemExit(f"error: {train_dir} was trained with another {changed[0]} "
                              f"({old.get(changed[0])!r}, now {recipe.get(changed[0])!r}); "
                              f"use another --run or delete {train_dir}")
+    os.replace(new_stream, train_stream)
     recipe_file.write_text(json.dumps(recipe, indent=1) + "\n")
     final = train_dir / "final"
     t0 = time.time()
