@@ -189,6 +189,7 @@ def estimate(a, train_rows: list[dict], tag: str, run_dir: Path) -> None:
     total = sum(c + g for c, g in QUOTAS.values())
     small = {g: (max(1, round(c * n_examples / total)), max(1, round(n * n_examples / total)))
              for g, (c, n) in QUOTAS.items()}
+    small["other"] = (max(1, n_examples // 20),) * 2  # rows of no known group (a user's manifest)
     usable = [r for r in train_rows if texts_for(r)[0]]
     sample = list({r["id"]: r for r, _, _ in plan_epoch(usable, 0, a.seed, small)}.values())
     header, items = load_items(tokenize_split(sample, run_dir / "estimate" / tag, "sample", a))
@@ -264,7 +265,7 @@ def main() -> None:
     ap.add_argument("--save-every", type=int, default=50)
     ap.add_argument("--val-every", type=int, default=250)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (1 measured best on a shared machine)")
     ap.add_argument("--workers", type=int, default=1, help="audio decoding processes of tokenize")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--estimate", type=int, default=0, metavar="N",
