@@ -107,14 +107,37 @@ bench:
 	$(PY) bench/bench_codec.py
 
 # LLM adapter
-# The default caption/generation adapter (soundtok/audiolm/default_adapter): FSDD train + ESC-10
-# folds 1-3, validated on FSDD test + ESC-10 fold 4; resumes if interrupted.
-.PHONY: default-adapter eval-adapter
+# The default caption/generation adapter (Gemma 3 270M + LoRA): the corpus's train split (FSDD test
+# and ESC-10 fold 4 never), tokenized once with ADAPTER_CODEC (the shipped codec) into
+# $(ADAPTER_RUN)/tokens/, balanced per kind, then finetune-llm and the calibration of its "unsure"
+# flag; recipe and timings in docs/llm.md. Interrupt any time: the same command resumes.
+#   make default-adapter-estimate      # time a few real steps first: prints s/step and the wall time
+#   make default-adapter ADAPTER_EPOCHS=2 ADAPTER_STEPS=600
+#   make eval-adapter [EVAL_LIMIT=40]  # held-out results -> $(ADAPTER_RUN)/eval/<name>/results.{json,md}
+#   make ship-default-adapter          # copy the trained adapter into soundtok/audiolm/default_adapter
+ADAPTER_RUN ?= $(RUNS)/adapter
+ADAPTER_CODEC ?= default
+ADAPTER_EPOCHS ?= 4
+ADAPTER_STEPS ?=
+ADAPTER_THREADS ?= 1
+ADAPTER ?= $(if $(wildcard $(ADAPTER_RUN)/train/final/soundtok-adapter.json),$(ADAPTER_RUN)/train/final,default)
+EVAL_LIMIT ?=
+ADAPTER_RECIPE = $(PY) scripts/train_default_adapter.py --corpus $(CORPUS) --data $(DATA) --run $(ADAPTER_RUN) \
+	  --codec $(ADAPTER_CODEC) --epochs $(ADAPTER_EPOCHS) $(if $(ADAPTER_STEPS),--steps $(ADAPTER_STEPS)) \
+	  --threads $(ADAPTER_THREADS)
+.PHONY: default-adapter default-adapter-estimate eval-adapter ship-default-adapter
 default-adapter:
-	$(PY) scripts/train_default_adapter.py --data $(DATA) --runs $(RUNS) --threads $(THREADS)
+	$(ADAPTER_RECIPE)
+
+default-adapter-estimate:
+	$(ADAPTER_RECIPE) --estimate 6
 
 eval-adapter:
-	$(PY) scripts/eval_adapter.py --runs $(RUNS) --threads 2
+	$(PY) scripts/eval_adapter.py --adapter $(ADAPTER) --run $(ADAPTER_RUN) --corpus $(CORPUS) --data $(DATA) \
+	  --codec $(ADAPTER_CODEC) --threads $(ADAPTER_THREADS) $(if $(EVAL_LIMIT),--limit $(EVAL_LIMIT))
+
+ship-default-adapter:
+	$(PY) scripts/train_default_adapter.py --install $(ADAPTER_RUN)/train/final
 
 # The offline training corpus (docs/corpus.md): TTS voices with text, FSDD, klettres, ESC-10,
 # sonic-pi, music21 renderings -> $(CORPUS)/{train,val,test}.jsonl. Resumes where it stopped.

@@ -10,7 +10,10 @@ the score that keeps ``--keep`` of the in-domain clips (audio like the training 
 clips the adapter never saw) above it; the report gives how many clips of each
 out-of-domain set fall below it, i.e. are flagged ``unsure``.  ``--write`` stores
 ``{"min_score", "keep", "sets": {...}}`` as ``calibration`` in the adapter's
-``soundtok-adapter.json`` (atomically); without it nothing is written.
+``soundtok-adapter.json`` (atomically); without it nothing is written.  With
+``--write-if-flagged F`` it is written only when at least a share ``F`` of all
+out-of-domain clips is flagged (a threshold that flags few of them would only mislead;
+the adapter then keeps printing scores without ``unsure``).
 
 Inputs are manifests or folders (anything ``soundtok tokenize`` reads); ``--limit N`` takes
 an evenly spaced N of each set.  ``--json FILE`` writes the per-clip scores and the report.
@@ -72,6 +75,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--write", action="store_true", help="store the calibration in the adapter")
+    ap.add_argument("--write-if-flagged", type=float, default=0.0, metavar="F",
+                    help="with --write: only if at least this share of out-of-domain clips is flagged")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
 
@@ -101,10 +106,16 @@ def main() -> None:
         flagged = sum(s < cut for s in scores)
         report[name] = {"clips": len(rows), "flagged": flagged, "median_score": quantile(scores, 0.5)}
         print(f"{name:32s} {len(rows):6d} {flagged:6d} ({flagged / len(rows):6.1%}) {quantile(scores, 0.5):13.4f}")
-    calibration = {"min_score": cut, "keep": args.keep, "sets": report}
+    outside = [r["score"] for k, rows in sets.items() if k.startswith("out:") for r in rows]
+    flagged_out = round(sum(s < cut for s in outside) / max(1, len(outside)), 4)
+    print(f"out-of-domain clips flagged: {flagged_out:.1%} of {len(outside)}")
+    calibration = {"min_score": cut, "keep": args.keep, "out_of_domain_flagged": flagged_out, "sets": report}
     if args.json:
         args.json.write_text(json.dumps({"calibration": calibration, "clips": sets}, indent=1) + "\n")
-    if args.write:
+    if args.write and flagged_out < args.write_if_flagged:
+        print(f"not written: {flagged_out:.1%} of the out-of-domain clips flagged, under the "
+              f"{args.write_if_flagged:.0%} asked (--write-if-flagged); the adapter stays uncalibrated")
+    elif args.write:
         meta_path = directory / META_FILE
         data = json.loads(meta_path.read_text(encoding="utf-8"))
         data["calibration"] = calibration
