@@ -33,6 +33,10 @@ def main() -> None:
     ap.add_argument("--manifest", required=True, help="JSONL rows with path and text")
     ap.add_argument("--limit", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--vocoder-from", default=None, metavar="DIR",
+                    help="take the vocoder from this codec (e.g. to probe a VAE-only checkpoint)")
+    ap.add_argument("--stages", default="reference,vocoder,vae,mse,flow",
+                    help="comma-separated subset of the stages")
     ap.add_argument("--out", default=None, help="write per-clip transcripts here (JSONL)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -43,11 +47,13 @@ def main() -> None:
 
     codec = SoundCodec.from_pretrained(args.codec).eval().float()
     codec.precision = "fp32"
+    if args.vocoder_from:
+        codec.vocoder = SoundCodec.from_pretrained(args.vocoder_from).vocoder.float().eval()
     asr = WhisperASR("base", threads=args.threads)
     rows = [json.loads(line) for line in Path(args.manifest).read_text().splitlines() if line.strip()]
     rows = [r for r in rows if r.get("text")][: args.limit]
     sr, edge, hop = codec.cfg.sample_rate, codec.edge, codec.cfg.token_hop
-    stages = ("reference", "vocoder", "vae", "mse", "flow")
+    stages = [s for s in ("reference", "vocoder", "vae", "mse", "flow") if s in args.stages.split(",")]
     totals = {s: [0, 0] for s in stages}
     out = open(args.out, "w") if args.out else None
     for r in rows:
@@ -56,14 +62,16 @@ def main() -> None:
         t = codec.num_frames(n)
         padded = F.pad(wav, (edge, t * hop - n + edge))
         with torch.inference_mode():
-            outs = {
-                "reference": wav,
-                "vocoder": codec.vocoder(codec.mel(padded)),
-                "vae": codec.latent_to_wav(codec.normalized_latent(padded)),
-            }
-            codes = codec.encode(wav)
-            for d in ("mse", "flow"):
-                outs[d] = codec.decode(codes, num_samples=n, decoder=d)
+            outs = {"reference": wav}
+            if "vocoder" in stages:
+                outs["vocoder"] = codec.vocoder(codec.mel(padded))
+            if "vae" in stages:
+                outs["vae"] = codec.latent_to_wav(codec.normalized_latent(padded))
+            if "mse" in stages or "flow" in stages:
+                codes = codec.encode(wav)
+                for d in ("mse", "flow"):
+                    if d in stages:
+                        outs[d] = codec.decode(codes, num_samples=n, decoder=d)
         lang = whisper_language(r.get("language"))
         rec = {"id": r.get("id"), "text": r["text"]}
         for s in stages:
