@@ -3,9 +3,9 @@
 ``caption`` and ``generate`` only ever run the LLM with its LoRA weights merged.  Building
 that model the first time means loading the float32 LLM, importing peft, injecting the
 LoRA layers and merging them (~5-10 s on 2 CPU cores).  The result is written once, in the
-inference dtype (bfloat16 on CPUs with fast bf16: ~0.54 GB for Gemma 3 270M), to
+inference dtype (float32 on CPU: ~1.1 GB for Gemma 3 270M), to
 ``adapters/<name>-<key>/`` under :func:`soundtok.cache.cache_root`; later calls load it
-directly (no peft, half the bytes, no dtype conversion).
+directly (no peft, no dtype conversion, the weights memory-mapped).
 
 ``key`` is a digest of everything the merged weights depend on: the adapter's LoRA file and
 its config, the LLM the adapter was trained for and the one it is applied to (see
@@ -13,9 +13,12 @@ its config, the LLM the adapter was trained for and the one it is applied to (se
 entry is written into a temporary folder and renamed, so it is complete or absent.
 
 The entry also records whether the LLM's tokenizer can be read straight from its
-``tokenizer.json`` (``tokenizers`` only, ~4x faster than transformers' tokenizer class for
-Gemma's 262k-token vocabulary): checked when the entry is written, by encoding and decoding
-probe texts (the adapter's prompt wording among them) both ways.
+``tokenizer.json`` (``tokenizers`` only, without transformers: ~3x faster than transformers'
+tokenizer class for Gemma's 262k-token vocabulary): checked when the entry is written, by
+encoding and decoding probe texts (the adapter's prompt wording among them) both ways.
+
+A Gemma 3 entry is then loaded without transformers at all (:mod:`soundtok.llm.gemma3`);
+other LLMs through transformers.
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-FORMAT = 1
+#: 2: the tokenizer check is against ``tokenizers`` alone (:class:`~soundtok.llm.tokenizer.JsonTokenizer`)
+FORMAT = 2
 META_FILE = "soundtok-merged.json"
 
 #: Texts whose ids must agree between the fast and the full tokenizer (plus the prompt wording).
@@ -88,18 +92,24 @@ def read_entry(entry: Path) -> dict | None:
     return meta if (entry / "config.json").is_file() else None
 
 
-def load_entry(entry: Path, meta: dict, dtype):
+def load_entry(entry: Path, meta: dict, dtype, *, native: bool = True):
     """``(model, tokenizer)`` from a complete entry (model in ``dtype``, eval mode, on CPU).
 
-    The tokenizer loads in a background thread while the model loads (and while a caption
-    is computed: see :class:`PendingTokenizer`)."""
-    from ..llm.hf import transformers_auto
+    A Gemma 3 model is built by :mod:`soundtok.llm.gemma3` (the same logits as transformers',
+    without importing it) unless ``native`` is false; any other model by transformers.  The
+    tokenizer loads in a background thread while the model loads (and while a caption is
+    computed: see :class:`PendingTokenizer`); where the entry's check allows, from its
+    ``tokenizer.json`` by ``tokenizers`` alone."""
+    from ..llm import gemma3
+    from ..llm.hf import read_json, transformers_auto
     from ..llm.loader import load_model_dir, load_tokenizer_dir
 
-    transformers_auto()  # imported here first: the thread then imports nothing the main thread does
-    tokenizer = PendingTokenizer(lambda: load_tokenizer_dir(entry, fast=bool(meta.get("fast_tokenizer"))),
-                                 meta.get("known") or {})
-    model = load_model_dir(entry, dtype)
+    fast = bool(meta.get("fast_tokenizer"))
+    native = native and gemma3.unsupported(read_json(entry / "config.json")) is None
+    if not (native and fast):
+        transformers_auto()  # imported here first: the thread then imports nothing the main thread does
+    tokenizer = PendingTokenizer(lambda: load_tokenizer_dir(entry, fast=fast), meta.get("known") or {})
+    model = gemma3.load(entry, dtype) if native else load_model_dir(entry, dtype)
     model.eval()
     return model, tokenizer
 

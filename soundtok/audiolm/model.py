@@ -48,12 +48,8 @@ class AudioLM(nn.Module):
             raise ValueError(f"LLM has {emb.num_embeddings} embedding rows, vocabulary expects {vocab.base_size}")
         self.audio_embed = nn.Parameter(_init_rows(emb.weight, vocab.size, seed))
         out = base.get_output_embeddings()
-        if out is not None and not getattr(out, "_soundtok_contiguous", False):
-            # generate() feeds the head a strided slice (last position); for such input torch's
-            # CPU linear copies the whole 262k-row weight on every call (~3 s). A copy of the
-            # small input avoids that.
-            out.register_forward_pre_hook(_contiguous_input)
-            out._soundtok_contiguous = True
+        if out is not None:
+            contiguous_head(out)
         tied = out is None or out.weight is emb.weight
         self.audio_head = None if tied else nn.Parameter(_init_rows(out.weight, vocab.size, seed + 1))
         scale = getattr(emb, "embed_scale", None)
@@ -138,6 +134,17 @@ class AudioLM(nn.Module):
             logits = self.audio_logits(hs[is_audio]).float()
             loss = loss + F.cross_entropy(logits, tgt[is_audio] - self.vocab.base_size, reduction="sum")
         return loss
+
+
+def contiguous_head(head: nn.Module) -> None:
+    """Make ``head`` copy a strided input first (once per module).
+
+    generate() feeds the head a strided slice (last position); for such input torch's CPU
+    linear copies the whole 262k-row weight on every call (~3 s). A copy of the small input
+    avoids that."""
+    if not getattr(head, "_soundtok_contiguous", False):
+        head.register_forward_pre_hook(_contiguous_input)
+        head._soundtok_contiguous = True
 
 
 def _contiguous_input(module, args):
