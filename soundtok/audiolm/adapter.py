@@ -261,13 +261,9 @@ def load_adapter(adapter: str | os.PathLike | None = None, *, llm: str | None = 
         raise ModelError(f"{directory}: adapter does not say which LLM it was trained for; pass --llm")
     if not merge:
         return _load_unmerged(directory, meta, vocab, spec, device, dtype, progress)
-    from ..llm.loader import _parse_dtype, _torch_device, inference_dtype, resolve_llm
     from . import merged
 
-    llm_spec = resolve_llm(spec)
-    dev = _torch_device(device)
-    torch_dtype = _parse_dtype(dtype) or inference_dtype(dev)
-    entry = merged.entry_dir(directory, meta, llm_spec, torch_dtype)
+    llm_spec, dev, torch_dtype, entry = _merged_plan(directory, meta, spec, device, dtype)
     entry_meta = merged.read_entry(entry)
     if entry_meta is not None:
         try:
@@ -284,6 +280,31 @@ def load_adapter(adapter: str | os.PathLike | None = None, *, llm: str | None = 
     alm.lm = alm.lm.merge_and_unload()
     _write_merged(alm, tokenizer, entry, directory, meta, llm_spec, progress)
     return alm, tokenizer, meta
+
+
+def _merged_plan(directory: Path, meta: dict, spec: str, device, dtype):
+    """``(llm spec, torch device, dtype, merged cache entry)`` of a merged load."""
+    from ..llm.loader import _parse_dtype, _torch_device, inference_dtype, resolve_llm
+    from . import merged
+
+    llm_spec = resolve_llm(spec)
+    dev = _torch_device(device)
+    torch_dtype = _parse_dtype(dtype) or inference_dtype(dev)
+    return llm_spec, dev, torch_dtype, merged.entry_dir(directory, meta, llm_spec, torch_dtype)
+
+
+def merged_cached(adapter: str | os.PathLike | None = None, *, llm: str | None = None, device="auto",
+                  dtype=None) -> bool:
+    """Whether :func:`load_adapter` (merged, the default) would load from the merged-model
+    cache -- seconds at most -- rather than build the entry first; cheap (no model is read)."""
+    from . import merged
+
+    directory = resolve_adapter(adapter)
+    meta = read_meta(directory)
+    spec = llm or (meta.get("llm") or {}).get("spec")
+    if not spec:
+        return False
+    return merged.read_entry(_merged_plan(directory, meta, spec, device, dtype)[3]) is not None
 
 
 def _finish(lm, vocab: AudioVocab, meta: dict, directory: Path, device):

@@ -112,6 +112,49 @@ def open_stream(source: str | os.PathLike | IO[Any] | TokenReader, vocab: AudioV
     return reader
 
 
+def open_and_load(source: str | os.PathLike | IO[Any], adapter=None, *, llm: str | None = None,
+                  device="auto", progress: Callable[[str], None] | None = None):
+    """``(reader, (audio_lm, tokenizer, meta))`` for captioning the token stream ``source``:
+    the stream opened with its header checked against the adapter's codec (as
+    :func:`open_stream`), and the adapter loaded (as :func:`~.adapter.load_adapter`).
+
+    Reading a header from a pipe waits for its writer (``soundtok tokenize`` writes it with
+    the first item, after loading its codec and encoding that item).  Where the merged model
+    is cached (a load of a second or so), the header is therefore read in a background
+    thread while the model loads in this one, and a stream of another codec is reported
+    once the load is done.  Otherwise the header comes first, so that such a stream fails
+    before the merged model is built and written (~1 GB)."""
+    from concurrent.futures import Future
+    from threading import Thread
+
+    from .adapter import load_adapter, merged_cached, read_meta, resolve_adapter
+
+    vocab = AudioVocab.from_dict(read_meta(resolve_adapter(adapter)).get("codec") or {})
+    if not merged_cached(adapter, llm=llm, device=device):
+        reader = open_stream(source, vocab)
+        try:
+            return reader, load_adapter(adapter, llm=llm, device=device, progress=progress)
+        except BaseException:
+            reader.close()
+            raise
+    opened: Future = Future()
+
+    def read_header() -> None:
+        try:
+            opened.set_result(open_stream(source, vocab))
+        except BaseException as e:  # noqa: BLE001 - raised in the caller's thread below
+            opened.set_exception(e)
+
+    Thread(target=read_header, name="soundtok-header", daemon=True).start()  # may wait on a pipe forever
+    try:
+        loaded = load_adapter(adapter, llm=llm, device=device, progress=progress)
+    except BaseException:
+        if opened.done() and opened.exception() is None:
+            opened.result().close()
+        raise
+    return opened.result(), loaded
+
+
 def caption_stream(alm, tokenizer, source: str | os.PathLike | IO[Any] | TokenReader = "-",
                    opts: CaptionOptions | None = None) -> Iterator[tuple[Item, Caption]]:
     """Caption every item of a token stream; the stream must come from the adapter's codec."""
