@@ -164,6 +164,27 @@ def test_tokenizers_only_tokenizer_agrees_on_the_tiny_llm(tiny):
             assert fast.decode(ids, skip_special_tokens=skip) == full.decode(ids, skip_special_tokens=skip)
 
 
+def test_decoder_file_decodes_as_the_full_tokenizer(tiny, tmp_path):
+    from soundtok.llm.tokenizer import JsonTokenizer, decoder_agrees, write_decoder
+
+    d = tiny[0]
+    dec = tmp_path / "decoder.json"
+    assert write_decoder(d / "tokenizer.json", dec)
+    data = json.loads(dec.read_text())
+    assert data["model"]["type"] == "WordLevel" and data["normalizer"] is None
+    assert decoder_agrees(d / "tokenizer.json", dec)
+    full = load_tokenizer_dir(d, fast=True)
+    lazy = JsonTokenizer(d / "tokenizer.json", {"eos_token": "<eos>", "pad_token": "<pad>"}, decoder=dec)
+    ids = full("a dog barks").input_ids + [1]
+    assert lazy.decode(ids, skip_special_tokens=True) == full.decode(ids, skip_special_tokens=True)
+    assert (lazy.eos_token_id, lazy.pad_token_id) == (1, 0) and lazy._full is None  # decoding read no merges
+    assert lazy("a dog barks").input_ids == full("a dog barks").input_ids  # encoding reads the full file
+    vocab = data["model"]["vocab"]
+    vocab["a"], vocab["b"] = vocab["b"], vocab["a"]  # a decoder that disagrees is refused
+    dec.write_text(json.dumps(data))
+    assert not decoder_agrees(d / "tokenizer.json", dec)
+
+
 def test_real_gemma_states_and_logits_are_those_of_transformers(real):
     _, hf, native = real
     assert json.loads((real[0] / "config.json").read_text())["sliding_window"] == 512

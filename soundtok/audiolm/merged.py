@@ -15,7 +15,9 @@ entry is written into a temporary folder and renamed, so it is complete or absen
 The entry also records whether the LLM's tokenizer can be read straight from its
 ``tokenizer.json`` (``tokenizers`` only, without transformers: ~3x faster than transformers'
 tokenizer class for Gemma's 262k-token vocabulary): checked when the entry is written, by
-encoding and decoding probe texts (the adapter's prompt wording among them) both ways.
+encoding and decoding probe texts (the adapter's prompt wording among them) both ways; and whether decoding
+can read a smaller decoder file (:data:`DECODER_FILE`: the vocabulary without the merge
+rules, a third of the loading time), checked over every token id.
 
 A Gemma 3 entry is then loaded without transformers at all (:mod:`soundtok.llm.gemma3`);
 other LLMs through transformers.
@@ -34,6 +36,8 @@ from typing import Any
 #: 2: the tokenizer check is against ``tokenizers`` alone (:class:`~soundtok.llm.tokenizer.JsonTokenizer`)
 FORMAT = 2
 META_FILE = "soundtok-merged.json"
+#: What decoding needs of ``tokenizer.json`` (no merge rules), where the entry's check allows.
+DECODER_FILE = "decoder.json"
 
 #: Texts whose ids must agree between the fast and the full tokenizer (plus the prompt wording).
 PROBES = (
@@ -108,7 +112,9 @@ def load_entry(entry: Path, meta: dict, dtype, *, native: bool = True):
     native = native and gemma3.unsupported(read_json(entry / "config.json")) is None
     if not (native and fast):
         transformers_auto()  # imported here first: the thread then imports nothing the main thread does
-    tokenizer = PendingTokenizer(lambda: load_tokenizer_dir(entry, fast=fast), meta.get("known") or {})
+    decoder = entry / DECODER_FILE if fast and meta.get("decoder") else None
+    tokenizer = PendingTokenizer(lambda: load_tokenizer_dir(entry, fast=fast, decoder=decoder),
+                                 meta.get("known") or {})
     model = gemma3.load(entry, dtype) if native else load_model_dir(entry, dtype)
     model.eval()
     return model, tokenizer
@@ -188,6 +194,18 @@ def fast_tokenizer_agrees(tokenizer, directory: Path, texts: list[str]) -> bool:
     return True
 
 
+def _write_decoder(directory: Path) -> bool:
+    """Write the decoder file of ``directory``'s ``tokenizer.json`` (see
+    :mod:`soundtok.llm.tokenizer`) where it decodes exactly as the full file; whether it did."""
+    from ..llm.tokenizer import decoder_agrees, write_decoder
+
+    path = directory / DECODER_FILE
+    if write_decoder(directory / "tokenizer.json", path) and decoder_agrees(directory / "tokenizer.json", path):
+        return True
+    path.unlink(missing_ok=True)
+    return False
+
+
 def write_entry(entry: Path, model, tokenizer, *, adapter_dir: Path, llm_meta: dict, from_gguf: bool,
                 texts: list[str]) -> Path:
     """Write ``model`` (LoRA merged) and ``tokenizer`` as ``entry``, atomically.
@@ -212,11 +230,13 @@ def write_entry(entry: Path, model, tokenizer, *, adapter_dir: Path, llm_meta: d
                     hf_logging.enable_progress_bar()
             tokenizer.save_pretrained(str(tmp))
         write_identity(tmp, llm_meta, from_gguf)
+        fast = fast_tokenizer_agrees(tokenizer, tmp, texts)
         meta = {
             "soundtok_merged": FORMAT,
             "adapter": str(adapter_dir.resolve()),
             "dtype": str(model.dtype).removeprefix("torch."),
-            "fast_tokenizer": fast_tokenizer_agrees(tokenizer, tmp, texts),
+            "fast_tokenizer": fast,
+            "decoder": fast and _write_decoder(tmp),
             "known": known_values(tokenizer, texts),
         }
         (tmp / META_FILE).write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")

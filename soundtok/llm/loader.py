@@ -295,11 +295,12 @@ def load_model_dir(directory: Path, dtype):
         raise ModelError(f"cannot load LLM from {directory}: {first_line(exc)}") from exc
 
 
-def load_tokenizer_dir(directory: Path, fast: bool = False):
+def load_tokenizer_dir(directory: Path, fast: bool = False, decoder: Path | None = None):
     """The tokenizer of a model directory: transformers' own class for it, or with ``fast``
     its ``tokenizer.json`` read by ``tokenizers`` alone, without transformers
-    (:class:`~soundtok.llm.tokenizer.JsonTokenizer`; use it only where the two were checked
-    to agree, see :mod:`soundtok.audiolm.merged`)."""
+    (:class:`~soundtok.llm.tokenizer.JsonTokenizer`, reading only the ``decoder`` file until
+    it has to encode; use it only where the two were checked to agree, see
+    :mod:`soundtok.audiolm.merged`)."""
     try:  # no progress-bar switching here: this may run in a thread beside a model load
         if not fast:
             _, auto_tokenizer = transformers_auto()
@@ -309,7 +310,7 @@ def load_tokenizer_dir(directory: Path, fast: bool = False):
 
         config = read_json(Path(directory) / "tokenizer_config.json")
         special = {k: v for k, v in config.items() if k in SPECIAL_NAMES and isinstance(v, str)}
-        return JsonTokenizer(Path(directory) / "tokenizer.json", special)
+        return JsonTokenizer(Path(directory) / "tokenizer.json", special, decoder=decoder)
     except ModelError:
         raise
     except Exception as exc:
