@@ -311,7 +311,7 @@ def _finish(lm, vocab: AudioVocab, meta: dict, directory: Path, device):
     """The inference :class:`~.model.AudioLM` around ``lm``: audio rows loaded, frozen, eval mode."""
     from .model import AudioLM
 
-    alm = AudioLM(lm, vocab)
+    alm = AudioLM(lm, vocab, init_rows=False)  # the rows are loaded next
     alm.meta = meta
     alm.to(device)
     load_audio_weights(alm, directory)
