@@ -300,11 +300,11 @@ def caption(codes, *, adapter=None, llm: str | None = None, device: str = "auto"
     * a token stream path (``-`` = stdin), checked against the adapter's codec.
 
     ``adapter``: ``None`` (the shipped one), a directory, or the result of
-    :func:`soundtok.load_adapter` (loads the LLM once for many calls; loading
-    takes ~7 s on 2 CPU cores; the first use of Gemma writes a ~1.1 GB
-    cache and the first use of an adapter another ~1.1 GB, see
-    :mod:`soundtok.cache`).  ``device``: ``"auto"`` (CUDA when available, else
-    CPU), ``cpu``, ``cuda``, ``cuda:N``.  Greedy decoding by
+    :func:`soundtok.load_adapter` (loads the LLM once for many calls; the first
+    use of Gemma writes a ~1.1 GB cache and the first use of an adapter another
+    ~1.1 GB, see :mod:`soundtok.cache`; later loads read those, see docs/llm.md).
+    ``device``: ``"auto"`` (CUDA when available, else CPU), ``cpu``, ``cuda``,
+    ``cuda:N``.  Greedy decoding by
     default; ``beams`` for beam search, ``sample`` with ``temperature``,
     ``top_p`` and ``seed`` for sampling.  ``progress`` receives one-line
     messages while loading (default: stderr).

@@ -3,8 +3,8 @@
 ``caption`` and ``generate`` only ever run the LLM forward (prefill and KV-cached decoding)
 on a model directory of the merged-model cache (:mod:`soundtok.audiolm.merged`).  Importing
 transformers and building its Gemma 3 classes costs ~4 s on 2 CPU cores, more than loading
-the weights and captioning a clip together; this module is that forward in ~300 lines of
-torch, reading the same ``config.json`` and ``model.safetensors`` (parameter names as in
+the weights and captioning a clip together; this module is that forward in plain torch,
+reading the same ``config.json`` and ``model.safetensors`` (parameter names as in
 transformers' ``Gemma3ForCausalLM``, weights memory-mapped, nothing initialised first).
 
 The architecture: token embeddings scaled by ``sqrt(hidden_size)``; per layer, RMSNorm with
