@@ -238,7 +238,8 @@ def check_llm(meta: dict, model, adapter_name: str) -> None:
 
 @quiet_libraries()
 def load_adapter(adapter: str | os.PathLike | None = None, *, llm: str | None = None, device="auto",
-                 dtype=None, merge: bool = True, progress: Callable[[str], None] | None = None):
+                 dtype=None, merge: bool = True, progress: Callable[[str], None] | None = None,
+                 decode_only: bool = False):
     """Load ``(audio_lm, tokenizer, meta)`` for inference (``adapter`` None: the shipped one).
 
     ``llm`` overrides where the LLM is loaded from (default: what the adapter
@@ -249,7 +250,9 @@ def load_adapter(adapter: str | os.PathLike | None = None, *, llm: str | None = 
     on CPU, where results then do not depend on the batch); the
     merged LLM is cached on first use and loaded from there afterwards, without peft
     (:mod:`soundtok.audiolm.merged`).  ``progress`` receives one-line messages (see
-    :func:`soundtok.llm.loader.load_llm`).
+    :func:`soundtok.llm.loader.load_llm`).  ``decode_only``: the caller only turns ids into
+    text (captioning), so the tokenizer of a cached entry reads just its decoder file, and
+    the rest only if something is encoded after all.
     The result can be passed as ``adapter=`` to :func:`soundtok.caption` and
     :func:`soundtok.generate` to load the model once for many calls.
     """
@@ -267,7 +270,7 @@ def load_adapter(adapter: str | os.PathLike | None = None, *, llm: str | None = 
     entry_meta = merged.read_entry(entry)
     if entry_meta is not None:
         try:
-            model, tokenizer = merged.load_entry(entry, entry_meta, torch_dtype)
+            model, tokenizer = merged.load_entry(entry, entry_meta, torch_dtype, decode_only=decode_only)
         except ModelError as e:  # a damaged cache entry is rebuilt, not a reason to fail
             from ..llm.hf import stderr_notice
 

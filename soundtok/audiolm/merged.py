@@ -96,14 +96,15 @@ def read_entry(entry: Path) -> dict | None:
     return meta if (entry / "config.json").is_file() else None
 
 
-def load_entry(entry: Path, meta: dict, dtype, *, native: bool = True):
+def load_entry(entry: Path, meta: dict, dtype, *, native: bool = True, decode_only: bool = False):
     """``(model, tokenizer)`` from a complete entry (model in ``dtype``, eval mode, on CPU).
 
     A Gemma 3 model is built by :mod:`soundtok.llm.gemma3` (the same logits as transformers',
     without importing it) unless ``native`` is false; any other model by transformers.  The
     tokenizer loads in a background thread while the model loads (and while a caption is
     computed: see :class:`PendingTokenizer`); where the entry's check allows, from its
-    ``tokenizer.json`` by ``tokenizers`` alone."""
+    ``tokenizer.json`` by ``tokenizers`` alone, and with ``decode_only`` from its decoder
+    file until something is encoded."""
     from ..llm import gemma3
     from ..llm.hf import read_json, transformers_auto
     from ..llm.loader import load_model_dir, load_tokenizer_dir
@@ -112,7 +113,7 @@ def load_entry(entry: Path, meta: dict, dtype, *, native: bool = True):
     native = native and gemma3.unsupported(read_json(entry / "config.json")) is None
     if not (native and fast):
         transformers_auto()  # imported here first: the thread then imports nothing the main thread does
-    decoder = entry / DECODER_FILE if fast and meta.get("decoder") else None
+    decoder = entry / DECODER_FILE if decode_only and fast and meta.get("decoder") else None
     tokenizer = PendingTokenizer(lambda: load_tokenizer_dir(entry, fast=fast, decoder=decoder),
                                  meta.get("known") or {})
     model = gemma3.load(entry, dtype) if native else load_model_dir(entry, dtype)

@@ -116,7 +116,8 @@ def open_and_load(source: str | os.PathLike | IO[Any], adapter=None, *, llm: str
                   device="auto", progress: Callable[[str], None] | None = None):
     """``(reader, (audio_lm, tokenizer, meta))`` for captioning the token stream ``source``:
     the stream opened with its header checked against the adapter's codec (as
-    :func:`open_stream`), and the adapter loaded (as :func:`~.adapter.load_adapter`).
+    :func:`open_stream`), and the adapter loaded (as :func:`~.adapter.load_adapter`, for
+    decoding only).
 
     Reading a header from a pipe waits for its writer (``soundtok tokenize`` writes it with
     the first item, after loading its codec and encoding that item).  Where the merged model
@@ -133,7 +134,7 @@ def open_and_load(source: str | os.PathLike | IO[Any], adapter=None, *, llm: str
     if not merged_cached(adapter, llm=llm, device=device):
         reader = open_stream(source, vocab)
         try:
-            return reader, load_adapter(adapter, llm=llm, device=device, progress=progress)
+            return reader, load_adapter(adapter, llm=llm, device=device, progress=progress, decode_only=True)
         except BaseException:
             reader.close()
             raise
@@ -147,7 +148,7 @@ def open_and_load(source: str | os.PathLike | IO[Any], adapter=None, *, llm: str
 
     Thread(target=read_header, name="soundtok-header", daemon=True).start()  # may wait on a pipe forever
     try:
-        loaded = load_adapter(adapter, llm=llm, device=device, progress=progress)
+        loaded = load_adapter(adapter, llm=llm, device=device, progress=progress, decode_only=True)
     except BaseException:
         if opened.done() and opened.exception() is None:
             opened.result().close()
@@ -226,7 +227,7 @@ def generate_items(alm, tokenizer, prompts: Iterable[tuple[str, str]],
 # soundtok.caption / soundtok.generate: load the adapter (or take a loaded one), run, return.
 
 
-def _loaded(adapter, llm, device, progress):
+def _loaded(adapter, llm, device, progress, decode_only=False):
     """``(audio_lm, tokenizer)`` from a loaded ``load_adapter`` result or by loading one."""
     if isinstance(adapter, tuple) and len(adapter) >= 2 and hasattr(adapter[0], "vocab"):
         if llm is not None:
@@ -234,7 +235,7 @@ def _loaded(adapter, llm, device, progress):
         return adapter[0], adapter[1]
     from .adapter import load_adapter
 
-    alm, tokenizer, _ = load_adapter(adapter, llm=llm, device=device, progress=progress)
+    alm, tokenizer, _ = load_adapter(adapter, llm=llm, device=device, progress=progress, decode_only=decode_only)
     return alm, tokenizer
 
 
@@ -318,7 +319,7 @@ def caption(codes, *, adapter=None, llm: str | None = None, device: str = "auto"
     else:
         source = _caption_items(codes, vocab.header)
     try:
-        alm, tokenizer = _loaded(adapter, llm, device, progress)
+        alm, tokenizer = _loaded(adapter, llm, device, progress, decode_only=True)
         opts = CaptionOptions(max_new_tokens=max_new_tokens, beams=beams, sample=sample, temperature=temperature,
                               top_p=top_p, seed=seed, batch_size=batch_size)
         with torch.inference_mode():
