@@ -44,6 +44,33 @@ def test_entry_gives_the_same_captions_as_peft(setup):  # noqa: F811
         tok.tokenizer("a b c", add_special_tokens=False).input_ids)
 
 
+def test_captioning_from_an_entry_needs_neither_transformers_nor_the_merge_rules(setup):  # noqa: F811
+    """A Gemma 3 entry loads through soundtok.llm.gemma3, its tokenizer by tokenizers alone,
+    and captioning reads only the decoder file (the prompt wording's ids are in the entry)."""
+    import subprocess
+    import sys
+
+    adapter, stream, llm = setup
+    entry = entry_of(adapter, llm)
+    meta = merged.read_entry(entry)
+    assert meta["fast_tokenizer"] and meta["decoder"] and (entry / merged.DECODER_FILE).is_file()
+    code = (
+        "import sys, torch\n"
+        "from soundtok.audiolm.adapter import load_adapter\n"
+        "from soundtok.audiolm.tasks import CaptionOptions, caption_stream\n"
+        f"alm, tok, _ = load_adapter({str(adapter)!r}, device='cpu', decode_only=True)\n"
+        f"caps = [c.text for _, c in caption_stream(alm, tok, {str(stream)!r}, CaptionOptions(max_new_tokens=5))]\n"
+        "assert type(alm.lm).__module__ == 'soundtok.llm.gemma3', type(alm.lm)\n"
+        "assert tok.tokenizer._full is None, 'the full tokenizer.json was read'\n"
+        "print(len(caps), 'transformers' in sys.modules, 'peft' in sys.modules)\n")
+    from conftest import ROOT
+
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split() == ["12", "False", "False"]
+
+
 def entry_of(adapter, llm):
     from soundtok.audiolm.adapter import read_meta
     from soundtok.llm.loader import resolve_llm

@@ -238,7 +238,8 @@ def check_llm(meta: dict, model, adapter_name: str) -> None:
 
 @quiet_libraries()
 def load_adapter(adapter: str | os.PathLike | None = None, *, llm: str | None = None, device="auto",
-                 dtype=None, merge: bool = True, progress: Callable[[str], None] | None = None):
+                 dtype=None, merge: bool = True, progress: Callable[[str], None] | None = None,
+                 decode_only: bool = False):
     """Load ``(audio_lm, tokenizer, meta)`` for inference (``adapter`` None: the shipped one).
 
     ``llm`` overrides where the LLM is loaded from (default: what the adapter
@@ -249,7 +250,9 @@ def load_adapter(adapter: str | os.PathLike | None = None, *, llm: str | None = 
     on CPU, where results then do not depend on the batch); the
     merged LLM is cached on first use and loaded from there afterwards, without peft
     (:mod:`soundtok.audiolm.merged`).  ``progress`` receives one-line messages (see
-    :func:`soundtok.llm.loader.load_llm`).
+    :func:`soundtok.llm.loader.load_llm`).  ``decode_only``: the caller only turns ids into
+    text (captioning), so the tokenizer of a cached entry reads just its decoder file, and
+    the rest only if something is encoded after all.
     The result can be passed as ``adapter=`` to :func:`soundtok.caption` and
     :func:`soundtok.generate` to load the model once for many calls.
     """
@@ -261,17 +264,13 @@ def load_adapter(adapter: str | os.PathLike | None = None, *, llm: str | None = 
         raise ModelError(f"{directory}: adapter does not say which LLM it was trained for; pass --llm")
     if not merge:
         return _load_unmerged(directory, meta, vocab, spec, device, dtype, progress)
-    from ..llm.loader import _parse_dtype, _torch_device, inference_dtype, resolve_llm
     from . import merged
 
-    llm_spec = resolve_llm(spec)
-    dev = _torch_device(device)
-    torch_dtype = _parse_dtype(dtype) or inference_dtype(dev)
-    entry = merged.entry_dir(directory, meta, llm_spec, torch_dtype)
+    llm_spec, dev, torch_dtype, entry = _merged_plan(directory, meta, spec, device, dtype)
     entry_meta = merged.read_entry(entry)
     if entry_meta is not None:
         try:
-            model, tokenizer = merged.load_entry(entry, entry_meta, torch_dtype)
+            model, tokenizer = merged.load_entry(entry, entry_meta, torch_dtype, decode_only=decode_only)
         except ModelError as e:  # a damaged cache entry is rebuilt, not a reason to fail
             from ..llm.hf import stderr_notice
 
@@ -286,11 +285,36 @@ def load_adapter(adapter: str | os.PathLike | None = None, *, llm: str | None = 
     return alm, tokenizer, meta
 
 
+def _merged_plan(directory: Path, meta: dict, spec: str, device, dtype):
+    """``(llm spec, torch device, dtype, merged cache entry)`` of a merged load."""
+    from ..llm.loader import _parse_dtype, _torch_device, inference_dtype, resolve_llm
+    from . import merged
+
+    llm_spec = resolve_llm(spec)
+    dev = _torch_device(device)
+    torch_dtype = _parse_dtype(dtype) or inference_dtype(dev)
+    return llm_spec, dev, torch_dtype, merged.entry_dir(directory, meta, llm_spec, torch_dtype)
+
+
+def merged_cached(adapter: str | os.PathLike | None = None, *, llm: str | None = None, device="auto",
+                  dtype=None) -> bool:
+    """Whether :func:`load_adapter` (merged, the default) would load from the merged-model
+    cache -- seconds at most -- rather than build the entry first; cheap (no model is read)."""
+    from . import merged
+
+    directory = resolve_adapter(adapter)
+    meta = read_meta(directory)
+    spec = llm or (meta.get("llm") or {}).get("spec")
+    if not spec:
+        return False
+    return merged.read_entry(_merged_plan(directory, meta, spec, device, dtype)[3]) is not None
+
+
 def _finish(lm, vocab: AudioVocab, meta: dict, directory: Path, device):
     """The inference :class:`~.model.AudioLM` around ``lm``: audio rows loaded, frozen, eval mode."""
     from .model import AudioLM
 
-    alm = AudioLM(lm, vocab)
+    alm = AudioLM(lm, vocab, init_rows=False)  # the rows are loaded next
     alm.meta = meta
     alm.to(device)
     load_audio_weights(alm, directory)

@@ -55,29 +55,109 @@ def generate_text(alm, prompts: list[list[int]], *, eos_id: int, pad_id: int, ma
     included) under the model's own distribution (before temperature or top-p): 0 is
     certain, about -1 or lower means the model was guessing.  With beam search it is the
     beam's length-normalised log probability, the same quantity."""
-    from transformers import GenerationConfig
-
     ids, mask = left_pad(prompts, pad_id, alm.device)
     embeds = alm.embed(ids)
-    config = GenerationConfig(
-        max_new_tokens=max_new_tokens, do_sample=sample, num_beams=beams,
-        temperature=temperature if sample else None, top_p=top_p if sample else None,
-        top_k=None, eos_token_id=eos_id, pad_token_id=pad_id, num_return_sequences=1,
-        bos_token_id=None, return_dict_in_generate=True, output_logits=beams == 1,
-        output_scores=beams > 1, length_penalty=1.0)
-    with _quiet_generate():
-        out = alm.base_model.generate(inputs_embeds=embeds, attention_mask=mask, generation_config=config)
-    seqs = out.sequences
-    if beams > 1:
-        scores = [float(x) for x in out.sequences_scores]
+    if beams == 1 and getattr(alm.base_model, "soundtok_native", False):
+        seqs, logits = _greedy_or_sampled(alm, embeds, mask, eos_id=eos_id, pad_id=pad_id,
+                                          max_new_tokens=max_new_tokens, sample=sample,
+                                          temperature=temperature, top_p=top_p)
+        scores = _mean_logprobs(torch.stack(logits, dim=1), seqs, eos_id)
     else:
-        scores = _mean_logprobs(torch.stack(out.logits, dim=1), seqs[:, -len(out.logits):], eos_id)
+        from transformers import GenerationConfig
+
+        config = GenerationConfig(
+            max_new_tokens=max_new_tokens, do_sample=sample, num_beams=beams,
+            temperature=temperature if sample else None, top_p=top_p if sample else None,
+            top_k=None, eos_token_id=eos_id, pad_token_id=pad_id, num_return_sequences=1,
+            bos_token_id=None, return_dict_in_generate=True, output_logits=beams == 1,
+            output_scores=beams > 1, length_penalty=1.0)
+        with _quiet_generate():
+            out = _transformers_lm(alm).generate(inputs_embeds=embeds, attention_mask=mask,
+                                                 generation_config=config)
+        seqs = out.sequences
+        if beams > 1:
+            scores = [float(x) for x in out.sequences_scores]
+        else:
+            scores = _mean_logprobs(torch.stack(out.logits, dim=1), seqs[:, -len(out.logits):], eos_id)
     results = []
     for row, score in zip(seqs.tolist(), scores):
         if eos_id in row:
             row = row[: row.index(eos_id)]
         results.append(([t for t in row if t != pad_id], score))
     return results
+
+
+#: The top-k cut of sampled captions: transformers' default, which its ``generate`` applies when
+#: none is given (as ``generate_text`` does); kept for both decoders, so that the same seed
+#: gives the same caption with either.
+SAMPLE_TOP_K = 50
+
+
+def _transformers_lm(alm):
+    """A transformers causal LM for ``alm`` (the one it holds, or for a
+    :mod:`soundtok.llm.gemma3` model the same weights loaded by transformers)."""
+    lm = alm.base_model
+    if not getattr(lm, "soundtok_native", False):
+        return lm
+    from .model import contiguous_head
+
+    hf = lm.transformers_model()
+    contiguous_head(hf.get_output_embeddings())
+    return hf
+
+
+def _greedy_or_sampled(alm, embeds: torch.Tensor, mask: torch.Tensor, *, eos_id: int, pad_id: int,
+                       max_new_tokens: int, sample: bool, temperature: float, top_p: float
+                       ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Greedy or sampled decoding with a KV cache from prompt embeddings ``(B, L, H)`` with
+    left padding ``mask`` ``(B, L)``: the tokens ``(B, T)`` (``pad_id`` after a row's
+    ``<eos>``) and the raw float32 logits ``(B, V)`` of each step.
+
+    Step for step what transformers' ``generate`` does for these settings (positions from the
+    mask, one new position per step, a finished row fed ``pad_id``, stop when every row has
+    ended or after ``max_new_tokens``; sampling: temperature, the top-k cut of
+    :data:`SAMPLE_TOP_K`, top-p, then one draw of ``torch.multinomial`` from the global
+    generator), so the two give the same captions."""
+    batch = embeds.shape[0]
+    positions = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
+    out = alm.base_model.get_decoder()(inputs_embeds=embeds, attention_mask=mask, position_ids=positions,
+                                       use_cache=True)
+    h, cache = out.last_hidden_state, out.cache
+    unfinished = torch.ones(batch, dtype=torch.long, device=embeds.device)
+    tokens: list[torch.Tensor] = []
+    logits: list[torch.Tensor] = []
+    for step in range(max_new_tokens):
+        step_logits = alm.text_logits(h[:, -1:, :])[:, -1].to(copy=True, dtype=torch.float32)
+        logits.append(step_logits)
+        if sample:
+            probs = torch.softmax(_warp(step_logits, temperature, top_p), dim=-1)
+            chosen = torch.multinomial(probs, num_samples=1).squeeze(1)
+        else:
+            chosen = torch.argmax(step_logits, dim=-1)
+        chosen = chosen * unfinished + pad_id * (1 - unfinished)
+        tokens.append(chosen)
+        unfinished = unfinished & ~(chosen == eos_id)
+        if step + 1 == max_new_tokens or int(unfinished.max()) == 0:
+            break
+        mask = torch.cat([mask, mask.new_ones((batch, 1))], dim=-1)
+        positions = positions[:, -1:] + 1
+        h, cache = alm.hidden(chosen[:, None], mask, positions, past_key_values=cache, use_cache=True)
+    return torch.stack(tokens, dim=1), logits
+
+
+def _warp(scores: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
+    """Temperature, then top-k (:data:`SAMPLE_TOP_K`), then top-p, on logits ``(B, V)``:
+    tokens cut are set to -inf (the most likely token always stays)."""
+    if temperature != 1.0:
+        scores = scores / temperature
+    k = min(SAMPLE_TOP_K, scores.size(-1))
+    scores = scores.masked_fill(scores < torch.topk(scores, k)[0][..., -1, None], -float("inf"))
+    if top_p < 1.0:
+        ascending, order = torch.sort(scores, descending=False)
+        cut = ascending.softmax(dim=-1).cumsum(dim=-1) <= (1 - top_p)
+        cut[..., -1:] = 0
+        scores = scores.masked_fill(cut.scatter(1, order, cut), -float("inf"))
+    return scores
 
 
 def _mean_logprobs(logits: torch.Tensor, tokens: torch.Tensor, eos_id: int) -> list[float]:

@@ -3,9 +3,9 @@
 ``caption`` and ``generate`` only ever run the LLM with its LoRA weights merged.  Building
 that model the first time means loading the float32 LLM, importing peft, injecting the
 LoRA layers and merging them (~5-10 s on 2 CPU cores).  The result is written once, in the
-inference dtype (bfloat16 on CPUs with fast bf16: ~0.54 GB for Gemma 3 270M), to
+inference dtype (float32 on CPU: ~1.1 GB for Gemma 3 270M), to
 ``adapters/<name>-<key>/`` under :func:`soundtok.cache.cache_root`; later calls load it
-directly (no peft, half the bytes, no dtype conversion).
+directly (no peft, no dtype conversion, the weights memory-mapped).
 
 ``key`` is a digest of everything the merged weights depend on: the adapter's LoRA file and
 its config, the LLM the adapter was trained for and the one it is applied to (see
@@ -13,9 +13,14 @@ its config, the LLM the adapter was trained for and the one it is applied to (se
 entry is written into a temporary folder and renamed, so it is complete or absent.
 
 The entry also records whether the LLM's tokenizer can be read straight from its
-``tokenizer.json`` (``tokenizers`` only, ~4x faster than transformers' tokenizer class for
-Gemma's 262k-token vocabulary): checked when the entry is written, by encoding and decoding
-probe texts (the adapter's prompt wording among them) both ways.
+``tokenizer.json`` (``tokenizers`` only, without transformers: ~3x faster than transformers'
+tokenizer class for Gemma's 262k-token vocabulary): checked when the entry is written, by
+encoding and decoding probe texts (the adapter's prompt wording among them) both ways; and whether decoding
+can read a smaller decoder file (:data:`DECODER_FILE`: the vocabulary without the merge
+rules, a third of the loading time), checked over every token id.
+
+A Gemma 3 entry is then loaded without transformers at all (:mod:`soundtok.llm.gemma3`);
+other LLMs through transformers.
 """
 
 from __future__ import annotations
@@ -28,8 +33,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-FORMAT = 1
+#: 2: the tokenizer check is against ``tokenizers`` alone (:class:`~soundtok.llm.tokenizer.JsonTokenizer`)
+FORMAT = 2
 META_FILE = "soundtok-merged.json"
+#: What decoding needs of ``tokenizer.json`` (no merge rules), where the entry's check allows.
+DECODER_FILE = "decoder.json"
 
 #: Texts whose ids must agree between the fast and the full tokenizer (plus the prompt wording).
 PROBES = (
@@ -88,18 +96,27 @@ def read_entry(entry: Path) -> dict | None:
     return meta if (entry / "config.json").is_file() else None
 
 
-def load_entry(entry: Path, meta: dict, dtype):
+def load_entry(entry: Path, meta: dict, dtype, *, native: bool = True, decode_only: bool = False):
     """``(model, tokenizer)`` from a complete entry (model in ``dtype``, eval mode, on CPU).
 
-    The tokenizer loads in a background thread while the model loads (and while a caption
-    is computed: see :class:`PendingTokenizer`)."""
-    from ..llm.hf import transformers_auto
+    A Gemma 3 model is built by :mod:`soundtok.llm.gemma3` (the same logits as transformers',
+    without importing it) unless ``native`` is false; any other model by transformers.  The
+    tokenizer loads in a background thread while the model loads (and while a caption is
+    computed: see :class:`PendingTokenizer`); where the entry's check allows, from its
+    ``tokenizer.json`` by ``tokenizers`` alone, and with ``decode_only`` from its decoder
+    file until something is encoded."""
+    from ..llm import gemma3
+    from ..llm.hf import read_json, transformers_auto
     from ..llm.loader import load_model_dir, load_tokenizer_dir
 
-    transformers_auto()  # imported here first: the thread then imports nothing the main thread does
-    tokenizer = PendingTokenizer(lambda: load_tokenizer_dir(entry, fast=bool(meta.get("fast_tokenizer"))),
+    fast = bool(meta.get("fast_tokenizer"))
+    native = native and gemma3.unsupported(read_json(entry / "config.json")) is None
+    if not (native and fast):
+        transformers_auto()  # imported here first: the thread then imports nothing the main thread does
+    decoder = entry / DECODER_FILE if decode_only and fast and meta.get("decoder") else None
+    tokenizer = PendingTokenizer(lambda: load_tokenizer_dir(entry, fast=fast, decoder=decoder),
                                  meta.get("known") or {})
-    model = load_model_dir(entry, dtype)
+    model = gemma3.load(entry, dtype) if native else load_model_dir(entry, dtype)
     model.eval()
     return model, tokenizer
 
@@ -178,6 +195,18 @@ def fast_tokenizer_agrees(tokenizer, directory: Path, texts: list[str]) -> bool:
     return True
 
 
+def _write_decoder(directory: Path) -> bool:
+    """Write the decoder file of ``directory``'s ``tokenizer.json`` (see
+    :mod:`soundtok.llm.tokenizer`) where it decodes exactly as the full file; whether it did."""
+    from ..llm.tokenizer import decoder_agrees, write_decoder
+
+    path = directory / DECODER_FILE
+    if write_decoder(directory / "tokenizer.json", path) and decoder_agrees(directory / "tokenizer.json", path):
+        return True
+    path.unlink(missing_ok=True)
+    return False
+
+
 def write_entry(entry: Path, model, tokenizer, *, adapter_dir: Path, llm_meta: dict, from_gguf: bool,
                 texts: list[str]) -> Path:
     """Write ``model`` (LoRA merged) and ``tokenizer`` as ``entry``, atomically.
@@ -202,11 +231,13 @@ def write_entry(entry: Path, model, tokenizer, *, adapter_dir: Path, llm_meta: d
                     hf_logging.enable_progress_bar()
             tokenizer.save_pretrained(str(tmp))
         write_identity(tmp, llm_meta, from_gguf)
+        fast = fast_tokenizer_agrees(tokenizer, tmp, texts)
         meta = {
             "soundtok_merged": FORMAT,
             "adapter": str(adapter_dir.resolve()),
             "dtype": str(model.dtype).removeprefix("torch."),
-            "fast_tokenizer": fast_tokenizer_agrees(tokenizer, tmp, texts),
+            "fast_tokenizer": fast,
+            "decoder": fast and _write_decoder(tmp),
             "known": known_values(tokenizer, texts),
         }
         (tmp / META_FILE).write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")

@@ -38,7 +38,9 @@ def _cache_argument(decoder_class: type) -> str:
 class AudioLM(nn.Module):
     """``lm`` (a peft model or a plain HF causal LM) + audio-token rows."""
 
-    def __init__(self, lm: nn.Module, vocab: AudioVocab, *, seed: int = 0) -> None:
+    def __init__(self, lm: nn.Module, vocab: AudioVocab, *, seed: int = 0, init_rows: bool = True) -> None:
+        """``init_rows`` False leaves the audio rows uninitialised, for a caller that loads
+        them next (:func:`~.adapter.load_audio_weights`)."""
         super().__init__()
         self.lm = lm
         self.vocab = vocab
@@ -46,16 +48,13 @@ class AudioLM(nn.Module):
         emb = base.get_input_embeddings()
         if emb.num_embeddings != vocab.base_size:
             raise ValueError(f"LLM has {emb.num_embeddings} embedding rows, vocabulary expects {vocab.base_size}")
-        self.audio_embed = nn.Parameter(_init_rows(emb.weight, vocab.size, seed))
+        rows = _init_rows if init_rows else _empty_rows
+        self.audio_embed = nn.Parameter(rows(emb.weight, vocab.size, seed))
         out = base.get_output_embeddings()
-        if out is not None and not getattr(out, "_soundtok_contiguous", False):
-            # generate() feeds the head a strided slice (last position); for such input torch's
-            # CPU linear copies the whole 262k-row weight on every call (~3 s). A copy of the
-            # small input avoids that.
-            out.register_forward_pre_hook(_contiguous_input)
-            out._soundtok_contiguous = True
+        if out is not None:
+            contiguous_head(out)
         tied = out is None or out.weight is emb.weight
-        self.audio_head = None if tied else nn.Parameter(_init_rows(out.weight, vocab.size, seed + 1))
+        self.audio_head = None if tied else nn.Parameter(rows(out.weight, vocab.size, seed + 1))
         scale = getattr(emb, "embed_scale", None)
         self._embed_scale = float(scale) if scale is not None else 1.0
         cfg = base.config.get_text_config() if hasattr(base.config, "get_text_config") else base.config
@@ -140,8 +139,23 @@ class AudioLM(nn.Module):
         return loss
 
 
+def contiguous_head(head: nn.Module) -> None:
+    """Make ``head`` copy a strided input first (once per module).
+
+    generate() feeds the head a strided slice (last position); for such input torch's CPU
+    linear copies the whole 262k-row weight on every call (~3 s). A copy of the small input
+    avoids that."""
+    if not getattr(head, "_soundtok_contiguous", False):
+        head.register_forward_pre_hook(_contiguous_input)
+        head._soundtok_contiguous = True
+
+
 def _contiguous_input(module, args):
     return (args[0].contiguous(), *args[1:])
+
+
+def _empty_rows(weight: torch.Tensor, n: int, seed: int) -> torch.Tensor:
+    return torch.empty(n, weight.shape[1], dtype=torch.float32, device=weight.device)
 
 
 @torch.no_grad()

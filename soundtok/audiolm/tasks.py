@@ -112,6 +112,50 @@ def open_stream(source: str | os.PathLike | IO[Any] | TokenReader, vocab: AudioV
     return reader
 
 
+def open_and_load(source: str | os.PathLike | IO[Any], adapter=None, *, llm: str | None = None,
+                  device="auto", progress: Callable[[str], None] | None = None):
+    """``(reader, (audio_lm, tokenizer, meta))`` for captioning the token stream ``source``:
+    the stream opened with its header checked against the adapter's codec (as
+    :func:`open_stream`), and the adapter loaded (as :func:`~.adapter.load_adapter`, for
+    decoding only).
+
+    Reading a header from a pipe waits for its writer (``soundtok tokenize`` writes it with
+    the first item, after loading its codec and encoding that item).  Where the merged model
+    is cached (a load of a second or so), the header is therefore read in a background
+    thread while the model loads in this one, and a stream of another codec is reported
+    once the load is done.  Otherwise the header comes first, so that such a stream fails
+    before the merged model is built and written (~1 GB)."""
+    from concurrent.futures import Future
+    from threading import Thread
+
+    from .adapter import load_adapter, merged_cached, read_meta, resolve_adapter
+
+    vocab = AudioVocab.from_dict(read_meta(resolve_adapter(adapter)).get("codec") or {})
+    if not merged_cached(adapter, llm=llm, device=device):
+        reader = open_stream(source, vocab)
+        try:
+            return reader, load_adapter(adapter, llm=llm, device=device, progress=progress, decode_only=True)
+        except BaseException:
+            reader.close()
+            raise
+    opened: Future = Future()
+
+    def read_header() -> None:
+        try:
+            opened.set_result(open_stream(source, vocab))
+        except BaseException as e:  # noqa: BLE001 - raised in the caller's thread below
+            opened.set_exception(e)
+
+    Thread(target=read_header, name="soundtok-header", daemon=True).start()  # may wait on a pipe forever
+    try:
+        loaded = load_adapter(adapter, llm=llm, device=device, progress=progress, decode_only=True)
+    except BaseException:
+        if opened.done() and opened.exception() is None:
+            opened.result().close()
+        raise
+    return opened.result(), loaded
+
+
 def caption_stream(alm, tokenizer, source: str | os.PathLike | IO[Any] | TokenReader = "-",
                    opts: CaptionOptions | None = None) -> Iterator[tuple[Item, Caption]]:
     """Caption every item of a token stream; the stream must come from the adapter's codec."""
@@ -183,7 +227,7 @@ def generate_items(alm, tokenizer, prompts: Iterable[tuple[str, str]],
 # soundtok.caption / soundtok.generate: load the adapter (or take a loaded one), run, return.
 
 
-def _loaded(adapter, llm, device, progress):
+def _loaded(adapter, llm, device, progress, decode_only=False):
     """``(audio_lm, tokenizer)`` from a loaded ``load_adapter`` result or by loading one."""
     if isinstance(adapter, tuple) and len(adapter) >= 2 and hasattr(adapter[0], "vocab"):
         if llm is not None:
@@ -191,7 +235,7 @@ def _loaded(adapter, llm, device, progress):
         return adapter[0], adapter[1]
     from .adapter import load_adapter
 
-    alm, tokenizer, _ = load_adapter(adapter, llm=llm, device=device, progress=progress)
+    alm, tokenizer, _ = load_adapter(adapter, llm=llm, device=device, progress=progress, decode_only=decode_only)
     return alm, tokenizer
 
 
@@ -257,11 +301,11 @@ def caption(codes, *, adapter=None, llm: str | None = None, device: str = "auto"
     * a token stream path (``-`` = stdin), checked against the adapter's codec.
 
     ``adapter``: ``None`` (the shipped one), a directory, or the result of
-    :func:`soundtok.load_adapter` (loads the LLM once for many calls; loading
-    takes ~7 s on 2 CPU cores; the first use of Gemma writes a ~1.1 GB
-    cache and the first use of an adapter another ~1.1 GB, see
-    :mod:`soundtok.cache`).  ``device``: ``"auto"`` (CUDA when available, else
-    CPU), ``cpu``, ``cuda``, ``cuda:N``.  Greedy decoding by
+    :func:`soundtok.load_adapter` (loads the LLM once for many calls; the first
+    use of Gemma writes a ~1.1 GB cache and the first use of an adapter another
+    ~1.1 GB, see :mod:`soundtok.cache`; later loads read those, see docs/llm.md).
+    ``device``: ``"auto"`` (CUDA when available, else CPU), ``cpu``, ``cuda``,
+    ``cuda:N``.  Greedy decoding by
     default; ``beams`` for beam search, ``sample`` with ``temperature``,
     ``top_p`` and ``seed`` for sampling.  ``progress`` receives one-line
     messages while loading (default: stderr).
@@ -275,7 +319,7 @@ def caption(codes, *, adapter=None, llm: str | None = None, device: str = "auto"
     else:
         source = _caption_items(codes, vocab.header)
     try:
-        alm, tokenizer = _loaded(adapter, llm, device, progress)
+        alm, tokenizer = _loaded(adapter, llm, device, progress, decode_only=True)
         opts = CaptionOptions(max_new_tokens=max_new_tokens, beams=beams, sample=sample, temperature=temperature,
                               top_p=top_p, seed=seed, batch_size=batch_size)
         with torch.inference_mode():

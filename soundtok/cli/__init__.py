@@ -194,7 +194,28 @@ def main(argv: list[str] | None = None) -> None:
         code = _broken_pipe()
     except (OSError, ValueError):
         pass
+    if argv is None:  # the process ends here (not a caller's process that goes on)
+        _leave_quickly()
     sys.exit(code)
+
+
+def _leave_quickly() -> None:
+    """The command's output is flushed and the process is about to exit: close stdout now, so
+    that the next command of a pipe sees its end of input at once rather than after the
+    interpreter's teardown, and spare that teardown its garbage collection over every object
+    still alive (``gc.freeze``; torch alone makes it ~0.4 s on 2 CPU cores).  The memory goes
+    back to the system at exit all the same; ``atexit`` handlers still run."""
+    import gc
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, sys.stdout.fileno())
+        finally:
+            os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # no stdout, or not a file descriptor
+        pass
+    gc.freeze()
 
 
 def _broken_pipe() -> int:

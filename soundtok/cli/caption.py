@@ -88,22 +88,21 @@ def command(
         return
     if labels or scales:
         raise UsageError("--labels and --scales need --shots")
-    from ..audiolm.adapter import load_adapter, read_meta, resolve_adapter
-    from ..audiolm.tasks import CaptionOptions, caption_stream, open_stream
-    from ..audiolm.vocabulary import AudioVocab
+    from ..audiolm.tasks import CaptionOptions, caption_stream, open_and_load
     from ..tokens import count_items
 
     if sample and beams > 1:
         raise UsageError("--beams and --sample cannot be combined")
     dev = resolve_device(device)
-    vocab = AudioVocab.from_dict(read_meta(resolve_adapter(adapter)).get("codec") or {})
-    reader = open_stream(stream, vocab)  # a stream from another codec fails before the model loads
     opts = CaptionOptions(max_new_tokens=max_new_tokens, beams=beams, sample=sample, temperature=temperature,
                           top_p=top_p, seed=seed, batch_size=batch_size)
     n = 0
     with console.progress("captioning", preparing="loading the LLM and the adapter") as bar, \
             _lines_out(output) as emit:
-        alm, tokenizer, _ = load_adapter(adapter, llm=llm, device=dev, progress=console.notice)
+        # the stream's header is read while the model loads (a stream from another codec
+        # fails before a merged model is built, see open_and_load)
+        reader, (alm, tokenizer, _) = open_and_load(stream, adapter, llm=llm, device=dev,
+                                                    progress=console.notice)
         bar.start(count_items(stream))
         for item, caption in caption_stream(alm, tokenizer, reader, opts):
             emit(_caption_line(item.id, caption, fmt))

@@ -5,7 +5,9 @@ function that needs them runs.  The public API is re-exported here lazily from
 :mod:`~soundtok.llm.loader` (resolve, dtype, load), :mod:`~soundtok.llm.convert`
 (GGUF -> safetensors cache), :mod:`~soundtok.llm.identity` (fingerprint) and
 :mod:`~soundtok.llm.tiny` (test model); :mod:`~soundtok.llm.hf` holds the helpers
-they share.  The names:
+they share.  :mod:`~soundtok.llm.gemma3` (Gemma 3's inference forward without transformers)
+and :mod:`~soundtok.llm.tokenizer` (a tokenizer read by ``tokenizers`` alone) serve the
+merged-model cache of captioning and generation.  The names:
 
 * :func:`resolve_llm` -- turn ``--llm`` (a built-in name, an HF directory or a
   ``.gguf`` file) into an :class:`LLMSpec`; cheap, validates only.

@@ -295,20 +295,23 @@ def load_model_dir(directory: Path, dtype):
         raise ModelError(f"cannot load LLM from {directory}: {first_line(exc)}") from exc
 
 
-def load_tokenizer_dir(directory: Path, fast: bool = False):
+def load_tokenizer_dir(directory: Path, fast: bool = False, decoder: Path | None = None):
     """The tokenizer of a model directory: transformers' own class for it, or with ``fast``
-    its ``tokenizer.json`` read by ``tokenizers`` alone (wrapped for the same calls; use it
-    only where the two were checked to agree, see :mod:`soundtok.audiolm.merged`)."""
-    _, auto_tokenizer = transformers_auto()
+    its ``tokenizer.json`` read by ``tokenizers`` alone, without transformers
+    (:class:`~soundtok.llm.tokenizer.JsonTokenizer`, reading only the ``decoder`` file until
+    it has to encode; use it only where the two were checked to agree, see
+    :mod:`soundtok.audiolm.merged`)."""
     try:  # no progress-bar switching here: this may run in a thread beside a model load
         if not fast:
+            _, auto_tokenizer = transformers_auto()
             return auto_tokenizer.from_pretrained(str(directory), local_files_only=True,
                                                   trust_remote_code=False)
-        from transformers import PreTrainedTokenizerFast
+        from .tokenizer import SPECIAL_NAMES, JsonTokenizer
 
-        config = read_json(directory / "tokenizer_config.json")
-        names = ("bos_token", "eos_token", "unk_token", "pad_token", "mask_token")
-        special = {k: v for k, v in config.items() if k in names and isinstance(v, str)}
-        return PreTrainedTokenizerFast(tokenizer_file=str(directory / "tokenizer.json"), **special)
+        config = read_json(Path(directory) / "tokenizer_config.json")
+        special = {k: v for k, v in config.items() if k in SPECIAL_NAMES and isinstance(v, str)}
+        return JsonTokenizer(Path(directory) / "tokenizer.json", special, decoder=decoder)
+    except ModelError:
+        raise
     except Exception as exc:
         raise ModelError(f"cannot load the tokenizer of {directory}: {first_line(exc)}") from exc
