@@ -10,6 +10,10 @@ measured in-process.
     python bench/bench_caption.py --threads 2 --runs 5
     python bench/bench_caption.py --clip examples/speech.wav --seconds 10 --json bench/results-caption.json
 
+soundtok's modules are compiled to bytecode first (``__pycache__``, git-ignored), as an
+installed package has them; under ``PYTHONDONTWRITEBYTECODE=1`` a source checkout would
+otherwise compile them again in every process (``--no-bytecode`` measures that).
+
 The clip is repeated (and cut) to ``--seconds``.  The load average before and after is
 printed: on a busy machine the wall times mean little; the CPU time of both processes (user +
 system, all their threads) is printed too, a measure that other load inflates much less.
@@ -94,8 +98,15 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--no-bytecode", action="store_true",
+                    help="do not compile soundtok's modules first: with PYTHONDONTWRITEBYTECODE=1 and a source "
+                         "checkout, every process then compiles them again")
     args = ap.parse_args()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    if not args.no_bytecode:  # as an installed package has it (pip compiles on install)
+        import compileall
+
+        compileall.compile_dir(str(ROOT / "soundtok"), quiet=1)
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         clip = Path(tmp) / "clip.wav"
@@ -111,7 +122,8 @@ def main() -> None:
         stages = json.loads(p.stdout.decode().strip().splitlines()[-1])
     load_after = os.getloadavg()[0]
     median = statistics.median(walls)
-    print(f"clip: {args.seconds:g} s from {args.clip.name}; threads {args.threads}; caption: {caption}")
+    print(f"clip: {args.seconds:g} s from {args.clip.name}; threads {args.threads}; soundtok's bytecode "
+          f"{'not ' if args.no_bytecode else ''}compiled first; caption: {caption}")
     print(f"first run (may build caches): {cold:.2f} s")
     print(f"runs: {', '.join(f'{w:.2f}' for w in walls)} s; median {median:.2f} s, best {min(walls):.2f} s")
     print(f"CPU time of both processes (user + system): {', '.join(f'{c:.2f}' for c in cpus)} s; "

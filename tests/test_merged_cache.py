@@ -174,3 +174,53 @@ def test_fast_tokenizer_check_refuses_a_disagreeing_tokenizer(setup, tmp_path): 
             return self.t.decode(ids, **kw)
 
     assert not merged.fast_tokenizer_agrees(Shifted(real), llm, ["Describe this sound: "])
+
+
+def test_the_header_is_read_while_a_cached_model_loads(setup, monkeypatch):  # noqa: F811
+    """With the merged model cached, open_and_load starts loading before the stream's header
+    has arrived (in a pipe it comes with tokenize's first item)."""
+    from soundtok.audiolm import adapter as adapter_mod
+    from soundtok.audiolm.tasks import open_and_load
+
+    adapter, stream, _ = setup
+    loading = threading.Event()
+    real = adapter_mod.load_adapter
+
+    def load(*a, **kw):
+        loading.set()
+        return real(*a, **kw)
+
+    monkeypatch.setattr(adapter_mod, "load_adapter", load)
+    r, w = os.pipe()
+
+    def writer():  # the header only once the load has begun: a sequential reader would wait forever
+        if loading.wait(60):
+            os.write(w, stream.read_bytes())
+        os.close(w)
+
+    t = threading.Thread(target=writer, daemon=True)
+    t.start()
+    with os.fdopen(r, "rb") as f:
+        reader, (alm, tok, _) = open_and_load(f, adapter, device="cpu")
+        with torch.inference_mode():
+            caps = [c.text for _, c in caption_stream(alm, tok, reader, CaptionOptions(max_new_tokens=3))]
+    t.join(5)
+    assert loading.is_set() and len(caps) == 12
+
+
+def test_an_uncached_adapter_checks_the_stream_before_building(setup, tmp_path):  # noqa: F811
+    """A stream of another codec fails before a merged model is built and written."""
+    from conftest import cli
+    from test_llm_finetune import tiny_header, write_stream
+
+    adapter, _, _ = setup
+    copy = tmp_path / "copy"
+    shutil.copytree(adapter, copy)
+    cfg = json.loads((copy / "adapter_config.json").read_text())
+    cfg["lora_dropout"] = 0.3  # another adapter file: another entry, not built yet
+    (copy / "adapter_config.json").write_text(json.dumps(cfg))
+    other = write_stream(tmp_path / "other.tok.jsonl", tiny_header(sha="cd" * 32), n=2)
+    before = set(entries())
+    r = cli("caption", other, "--adapter", copy)
+    assert r.returncode == 1 and "codec mismatch" in r.stderr.decode()
+    assert set(entries()) == before
