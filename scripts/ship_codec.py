@@ -9,10 +9,19 @@ write the result to a codec directory.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 import torch
 
 from soundtok.codec.model import SoundCodec
+from soundtok.modelconfig import MelConfig
+
+#: config fields the vocoder's weights depend on: the mel front end and its sizes
+VOCODER_FIELDS = tuple(f.name for f in dataclasses.fields(MelConfig) if f.name != "name") + (
+    "voc_dim", "voc_layers", "kernel_size")
+#: the vocoder's loss weights and GAN schedule (training only)
+VOCODER_TRAINING_FIELDS = ("voc_adv_weight", "voc_feat_weight", "voc_mel_weight",
+                           "disc_dim", "voc_gan_start")
 
 
 def main() -> None:
@@ -29,10 +38,15 @@ def main() -> None:
     codec = SoundCodec.from_pretrained(a.base)
     if a.vocoder_from:
         other = SoundCodec.from_pretrained(a.vocoder_from)
-        if other.cfg.to_dict() != codec.cfg.to_dict():
-            diff = sorted(k for k, v in codec.cfg.to_dict().items() if other.cfg.to_dict()[k] != v)
-            raise SystemExit(f"error: the two codecs have different configs ({', '.join(diff)})")
+        mine, theirs = codec.cfg.to_dict(), other.cfg.to_dict()
+        # the vocoder reads only the mel front end and its own sizes; the VAE's input
+        # standardisation, the tokenizer and the decoders may differ between the two runs
+        diff = sorted(k for k in VOCODER_FIELDS if mine[k] != theirs[k])
+        if diff:
+            raise SystemExit(f"error: the two codecs' vocoders differ in {', '.join(diff)}")
         codec.vocoder.load_state_dict(other.vocoder.state_dict())
+        for k in VOCODER_TRAINING_FIELDS:  # record how the shipped vocoder was trained
+            setattr(codec.cfg, k, theirs[k])
     if a.decoder:
         codec.cfg.decoder = a.decoder
     if a.guidance is not None:

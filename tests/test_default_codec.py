@@ -13,6 +13,7 @@ import sys
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 from conftest import ROOT, SHARED_DATA, needs_shared_data, synth
 
 from soundtok.codec import default_codec_path
@@ -131,3 +132,29 @@ def test_high_band_follows_the_input(tmp_path):
         flicker = float((np.abs(np.diff(b))[steady] > 15).mean())
         corr = float(np.corrcoef(a[active], b[active])[0, 1])
         assert flicker <= 0.02 and corr >= 0.6, (flicker, corr)
+
+
+def test_ship_codec_takes_a_vocoder_whose_vae_standardisation_differs(tmp_path):
+    """Only the vocoder's own fields (mel front end, sizes) must match between the runs."""
+    from conftest import make_tiny_codec
+
+    from soundtok.codec.model import SoundCodec
+
+    base = make_tiny_codec(seed=0, vae_mel_offset=-5.0, vae_mel_scale=2.5)
+    voc = make_tiny_codec(seed=1)  # another VAE standardisation, another vocoder
+    other = make_tiny_codec(seed=2, voc_dim=24)
+    for name, c in (("base", base), ("voc", voc), ("other", other)):
+        c.save_pretrained(tmp_path / name)
+    ship = [sys.executable, str(ROOT / "scripts" / "ship_codec.py"), str(tmp_path / "base"), "--dtype", "float32"]
+    r = subprocess.run(ship + ["--vocoder-from", str(tmp_path / "voc"), "--out", str(tmp_path / "ship")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    shipped = SoundCodec.from_pretrained(tmp_path / "ship")
+    assert shipped.cfg.vae_mel_offset == -5.0
+    for k, v in voc.vocoder.state_dict().items():
+        assert torch.equal(shipped.vocoder.state_dict()[k], v), k
+    for k, v in base.vae.state_dict().items():
+        assert torch.equal(shipped.vae.state_dict()[k], v), k
+    r = subprocess.run(ship + ["--vocoder-from", str(tmp_path / "other"), "--out", str(tmp_path / "x")],
+                       capture_output=True, text=True)
+    assert r.returncode != 0 and "voc_dim" in r.stderr and not (tmp_path / "x").exists()

@@ -27,7 +27,8 @@ ARCHITECTURE = "soundtok-fm"
 LEGACY = {"teacher": None, "semantic_weight": 0.0, "fm_prior": "none", "fm_residual": False,
           "fm_guidance": 1.0, "decoder": "flow", "level_weight": 0.0, "voc_adv_weight": 0.0,
           "fm_cond_dropout": 0.1, "codebook_size": 512, "name": "soundtok-fm-16k",
-          "voc_mel_weight": 0.5, "vae_mel_offset": 0.0, "vae_mel_scale": 1.0}
+          "voc_mel_weight": 0.5, "vae_mel_offset": 0.0, "vae_mel_scale": 1.0,
+          "text_weight": 0.0}
 
 
 @dataclass
@@ -67,6 +68,11 @@ class CodecConfig(MelConfig):
     teacher_dim: int = 512
     semantic_weight: float = 1.0
     sem_layers: int = 2
+    # Text distillation (training only): a head from the same quantised embedding gives
+    # per-token character log-probabilities (B, Tt, 29); loss = text_weight * CTC against
+    # the clip's normalised English transcript (soundtok.train.text), on whole utterances.
+    text_weight: float = 0.0
+    text_layers: int = 2
     # Flow-matching decoder: generates the latent from the tokens
     fm_dim: int = 192
     fm_layers: int = 6
@@ -127,6 +133,8 @@ class CodecConfig(MelConfig):
             raise ValueError(f"decoder must be 'flow' or 'mse', not {self.decoder!r}")
         if self.fm_residual and self.fm_prior == "none":
             raise ValueError("fm_residual needs fm_prior 'mse'")
+        if not (math.isfinite(self.text_weight) and self.text_weight >= 0):
+            raise ValueError("text_weight must be a non-negative number")
         if self.semantic_weight > 0:
             from ..teacher import TEACHERS
 

@@ -11,7 +11,8 @@ Pipeline (defaults in brackets)::
             the MSE decoder)--> latent --VAE.decode--> mel --Vocoder--> wav (B, N)
 
 In training only, :class:`~.semantic.SemanticHead` reads the quantised
-embedding and predicts a frozen teacher's features (semantic distillation).
+embedding and predicts a frozen teacher's features (semantic distillation), and
+:class:`~.semantic.TextHead` spells the transcript from it (CTC, ``text_weight > 0``).
 
 ``N`` is padded up to a multiple of ``cfg.token_hop`` (640 samples). Long audio
 is processed in chunks with context on both sides (see :meth:`encode_long`,
@@ -36,7 +37,7 @@ from .config import ARCHITECTURE, CodecConfig
 from .flow import FlowDecoder, MSEDecoder, block_noise
 from .layers import MelFrontend
 from .quantizer import VectorQuantizer
-from .semantic import SemanticHead
+from .semantic import SemanticHead, TextHead
 from .vocoder import Vocoder
 
 
@@ -58,6 +59,7 @@ class SoundCodec(SoundCodecInterface, nn.Module):
         self.mse = MSEDecoder(cfg)
         self.vocoder = Vocoder(cfg)
         self.semantic = SemanticHead(cfg) if cfg.semantic_weight > 0 else None
+        self.text_head = TextHead(cfg) if cfg.text_weight > 0 else None
         self.register_buffer("latent_mean", torch.zeros(cfg.latent_dim))
         self.register_buffer("latent_std", torch.ones(cfg.latent_dim))
         self.sha256: str = "untrained"

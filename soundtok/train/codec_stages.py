@@ -9,7 +9,9 @@ as they are.  ``trainable()`` yields the parameters the stage updates.
 * :class:`VAEStage` -- mel L1 + ``kl_weight`` x KL + ``level_weight`` x level;
 * :class:`TokenizerStage` -- VAE frozen; tokenizer, VQ, flow and MSE decoders and
   the semantic head: flow-matching + MSE + VQ codebook/commitment + level (of the
-  MSE latent through the VAE decoder) + ``semantic_weight`` x semantic distillation;
+  MSE latent through the VAE decoder) + ``semantic_weight`` x semantic distillation
+  + ``text_weight`` x CTC of the text head on whole utterances (``utt``, a third
+  argument: :class:`~soundtok.train.data.Utterances`; :func:`text_loss`);
 * :class:`DecoderStage` -- tokenizer and VQ frozen (the codes stay the same); the
   flow and MSE decoders train on;
 * :class:`VocoderStage` -- mel -> waveform: multi-resolution STFT +
@@ -52,6 +54,18 @@ def semantic_loss(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tenso
     return l1, 1.0 - cos
 
 
+def text_loss(codec, utt) -> torch.Tensor:
+    """CTC between the text head's spelling of whole utterances and their transcripts
+    (``utt``: :class:`~soundtok.train.data.Utterances`), mean over characters."""
+    with torch.no_grad():
+        zn = codec.normalized_latent(F.pad(utt.wav, (codec.edge, codec.edge))).float()
+    q, _, _ = codec.vq(codec.tokenizer(zn))
+    logp = codec.text_head(q)  # (B, Tt, C)
+    frames = utt.frames.clamp(max=logp.shape[1])
+    return F.ctc_loss(logp.transpose(0, 1), utt.targets, frames, utt.target_lengths,
+                      blank=0, reduction="mean", zero_infinity=True)
+
+
 class VAEStage(nn.Module):
     def __init__(self, codec: SoundCodec):
         super().__init__()
@@ -92,10 +106,12 @@ class TokenizerStage(nn.Module):
         mods = [c.tokenizer, c.vq, c.flow, c.mse] if self.train_tokenizer else [c.flow, c.mse]
         if self.train_tokenizer and c.semantic is not None:
             mods.append(c.semantic)
+        if self.train_tokenizer and c.text_head is not None:
+            mods.append(c.text_head)
         for m in mods:
             yield from m.parameters()
 
-    def forward(self, wav: torch.Tensor, feats: torch.Tensor | None = None) -> dict:
+    def forward(self, wav: torch.Tensor, feats: torch.Tensor | None = None, utt=None) -> dict:
         c = self.codec
         with torch.no_grad():
             padded = F.pad(wav, (c.edge, c.edge))
@@ -125,6 +141,10 @@ class TokenizerStage(nn.Module):
             sl1, scos = semantic_loss(c.semantic(q), target)
             loss = loss + c.cfg.semantic_weight * (sl1 + scos)
             out.update(sem_l1=sl1, sem_cos=1.0 - scos)
+        if self.train_tokenizer and c.text_head is not None and utt is not None:
+            tl = text_loss(c, utt)
+            loss = loss + c.cfg.text_weight * tl
+            out["text_ctc"] = tl
         usage = torch.bincount(codes.flatten(), minlength=c.cfg.codebook_size).float()
         p = usage / usage.sum()
         ppl = torch.exp(-(p[p > 0] * p[p > 0].log()).sum())

@@ -74,6 +74,8 @@ class TrainCodecOptions:
     vocoder_input: str = "mel"  # "mel": analysed mels; "vae": mels passed through the VAE
     teacher_cache: str | None = None  # default: OUT/teacher
     pack_gap_seconds: float = 0.1  # silence after each clip in a packed teacher window (rounded up to a token)
+    text_batch: int = 8  # whole utterances per step for the text head (codec config text_weight > 0)
+    text_max_seconds: float = 8.0  # longer transcribed clips are not used by the text head
 
 
 @torch.no_grad()
@@ -164,6 +166,7 @@ def _train(opts: TrainCodecOptions, stages: list[str], run_dir: Path, dist: Dist
 
     todo = [s for s in stages if s not in state["completed"]]
     teacher = None
+    text_clips = clips  # whole clips (teacher packing joins them)
     if "tokenizer" in todo and codec.cfg.semantic_weight > 0:
         clips, teacher = _teacher_features(codec, clips, opts, run_dir, info, dist)
     t_start = time.time()
@@ -173,7 +176,7 @@ def _train(opts: TrainCodecOptions, stages: list[str], run_dir: Path, dist: Dist
         tick = _counting(on_progress, offset, total) if on_progress and rank == 0 else None
         _run_stage(codec, stage, opts, clips, val_clips, run_dir, log, info, rank, world,
                    device, state, resume_step, opt_tensors if resume_step else None,
-                   train_seconds, tick, teacher, ckpt if resume_step else None)
+                   train_seconds, tick, teacher, ckpt if resume_step else None, text_clips)
         offset += int(opts.steps.get(stage, 1000))
         state["completed"].append(stage)
         state["stage"], state["stage_step"] = None, 0
@@ -219,7 +222,8 @@ def _counting(on_progress, before: int, total: int):
 
 
 def _run_stage(codec, stage, opts, clips, val_clips, run_dir, log, info, rank, world, device,
-               state, start_step, opt_tensors, train_seconds, tick=None, teacher=None, ckpt=None):
+               state, start_step, opt_tensors, train_seconds, tick=None, teacher=None, ckpt=None,
+               text_clips=None):
     from torch.nn.parallel import DistributedDataParallel as DDP
 
     steps = int(opts.steps.get(stage, 1000))
@@ -236,6 +240,9 @@ def _run_stage(codec, stage, opts, clips, val_clips, run_dir, log, info, rank, w
                 torch.distributed.broadcast(b, 0)
     if stage == "tokenizer" and start_step == 0:
         _seed_codebook(codec, sampler)
+    utterances = None
+    if stage == "tokenizer" and codec.text_head is not None:
+        utterances = _utterances(codec, text_clips or clips, opts, rank, start_step, info)
     if stage == "vocoder":
         module = VocoderStage(codec, opts.vocoder_input)
     elif use_teacher:
@@ -275,8 +282,9 @@ def _run_stage(codec, stage, opts, clips, val_clips, run_dir, log, info, rank, w
             module.disc = adversary.model if gan_on else None
             if gan_on:
                 adversary.freeze()  # the generator's step does not train the discriminators
+        utt = next(utterances).to(device) if utterances is not None else None
         with autocast:
-            out = model(wav, feats)
+            out = model(wav, feats, utt) if utt is not None else model(wav, feats)
         y_hat, y_real = out.pop("_y", None), out.pop("_real", None)
         gn = optimizer_step(opt, out["loss"], params, step)
         if gan_on:
@@ -311,6 +319,20 @@ def _run_stage(codec, stage, opts, clips, val_clips, run_dir, log, info, rank, w
 
 
 @torch.no_grad()
+def _utterances(codec, clips, opts, rank, start_step, info):
+    """The text head's sampler of whole transcribed clips (a usage error when there are none)."""
+    from ..errors import UsageError
+    from .data import UtteranceSampler
+
+    try:
+        sampler = UtteranceSampler(clips, opts.text_batch, int(opts.text_max_seconds * codec.cfg.sample_rate),
+                                   codec.cfg.token_hop, seed=opts.seed + 1000 * start_step, rank=rank)
+    except ValueError as e:
+        raise UsageError(f"text_weight > 0: {e}") from None
+    info(f"text head: {len(sampler.items)} transcribed clips, {opts.text_batch} per step")
+    return sampler
+
+
 def _seed_codebook(codec: SoundCodec, sampler: CropSampler, batches: int = 4) -> None:
     """Initialise every code from encoder outputs of real crops (better than random)."""
     feats = []

@@ -11,6 +11,9 @@ accepts (files, folders, globs, manifests) works for training; a manifest's
   digits become short "strings" rather than mostly silence;
 * :class:`LabelledCropSampler` (the LLM-Codec): one crop per clip, so that a
   crop keeps its clip's label (zero-padded when the clip is shorter).
+
+:class:`UtteranceSampler` draws whole clips that have a transcript, with their
+character targets (the codec's text head is trained with CTC on them).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ class Clip:
     id: str
     wav: torch.Tensor  # (N,) float32 at the codec sample rate
     label: str | None = None  # from a manifest
+    transcript: str | None = None  # normalised English transcript (soundtok.train.text)
 
 
 def load_clips(specs: list[str], sample_rate: int, log=None) -> tuple[list[Clip], list[str]]:
@@ -36,6 +40,7 @@ def load_clips(specs: list[str], sample_rate: int, log=None) -> tuple[list[Clip]
     from ..audio import load_audio
     from ..errors import AudioError
     from ..inputs import plan_sources
+    from .text import transcript_of
 
     clips, errors = [], []
     for src in plan_sources(specs).sources():
@@ -44,7 +49,7 @@ def load_clips(specs: list[str], sample_rate: int, log=None) -> tuple[list[Clip]
         except AudioError as e:
             errors.append(str(e))
             continue
-        clips.append(Clip(src.id, wav, src.label))
+        clips.append(Clip(src.id, wav, src.label, transcript_of(src.text, src.meta)))
         if log and len(clips) % 500 == 0:
             log(f"loaded {len(clips)} clips")
     return clips, errors
@@ -174,3 +179,54 @@ class LabelledCropSampler:
             wavs.append(F.pad(piece, (0, self.crop - piece.shape[0])) * gain)
             labels.append(c.label)
         return torch.stack(wavs), labels
+
+
+@dataclass
+class Utterances:
+    """A batch of whole clips: ``wav (B, N)`` zero-padded to a multiple of ``align``,
+    ``frames (B,)`` token frames that hold audio, ``targets (sum L,)`` character ids
+    of every transcript in order, ``target_lengths (B,)``."""
+
+    wav: torch.Tensor
+    frames: torch.Tensor
+    targets: torch.Tensor
+    target_lengths: torch.Tensor
+    ids: list[str]
+
+    def to(self, device) -> Utterances:
+        self.wav = self.wav.to(device)
+        return self
+
+
+class UtteranceSampler:
+    """Batches of :class:`Utterances` drawn (uniformly, private seeded RNG) from the
+    clips that have a transcript and last at most ``max_samples``, random gain."""
+
+    def __init__(self, clips: list[Clip], batch: int, max_samples: int, align: int,
+                 seed: int = 0, rank: int = 0, gain_db: float = 6.0):
+        from .text import encode_transcript
+
+        self.items = [(c.id, c.wav, encode_transcript(c.transcript)) for c in clips
+                      if c.transcript and 0 < c.wav.shape[0] <= max_samples]
+        if not self.items:
+            raise ValueError("no clip has a transcript (English speech with a manifest 'text') "
+                             f"and lasts at most {max_samples} samples")
+        self.batch, self.align, self.gain_db = batch, align, gain_db
+        self.gen = torch.Generator().manual_seed(seed * 7919 + rank + 17)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> Utterances:
+        pick = torch.randint(0, len(self.items), (self.batch,), generator=self.gen).tolist()
+        items = [self.items[i] for i in pick]
+        a = self.align
+        n = max(-(-w.shape[0] // a) * a for _, w, _ in items)
+        gains = 10 ** (((torch.rand(self.batch, generator=self.gen) * 2 - 1) * self.gain_db) / 20)
+        wav = torch.stack([F.pad(w, (0, n - w.shape[0])) * g for (_, w, _), g in zip(items, gains)])
+        return Utterances(
+            wav=wav,
+            frames=torch.tensor([-(-w.shape[0] // a) for _, w, _ in items]),
+            targets=torch.cat([t for _, _, t in items]),
+            target_lengths=torch.tensor([t.shape[0] for _, _, t in items]),
+            ids=[i for i, _, _ in items])
