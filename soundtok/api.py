@@ -329,7 +329,12 @@ def detokenize(stream: str = "-", output: str = "-", codec=None, device: str = "
     options = dict(decoder=decoder, steps=steps, seed=seed, guidance=guidance, solver=solver)
 
     def pieces(item: Item):
-        return model.decode_codes(item.codes, item.num_samples, chunk_seconds, **options)
+        for piece in model.decode_codes(item.codes, item.num_samples, chunk_seconds, **options):
+            if not _all_finite(piece):  # written as silence otherwise: a damaged file, exit 0
+                hint = " (is --guidance too far from 1?)" if guidance not in (None, 1, 1.0) else ""
+                raise _NotFinite(f"item {item.id!r}: decoding gave NaN or infinite samples{hint}; "
+                                 f"not written")
+            yield piece
 
     total = count_items(stream) if on_progress else None
     if on_progress:
@@ -382,8 +387,12 @@ def detokenize(stream: str = "-", output: str = "-", codec=None, device: str = "
                             f"not overwriting {dest}")
                         continue
                     written[key] = n
-                    with open_audio_writer(dest, sr, fmt) as w:
-                        decode_into(item, dest, w)
+                    try:
+                        with open_audio_writer(dest, sr, fmt) as w:
+                            decode_into(item, dest, w)
+                    except _NotFinite as e:  # this item alone fails
+                        bad(f"{reader.name}: line {n}: {e}")
+                        continue
                     show_held()
             except BaseException:
                 if report.ok:
@@ -409,6 +418,20 @@ def detokenize(stream: str = "-", output: str = "-", codec=None, device: str = "
     if report.ok == 0:
         raise FormatError(f"{reader.name}: the token stream holds no items")
     return report
+
+
+class _NotFinite(FormatError):
+    """A decoded item holds NaN or infinite samples (it fails alone, like an invalid item)."""
+
+
+def _all_finite(piece) -> bool:
+    import numpy as np
+
+    if hasattr(piece, "detach"):
+        import torch
+
+        return bool(torch.isfinite(piece).all())
+    return bool(np.isfinite(np.asarray(piece)).all())
 
 
 def _refuse_duplicate_ids(stream: str) -> None:

@@ -10,7 +10,8 @@ The rules soundtok follows for files, enforced here and nowhere else:
 * **An output target is never something else than the user meant**
   (:func:`output_target`): an output that is one of the command's inputs (the
   same file, by device and inode, also through a hard or symbolic link) is
-  refused; device nodes, FIFOs and ``/dev/stdout``-style paths are written to
+  refused, and so is stdout (``-``, ``/dev/stdout``) redirected to one of
+  them; device nodes, FIFOs and ``/dev/stdout``-style paths are written to
   directly, never replaced by a regular file; a symbolic link is written
   through (its target is replaced atomically, the link stays); an empty or
   directory-looking path is a usage error.
@@ -29,7 +30,8 @@ The rules soundtok follows for files, enforced here and nowhere else:
 The inputs a command reads are recorded (:func:`note_input`) by the readers in
 the scope :func:`input_scope` opens (the CLI opens one per command; the library
 functions :func:`soundtok.api.tokenize` and friends open one when called
-directly), so that an output can be compared with them.
+directly), in whichever thread they run, so that an output can be compared
+with them.
 
 These rules are one module on purpose: :func:`atomic_write` relies on the input
 records, the locks and the signal deferral defined beside it, and one file is the
@@ -39,7 +41,6 @@ one place where what soundtok may do to a user's files can be checked.
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import errno
 import functools
 import os
@@ -104,21 +105,31 @@ def std_stream(name: str, binary: bool = True) -> IO[Any]:
 
 # --------------------------------------------------------------------------- inputs
 
-_inputs: contextvars.ContextVar[set[tuple[int, int]] | None] = contextvars.ContextVar(
-    "soundtok_inputs", default=None)
+# The record of the inputs read in the open scope.  One record for the whole process, not a
+# context variable: a command reads some inputs in helper threads (a stream's header is read
+# while a model loads), which do not see the context of the thread that opened the scope.
+_inputs_lock = threading.Lock()
+_inputs_seen: set[tuple[int, int]] | None = None
+_inputs_depth = 0
 
 
 @contextlib.contextmanager
 def input_scope() -> Iterator[None]:
-    """Record the regular files read as inputs inside the block (nested scopes share one record)."""
-    if _inputs.get() is not None:
-        yield
-        return
-    token = _inputs.set(set())
+    """Record the regular files read as inputs inside the block, in every thread of the
+    process (nested scopes, and scopes open at once in several threads, share one record,
+    kept until the last of them ends)."""
+    global _inputs_seen, _inputs_depth
+    with _inputs_lock:
+        _inputs_depth += 1
+        if _inputs_seen is None:
+            _inputs_seen = set()
     try:
         yield
     finally:
-        _inputs.reset(token)
+        with _inputs_lock:
+            _inputs_depth -= 1
+            if _inputs_depth == 0:
+                _inputs_seen = None
 
 
 def tracks_inputs(fn: Callable) -> Callable:
@@ -137,8 +148,7 @@ def _identity(st: os.stat_result) -> tuple[int, int] | None:
 def note_input(src: str | os.PathLike[str] | int | IO[Any]) -> None:
     """Record that the current command reads ``src`` (a path, a descriptor or an open
     file); only regular files are recorded.  A no-op outside :func:`input_scope`."""
-    seen = _inputs.get()
-    if seen is None:
+    if _inputs_seen is None:
         return
     try:
         if isinstance(src, int):
@@ -150,20 +160,25 @@ def note_input(src: str | os.PathLike[str] | int | IO[Any]) -> None:
     except (OSError, ValueError, AttributeError, TypeError):
         return
     ident = _identity(st)
-    if ident is not None:
-        seen.add(ident)
+    with _inputs_lock:
+        if ident is not None and _inputs_seen is not None:
+            _inputs_seen.add(ident)
 
 
-def check_not_input(path: str, shown: str | None = None) -> None:
-    """UsageError if the existing file ``path`` is one of the inputs read so far."""
-    seen = _inputs.get()
+def check_not_input(path: str | int, shown: str | None = None) -> None:
+    """UsageError if the existing file ``path`` (or the open descriptor ``path``, e.g.
+    stdout) is one of the inputs read so far."""
+    seen = _inputs_seen
     if not seen:
         return
     try:
-        ident = _identity(os.stat(path))
-    except OSError:
+        ident = _identity(os.fstat(path) if isinstance(path, int) else os.stat(path))
+    except (OSError, ValueError):
         return
-    if ident in seen:
+    if ident is not None and ident in seen:
+        if isinstance(path, int):
+            raise UsageError(f"{shown or 'stdout'} is redirected to one of the inputs of this command; "
+                             f"refusing to write into it (choose another output)")
         raise UsageError(f"{shown or path} is also an input of this command; refusing to overwrite it "
                          f"(choose another output)")
 
@@ -226,6 +241,7 @@ def output_target(path: str | os.PathLike[str]) -> OutputTarget:
     """
     shown = os.fspath(path)
     if shown == "-":
+        _check_stdout_not_input()
         return OutputTarget("stdout", "-", "-")
     if not shown or not shown.strip():
         raise UsageError("the output path is empty")
@@ -234,6 +250,7 @@ def output_target(path: str | os.PathLike[str]) -> OutputTarget:
     if shown.endswith(("/", os.sep)) or os.path.isdir(shown):
         raise UsageError(f"cannot write {shown}: it is a folder (give a file name)")
     if shown.startswith(_STREAM_PREFIXES):
+        check_not_input(shown, shown)  # /dev/stdout redirected to an input is written into, not replaced
         return OutputTarget("direct", shown, shown)
     real = shown
     if os.path.islink(shown):
@@ -251,6 +268,20 @@ def output_target(path: str | os.PathLike[str]) -> OutputTarget:
     if st is not None:
         check_not_input(real, shown)
     return OutputTarget("file", real, shown)
+
+
+def _check_stdout_not_input() -> None:
+    """UsageError if stdout is a regular file that is one of the inputs (``cmd in.wav >> in.wav``):
+    what goes to stdout cannot be taken back, so it is refused before anything is written."""
+    import sys
+
+    out = getattr(sys, "stdout", None)
+    try:
+        fd = out.fileno() if out is not None else None
+    except (OSError, ValueError, AttributeError):  # not a real file (a test's buffer)
+        fd = None
+    if fd is not None:
+        check_not_input(fd, "stdout")
 
 
 @contextlib.contextmanager

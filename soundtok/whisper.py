@@ -64,7 +64,9 @@ def whisper_dir(name: str = "base") -> Path:
     model = target / "model.bin"
     if model.is_file() and model.stat().st_size == expected:
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
+    from .cache import mark_cache_dir
+
+    mark_cache_dir(target.parent)  # created, tagged as soundtok's: what `soundtok cache --clear` may delete
     tmp = Path(tempfile.mkdtemp(prefix=".base-", dir=target.parent))
     try:
         with open(tmp / "model.bin", "wb") as out:

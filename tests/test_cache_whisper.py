@@ -15,10 +15,10 @@ def test_cache_root_env_and_clear(tmp_path, monkeypatch):
     monkeypatch.setenv("SOUNDTOK_CACHE", str(tmp_path / "c"))
     assert cache.cache_root() == tmp_path / "c"
     assert cache.cache_entries() == []
-    d = cache.cache_dir("llm") / "gemma-abc"
+    d = cache.make_cache_dir("llm") / "gemma-abc"  # tagged as soundtok's, as its writers make it
     d.mkdir(parents=True)
     (d / "model.safetensors").write_bytes(b"x" * 1000)
-    (cache.cache_dir("whisper") / "base-1").mkdir(parents=True)
+    (cache.make_cache_dir("whisper") / "base-1").mkdir(parents=True)
     entries = cache.cache_entries()
     assert [(p.relative_to(tmp_path / "c").as_posix(), n) for p, n in entries] == [
         ("llm/gemma-abc", 1000), ("whisper/base-1", 0)]
@@ -33,7 +33,7 @@ def test_clear_keeps_what_is_not_a_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("SOUNDTOK_CACHE", str(tmp_path))
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "a.txt").write_text("mine")
-    (tmp_path / "llm" / "x").mkdir(parents=True)
+    (cache.make_cache_dir("llm") / "x").mkdir(parents=True)
     (tmp_path / "llm" / "x" / "w").write_bytes(b"12345")
     assert [p.name for p, _ in cache.cache_entries()] == ["x"]
     assert cache.clear_cache() == 5
@@ -48,9 +48,9 @@ def test_cache_command(tmp_path, monkeypatch):
     r = cli("cache")
     assert r.returncode == 0 and r.stdout.decode().splitlines() == [
         f"cache root: {root} (from SOUNDTOK_CACHE)", "  (empty)"]
-    (root / "llm" / "gemma3-270m-abc").mkdir(parents=True)
+    (cache.make_cache_dir("llm") / "gemma3-270m-abc").mkdir(parents=True)
     (root / "llm" / "gemma3-270m-abc" / "model.safetensors").write_bytes(b"x" * 2_500_000)
-    (root / "whisper" / "base-1").mkdir(parents=True)
+    (cache.make_cache_dir("whisper") / "base-1").mkdir(parents=True)
     (root / "whisper" / "base-1" / "model.bin").write_bytes(b"x" * 1500)
     r = cli("cache")
     assert r.returncode == 0 and r.stderr == b""
@@ -105,7 +105,7 @@ def test_base_parts_are_joined_once(tmp_path, monkeypatch):
                                                    "vocabulary.txt"]
     mtime = (d / "model.bin").stat().st_mtime_ns
     assert whisper.whisper_dir("base") == d and (d / "model.bin").stat().st_mtime_ns == mtime
-    assert [p.name for p in d.parent.iterdir()] == [d.name]  # no temp folders left
+    assert sorted(p.name for p in d.parent.iterdir()) == ["CACHEDIR.TAG", d.name]  # no temp folders left
 
 
 def test_incomplete_parts_are_one_error(tmp_path, monkeypatch):

@@ -145,11 +145,25 @@ def _greedy_or_sampled(alm, embeds: torch.Tensor, mask: torch.Tensor, *, eos_id:
     return torch.stack(tokens, dim=1), logits
 
 
+def _tempered(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """``logits / temperature`` (float32 logits ``(..., V)``; -inf for cut tokens), for any
+    finite temperature > 0.  Where the plain quotient overflows -- a temperature near 0
+    (or below float32's range) or a huge one -- the same distribution is computed from
+    the logits minus their maximum, in float64: its limits are the most likely token
+    alone (temperature -> 0) and all tokens not cut alike (temperature -> inf)."""
+    if temperature == 1.0:
+        return logits
+    out = logits / temperature
+    if not bool(torch.isnan(out).any()) and bool(torch.isfinite(out.amax(-1)).all()):
+        return out
+    x = logits.double()
+    return ((x - x.amax(-1, keepdim=True)) / temperature).to(logits.dtype)
+
+
 def _warp(scores: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
     """Temperature, then top-k (:data:`SAMPLE_TOP_K`), then top-p, on logits ``(B, V)``:
     tokens cut are set to -inf (the most likely token always stays)."""
-    if temperature != 1.0:
-        scores = scores / temperature
+    scores = _tempered(scores, temperature)
     k = min(SAMPLE_TOP_K, scores.size(-1))
     scores = scores.masked_fill(scores < torch.topk(scores, k)[0][..., -1, None], -float("inf"))
     if top_p < 1.0:
@@ -174,10 +188,11 @@ def _pick(logits: torch.Tensor, gen: torch.Generator | None, temperature: float,
     """One token from a 1-D row of logits: argmax (``gen is None``) or nucleus sampling."""
     if gen is None or temperature <= 0:
         return int(logits.argmax())
-    probs = torch.softmax(logits.float().cpu() / temperature, dim=-1)
+    probs = torch.softmax(_tempered(logits.float().cpu(), temperature), dim=-1)
     if top_p < 1.0:
         sorted_p, order = probs.sort(descending=True)
-        keep = (sorted_p.cumsum(0) - sorted_p) < top_p  # always keeps the most likely token
+        keep = (sorted_p.cumsum(0) - sorted_p) < top_p
+        keep[0] = True  # the most likely token always stays (a top-p below float32's range keeps only it)
         sorted_p = sorted_p * keep
         return int(order[torch.multinomial(sorted_p, 1, generator=gen)])
     return int(torch.multinomial(probs, 1, generator=gen))

@@ -213,10 +213,11 @@ def write_entry(entry: Path, model, tokenizer, *, adapter_dir: Path, llm_meta: d
 
     ``llm_meta`` is the identity the entry answers to (:func:`soundtok.llm.llm_identity` of
     the LLM it was merged from); ``texts`` are probe texts for the tokenizer check."""
+    from ..cache import mark_cache_dir
     from ..llm.convert import write_identity
     from ..thirdparty import quiet_libraries
 
-    entry.parent.mkdir(parents=True, exist_ok=True)
+    mark_cache_dir(entry.parent)  # created, tagged as soundtok's: what `soundtok cache --clear` may delete
     tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", suffix=".tmp", dir=entry.parent))
     try:
         from transformers.utils import logging as hf_logging

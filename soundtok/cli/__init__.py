@@ -133,8 +133,9 @@ def _root(version: Annotated[bool, typer.Option("--version", callback=_version, 
       soundtok tokenize clip.wav | soundtok caption
 
     Every command reads "-" as stdin and writes "-" as stdout; only data goes to
-    stdout. Exit codes: 0 ok, 1 failure, 2 usage error. Set SOUNDTOK_DEBUG=1 to
-    see tracebacks.
+    stdout. Exit codes: 0 ok, 1 failure, 2 usage error, 129/130/143 stopped
+    by SIGHUP/Ctrl-C/SIGTERM (after cleaning up), 141 stdout's reader went
+    away. Set SOUNDTOK_DEBUG=1 to see tracebacks.
     """
 
 

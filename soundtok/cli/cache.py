@@ -34,7 +34,8 @@ def command(
 
     The root is $SOUNDTOK_CACHE if set, else $XDG_CACHE_HOME/soundtok, else
     ~/.cache/soundtok. Everything in it can be deleted at any time: it is
-    rebuilt when next needed.
+    rebuilt when next needed. Only what soundtok made is deleted: a root that
+    holds other folders named llm, adapters or whisper keeps what is yours.
 
     \b
     Examples:
@@ -50,7 +51,12 @@ def command(
     if kind is not None and kind not in KINDS:
         raise UsageError(f"unknown cache kind {kind!r}: use {', '.join(KINDS)}")
     if clear:
-        freed = clear_cache(kind)
+        def kept(entries) -> None:
+            shown = ", ".join(str(p.relative_to(root)) for p in entries[:3]) + (", ..." if len(entries) > 3 else "")
+            typer.echo(f"soundtok: kept {len(entries)} entr{'y' if len(entries) == 1 else 'ies'} soundtok did "
+                       f"not make ({shown}); delete them yourself if they are not needed", err=True)
+
+        freed = clear_cache(kind, on_kept=kept)
         where = root / kind if kind else root
         if as_json:
             typer.echo(json.dumps({"type": "cleared", "path": str(where), "bytes": freed}))

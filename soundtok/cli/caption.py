@@ -97,17 +97,17 @@ def command(
     opts = CaptionOptions(max_new_tokens=max_new_tokens, beams=beams, sample=sample, temperature=temperature,
                           top_p=top_p, seed=seed, batch_size=batch_size)
     n = 0
-    with console.progress("captioning", preparing="loading the LLM and the adapter") as bar, \
-            _lines_out(output) as emit:
+    with console.progress("captioning", preparing="loading the LLM and the adapter") as bar:
         # the stream's header is read while the model loads (a stream from another codec
         # fails before a merged model is built, see open_and_load)
         reader, (alm, tokenizer, _) = open_and_load(stream, adapter, llm=llm, device=dev,
                                                     progress=console.notice)
-        bar.start(count_items(stream))
-        for item, caption in caption_stream(alm, tokenizer, reader, opts):
-            emit(_caption_line(item.id, caption, fmt))
-            n += 1
-            bar.advance()
+        with reader, _lines_out(output) as emit:  # opened after the stream: an output that is it is refused
+            bar.start(count_items(stream))
+            for item, caption in caption_stream(alm, tokenizer, reader, opts):
+                emit(_caption_line(item.id, caption, fmt))
+                n += 1
+                bar.advance()
     console.info(f"captioned {n} item(s)" + (f" into {output}" if output != "-" else ""))
 
 
@@ -124,11 +124,13 @@ def _caption_line(item_id: str, caption, fmt: str) -> str:
 
 @contextlib.contextmanager
 def _lines_out(output: str):
-    """``emit(line)`` for stdout (``-``) or for a file written atomically (complete or absent)."""
-    if output == "-":
+    """``emit(line)`` for stdout (``-``) or for a file written atomically (complete or absent);
+    an output that is one of the inputs read so far is refused (:func:`~soundtok.fileio.output_target`)."""
+    from ..fileio import atomic_write, output_target
+
+    if output_target(output).kind == "stdout":
         yield typer.echo
         return
-    from ..fileio import atomic_write
 
     with atomic_write(output, "w") as f:
         yield lambda line: f.write(line + "\n")

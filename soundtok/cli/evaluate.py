@@ -160,6 +160,10 @@ def recon(
 
     console = runtime(threads, quiet, verbose)
     shown = _report_clips(report_clips)
+    if report_dir is not None:
+        from ..evaluate.report import check_report_dir
+
+        check_report_dir(report_dir)
     decs = [d.strip() for d in decoders.split(",") if d.strip()] if decoders else [decoder]
     dev = resolve_device(device) if codec is not None else "cpu"
     with console.progress("scoring", unit="clip", preparing="loading, listing the clips") as bar:

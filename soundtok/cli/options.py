@@ -57,6 +57,7 @@ UPPER_BOUNDS: dict[str, dict[str | None, tuple[float, str]]] = {
     "--duration": {None: (3600, "every audio token of an item stays in the LLM's context")},
     "--lora-r": {None: (4096, "a LoRA rank above that is larger than any supported LLM's layers")},
     "--episodes": {None: (10**6, "an evaluation that long would not end")},
+    "--repeats": {None: (1000, "every repeat asks each episode once more")},
 }
 
 
@@ -133,6 +134,8 @@ def json_option(value: str, flag: str) -> Any:
     from ..fileio import loads_json
 
     text = value
+    if os.path.exists(value) and not os.path.isfile(value):
+        raise UsageError(f"{flag}: {value} is not a regular file (give a config file or inline JSON)")
     if os.path.isfile(value):
         try:
             with open(value, "rb") as f:

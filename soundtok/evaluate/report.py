@@ -227,14 +227,31 @@ def _md_table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def check_report_dir(directory: str) -> None:
+    """UsageError unless ``directory`` can be a report folder (missing, or a folder): checked
+    before an evaluation starts, not after it."""
+    from ..errors import UsageError
+
+    if not str(directory).strip():
+        raise UsageError("--report: the folder name is empty")
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        raise UsageError(f"--report {directory}: it is a file, not a folder")
+
+
 def write_report(result: ReconResult, directory: str, title: str = "soundtok evaluation",
                  command: str | None = None) -> list[str]:
     """Write the figures and ``report.md`` into ``directory`` (created);
     returns the written paths."""
     import matplotlib
 
+    from ..errors import SoundtokError
+
     matplotlib.use("Agg", force=True)
-    os.makedirs(directory, exist_ok=True)
+    check_report_dir(directory)
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as e:
+        raise SoundtokError(f"cannot create the report folder {directory}: {e.strerror or e}") from None
     written = []
     metrics_png = os.path.join(directory, "metrics.png")
     _metrics_figure(result, metrics_png)

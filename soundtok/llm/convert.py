@@ -67,7 +67,9 @@ def ensure_converted(spec: LLMSpec, progress: Progress | None = None) -> Path:
     target = converted_dir(spec)
     if is_complete(target):
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
+    from ..cache import mark_cache_dir
+
+    mark_cache_dir(target.parent)  # created, tagged as soundtok's: what `soundtok cache --clear` may delete
     _remove_stale_temp_dirs(target)
     (progress or stderr_notice)(conversion_message(spec, target))
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))

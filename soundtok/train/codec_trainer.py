@@ -367,6 +367,20 @@ def _record_rank_data(run_dir: Path, rank: int, ids: list[str]) -> None:
     (d / f"rank{rank}.json").write_text(json.dumps({"rank": rank, "first_batch_ids": ids}))
 
 
+def _check_crops(cfg: CodecConfig, stage: str) -> None:
+    """UsageError if one token frame of ``cfg`` is longer than the crops a stage to train
+    learns from (nothing would be left of a crop once cut to whole frames)."""
+    from ..errors import UsageError
+
+    crops = TrainCodecOptions(train=[], out="").crop_seconds
+    for s in DEFAULT_STAGES if stage == "all" else [s for s in stage.split(",") if s in STAGES]:
+        seconds = crops.get(s, 1.28)
+        if int(seconds * cfg.sample_rate) < cfg.token_hop:
+            raise UsageError(f"--config: one token frame is {cfg.token_hop} samples "
+                             f"({cfg.token_hop / cfg.sample_rate:g} s), longer than the {seconds:g} s crops "
+                             f"the {s} stage trains on; lower hop_length, vae_stride or token_stride")
+
+
 def train_from_request(req, echo=None, on_progress=None, notice=None) -> Path:
     """``soundtok train-codec`` for this codec (a :class:`soundtok.train.CodecTrainingRequest`)."""
     from ..configcheck import check_memory, check_overrides
@@ -377,6 +391,7 @@ def train_from_request(req, echo=None, on_progress=None, notice=None) -> Path:
     check_overrides(CodecConfig, req.codec_config)
     check_memory(lambda: SoundCodec(CodecConfig.from_dict({**asdict(CodecConfig()), **req.codec_config})),
                  "the codec", req.device)
+    _check_crops(CodecConfig.from_dict({**asdict(CodecConfig()), **req.codec_config}), req.stage)
     for flag, value in (("--llm", req.llm), ("--crop-seconds", req.crop_seconds),
                         ("--freeze-vocoder", req.freeze_vocoder)):
         if value:

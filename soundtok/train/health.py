@@ -6,6 +6,9 @@
 * :func:`check_finite` -- a non-finite loss or gradient norm stops training
   (one line naming the step, exit 1) before the optimizer step, so the weights
   stay those of the last good step and no NaN weights are ever written.
+* :func:`check_weights` -- after the optimizer step: weights that became NaN or
+  so large that their next use overflows (the last step of a diverging run, which
+  no later loss would catch) stop training the same way.
 * :func:`assert_finite_weights` -- called before a checkpoint
   (:func:`.checkpoint.save_checkpoint`) or ``final/`` is written: NaN weights
   are refused.
@@ -24,7 +27,8 @@ import torch
 
 from ..errors import SoundtokError, UsageError
 
-__all__ = ["TrainingDiverged", "assert_finite_weights", "check_finite", "claim_run_dir", "holds_run"]
+__all__ = ["TrainingDiverged", "assert_finite_weights", "check_finite", "check_weights", "claim_run_dir",
+           "holds_run", "WEIGHT_LIMIT"]
 
 
 def holds_run(run_dir: Path) -> bool:
@@ -89,6 +93,27 @@ def check_finite(step: int, **values) -> None:
         if not math.isfinite(x):
             raise TrainingDiverged(f"training diverged at step {step}: the {name.replace('_', ' ')} is {x} "
                                    f"(try a lower --lr); the last checkpoint is kept, no NaN weights written")
+
+
+#: The largest weight magnitude training accepts: the square root of float32's largest value,
+#: beyond which a weight's square (and any product of two such weights) overflows to inf -- a
+#: model that far gone gives NaN at its next use although every weight is still finite.
+WEIGHT_LIMIT = float(torch.finfo(torch.float32).max) ** 0.5
+
+
+def check_weights(step: int, params) -> None:
+    """TrainingDiverged, naming ``step``, if an optimizer step left any of ``params`` NaN,
+    infinite or larger in magnitude than :data:`WEIGHT_LIMIT`.  Called after each optimizer
+    step, so that a run whose last step blows the weights up (no loss is computed after it to
+    notice) does not write them as ``final/``.  One reduction over all parameters, one sync."""
+    peaks = [p.detach().abs().amax().float() for p in params if p.numel()]
+    if not peaks:
+        return
+    peak = float(torch.stack([x.to(peaks[0].device) for x in peaks]).amax())
+    if not peak <= WEIGHT_LIMIT:  # also NaN
+        what = "are not finite" if not math.isfinite(peak) else f"grew to {peak:.3g}, past float32's safe range"
+        raise TrainingDiverged(f"training diverged at step {step}: the weights {what} (try a lower --lr); "
+                               f"the last checkpoint is kept, no NaN weights written")
 
 
 def assert_finite_weights(model: torch.nn.Module, where: str | os.PathLike[str]) -> None:

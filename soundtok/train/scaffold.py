@@ -52,16 +52,19 @@ def optimizer_step(opt: torch.optim.Optimizer, loss: torch.Tensor | None, params
                    max_norm: float = 1.0, shown_loss: float | None = None) -> torch.Tensor:
     """One update: gradients of ``loss`` (None: already accumulated), clipped to
     ``max_norm``, a stop on a non-finite loss or gradient norm
-    (:func:`.health.check_finite`), then ``opt.step()``. Returns the gradient norm
+    (:func:`.health.check_finite`), then ``opt.step()`` and a stop on weights it made
+    NaN or absurdly large (:func:`.health.check_weights`). Returns the gradient norm
     before clipping. ``shown_loss`` is the loss the health check reports (default ``loss``)."""
-    from .health import check_finite
+    from .health import check_finite, check_weights
 
+    params = list(params)
     if loss is not None:
         opt.zero_grad(set_to_none=True)
         loss.backward()
     norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
     check_finite(step, loss=loss if shown_loss is None else shown_loss, gradient_norm=norm)
     opt.step()
+    check_weights(step, params)
     return norm
 
 
