@@ -191,6 +191,13 @@ def _fake_gguf(tmp_path: Path) -> Path:
     return path
 
 
+def _entries(cache) -> list[str]:
+    """A cache folder's entries, without the tag soundtok marks its cache folders with."""
+    from soundtok.cache import TAG_NAME
+
+    return sorted(p.name for p in cache.iterdir() if p.name != TAG_NAME)
+
+
 def test_gguf_conversion_is_cached_and_atomic(tiny_dir, tmp_path, cache, monkeypatch):
     gguf = _fake_gguf(tmp_path)
     spec = resolve_llm(str(gguf))
@@ -213,7 +220,7 @@ def test_gguf_conversion_is_cached_and_atomic(tiny_dir, tmp_path, cache, monkeyp
     assert not messages[0].startswith("soundtok:") and str(cache) in messages[0]  # the printer adds the prefix
 
     target = cache / f"fake-model-{spec.sha256[:12]}"
-    assert sorted(p.name for p in cache.iterdir()) == [target.name]  # no temp dirs left
+    assert _entries(cache) == [target.name]  # no temp dirs left
     meta = json.loads((target / "soundtok-llm.json").read_text())
     assert meta["gguf_sha256"] == spec.sha256
     assert meta["source_gguf"] == str(gguf.resolve())
@@ -253,7 +260,7 @@ def test_failed_conversion_leaves_nothing(tmp_path, cache, monkeypatch):
     monkeypatch.setattr(convert, "_load_gguf", broken)
     with pytest.raises(ModelError, match="unsupported quantization$"):
         load_llm(spec, progress=lambda message: None)
-    assert list(cache.iterdir()) == []
+    assert _entries(cache) == []
     with pytest.raises(ModelError, match="not been converted"):
         llm_identity(spec)
 
