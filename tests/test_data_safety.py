@@ -109,21 +109,8 @@ def _cli_stdout_to(f, *args):
 
 
 def _cli_keep_stdout(*args):
-    from soundtok.cli import main
-
-    err = io.BytesIO()
-    saved = sys.stderr
-    sys.stderr = io.TextIOWrapper(err, encoding="utf-8", write_through=True)
-    code = 0
-    try:
-        main([str(a) for a in args])
-    except SystemExit as e:
-        code = e.code or 0
-    finally:
-        sys.stderr.flush()
-        sys.stderr.detach()
-        sys.stderr = saved
-    return subprocess.CompletedProcess(args, code, b"", err.getvalue())
+    """conftest.cli in process with stdin and stdout left as they are (stderr captured)."""
+    return _run_main(args, capture_stdout=False)
 
 
 @pytest.mark.parametrize("case", OUTPUT_CASES)
@@ -837,23 +824,32 @@ def cli_closed_stdin(*args):
 
 
 def _cli_keep_stdin(*args):
+    return _run_main(args, capture_stdout=True)
+
+
+def _run_main(args, capture_stdout: bool):
+    """soundtok's main() in this process with stderr (and stdout, if asked) captured;
+    the streams not captured stay as they are."""
     from soundtok.cli import main
 
-    err, out = io.BytesIO(), io.BytesIO()
-    saved = sys.stdout, sys.stderr
-    sys.stdout = io.TextIOWrapper(out, encoding="utf-8", write_through=True)
-    sys.stderr = io.TextIOWrapper(err, encoding="utf-8", write_through=True)
+    names = ("stdout", "stderr") if capture_stdout else ("stderr",)
+    buffers = {name: io.BytesIO() for name in names}
+    saved = {name: getattr(sys, name) for name in names}
+    for name in names:
+        setattr(sys, name, io.TextIOWrapper(buffers[name], encoding="utf-8", write_through=True))
     code = 0
     try:
         main([str(a) for a in args])
     except SystemExit as e:
         code = e.code or 0
     finally:
-        for f in (sys.stdout, sys.stderr):
+        for name in names:
+            f = getattr(sys, name)
             f.flush()
             f.detach()
-        sys.stdout, sys.stderr = saved
-    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
+            setattr(sys, name, saved[name])
+    out = buffers["stdout"].getvalue() if capture_stdout else b""
+    return subprocess.CompletedProcess(args, code, out, buffers["stderr"].getvalue())
 
 
 STREAM_CASES = ["dev-zero-as-audio", "pipe-over-the-limit", "closed-stdin-tokenize", "closed-stdin-detokenize",
